@@ -1,0 +1,1 @@
+"""The aggregator: receives usage streams, validates, dedups, prices and stores them."""

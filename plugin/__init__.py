@@ -1,0 +1,1 @@
+"""The ai-chargeback Kong plugin: resolves who, records what, ships usage events."""
