@@ -1,0 +1,1 @@
+"""Subcommands of `chargeback`; each module defines ``register(subparsers)``."""
