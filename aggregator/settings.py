@@ -1,0 +1,54 @@
+"""Aggregator settings: every default written once, overridable by CHARGEBACK_* env vars."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STORE_DSN = "chdb://./var/chargeback"
+DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
+DEFAULT_HTTP_LISTEN = "127.0.0.1:8080"
+
+
+class AggregatorSettings(BaseSettings):
+    """Settings of one aggregator process.
+
+    store_dsn: ``chdb:///path`` (embedded ClickHouse, the default) or a ClickHouse
+    server URL such as ``http://user:pass@host:8123``; nothing else changes.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CHARGEBACK_", extra="forbid")
+
+    store_dsn: str = DEFAULT_STORE_DSN
+    database: str = Field(default="chargeback", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    # Non-empty: migrations create ON CLUSTER Replicated tables behind Distributed ones.
+    cluster: str = Field(default="", pattern=r"^[A-Za-z0-9_]{0,64}$")
+
+    grpc_listen: str = DEFAULT_GRPC_LISTEN
+    http_listen: str = DEFAULT_HTTP_LISTEN
+    grpc_max_workers: int = Field(default=32, ge=2, le=1024)
+    grpc_max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+
+    # ClickHouse wants few large inserts: coalesce batches from every stream.
+    flush_interval_ms: int = Field(default=1000, ge=1, le=60_000)
+    flush_max_events: int = Field(default=100_000, ge=1)
+    # Above this many events waiting for the store, new batches get RESOURCE_EXHAUSTED.
+    max_pending_events: int = Field(default=1_000_000, ge=1)
+    # How long a stream waits for its batch to be stored before answering RETRY.
+    store_wait_timeout_ms: int = Field(default=30_000, ge=100)
+
+    auth_token: SecretStr | None = None
+    tls_cert_path: str = ""
+    tls_key_path: str = ""
+    tls_client_ca_path: str = ""  # set: clients must present a certificate it signed (mTLS)
+
+    sql_token: SecretStr | None = None
+    raw_retention_days: int = Field(default=0, ge=0)  # 0 keeps raw events forever
+
+    @field_validator("grpc_listen", "http_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value

@@ -1,0 +1,167 @@
+"""The ClickHouse store: one small interface over clickhouse-connect.
+
+Embedded (``chdb:///path``) and server (``http://host:8123``) stores differ only
+in their DSN. The embedded engine runs in this process and allows one opener per
+data directory, so every query goes through this one client, serialized by a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+from .schema import Migration, load_migrations
+
+log = logging.getLogger(__name__)
+
+# Queries that read for people (reports, analyst SQL) must never write.
+READ_ONLY_SETTINGS: Mapping[str, Any] = {"readonly": 2}
+
+
+class StoreError(Exception):
+    """The store could not be reached or refused an operation."""
+
+
+def is_embedded(dsn: str) -> bool:
+    return dsn.startswith("chdb://")
+
+
+class Store:
+    def __init__(self, dsn: str, *, database: str = "chargeback", cluster: str = "") -> None:
+        self.dsn = dsn
+        self.database = database
+        self.cluster = cluster
+        self._lock = threading.RLock()
+        self._client: Client | None = None
+
+    # -- connection -------------------------------------------------------
+    def _connect(self) -> Client:
+        if self._client is None:
+            if is_embedded(self.dsn):
+                path = self.dsn[len("chdb://") :]
+                if path:
+                    Path(path).mkdir(parents=True, exist_ok=True)
+            try:
+                self._client = clickhouse_connect.get_client(dsn=self.dsn)
+            except Exception as exc:  # driver raises many types; callers need one
+                raise StoreError(f"cannot open store {redact_dsn(self.dsn)}: {exc}") from exc
+        return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                finally:
+                    self._client = None
+
+    def ping(self) -> tuple[bool, str]:
+        """(ok, reason) without raising: used by /readyz."""
+        try:
+            with self._lock:
+                self._connect().command("SELECT 1")
+            return True, "ok"
+        except Exception as exc:
+            if not is_embedded(self.dsn):
+                self.close()  # reconnect on the next call
+            return False, f"store unreachable: {type(exc).__name__}"
+
+    # -- schema -----------------------------------------------------------
+    def migrate(self) -> list[str]:
+        """Create the database and apply pending migrations; returns what was applied."""
+        on_cluster = f" ON CLUSTER `{self.cluster}`" if self.cluster else ""
+        engine = "ReplicatedMergeTree" if self.cluster else "MergeTree"
+        applied: list[str] = []
+        with self._lock:
+            client = self._connect()
+            client.command(f"CREATE DATABASE IF NOT EXISTS `{self.database}`{on_cluster}")
+            client.command(
+                f"CREATE TABLE IF NOT EXISTS `{self.database}`.schema_migrations{on_cluster} "
+                "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+                f"ENGINE = {engine} ORDER BY version"
+            )
+            done = {row[0] for row in client.query(f"SELECT version FROM `{self.database}`.schema_migrations").result_rows}
+            for migration in load_migrations():
+                if migration.version in done:
+                    continue
+                self._apply(client, migration)
+                applied.append(f"{migration.version:04d}_{migration.name}")
+        return applied
+
+    def _apply(self, client: Client, migration: Migration) -> None:
+        for statement in migration.render(database=self.database, cluster=self.cluster):
+            try:
+                client.command(statement)
+            except Exception as exc:
+                raise StoreError(f"migration {migration.version:04d}_{migration.name} failed: {exc}") from exc
+        client.insert(
+            f"`{self.database}`.schema_migrations",
+            [[migration.version, migration.name]],
+            column_names=["version", "name"],
+        )
+        log.info("applied migration %04d_%s", migration.version, migration.name)
+
+    # -- data -------------------------------------------------------------
+    def insert_columns(self, table: str, columns: Mapping[str, Sequence[Any]]) -> None:
+        """One columnar insert; returns only after ClickHouse committed it."""
+        names = list(columns)
+        data = [columns[name] for name in names]
+        try:
+            with self._lock:
+                self._connect().insert(
+                    f"`{self.database}`.{table}",
+                    data,
+                    column_names=names,
+                    column_oriented=True,
+                )
+        except StoreError:
+            raise
+        except Exception as exc:
+            if not is_embedded(self.dsn):
+                self.close()
+            raise StoreError(f"insert into {table} failed: {exc}") from exc
+
+    def query(
+        self,
+        sql: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        read_only: bool = True,
+        settings: Mapping[str, Any] | None = None,
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a parameterized query; read-only at the ClickHouse level unless told otherwise."""
+        merged: dict[str, Any] = dict(READ_ONLY_SETTINGS) if read_only else {}
+        if settings:
+            merged.update(settings)
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                result = self._connect().query(sql, parameters=dict(parameters or {}), settings=merged)
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+        log.debug("query took %.1f ms", (time.perf_counter() - started) * 1000)
+        return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+        try:
+            with self._lock:
+                return self._connect().command(sql, parameters=dict(parameters or {}))
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
+
+def redact_dsn(dsn: str) -> str:
+    """DSN safe to log: drops any password."""
+    if "@" in dsn and "://" in dsn:
+        scheme, rest = dsn.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return dsn
