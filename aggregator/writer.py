@@ -119,7 +119,9 @@ class Writer:
             self._pending.append(ticket)
             self._pending_events += len(events)
             metrics.PENDING_EVENTS.set(self._pending_events)
-            if self._pending_events >= self._flush_max_events:
+            # Wake the flush thread when the first batch arrives (it then waits out the
+            # interval) and when enough events are waiting to flush at once.
+            if len(self._pending) == 1 or self._pending_events >= self._flush_max_events:
                 self._cond.notify()
         return ticket
 

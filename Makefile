@@ -1,0 +1,35 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test demo bench proto proto-check clean
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The aggregator on the embedded store in ./var/: gRPC 127.0.0.1:50051, HTTP 127.0.0.1:8080.
+run: $(STAMP)
+	$(BIN)/chargeback serve --store-dsn chdb://./var/chargeback
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# The whole path without Kong: aggregator + real plugin server + Kong harness front + mock LLM.
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from kong_ai_chargeback.aggregator.schema import load_migrations
+from kong_ai_chargeback.aggregator.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_generated_wire_code_is_fresh() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_proto.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_migrations_apply_once_to_the_embedded_store(tmp_path: Path) -> None:
+    store = Store(f"chdb://{tmp_path}")
+    try:
+        applied = store.migrate()
+        assert applied == [f"{m.version:04d}_{m.name}" for m in load_migrations()]
+        assert store.migrate() == []
+        _, rows = store.query("SELECT engine, partition_key FROM system.tables WHERE database='chargeback' AND name='usage_events'")
+        assert rows[0][0] == "ReplacingMergeTree" and "toYYYYMM(started_at)" in rows[0][1]
+    finally:
+        store.close()
+
+
+def test_cluster_rendering_comes_from_the_same_source() -> None:
+    for migration in load_migrations():
+        single = migration.render(database="cb")
+        cluster = migration.render(database="cb", cluster="prod")
+        assert not any("ON CLUSTER" in s or "Replicated" in s or "_local" in s for s in single)
+        creates = [s for s in cluster if s.startswith("CREATE TABLE")]
+        assert all("ON CLUSTER `prod`" in s for s in creates)
+        engines = [s for s in cluster if "MergeTree" in s]
+        assert all("ReplicatedReplacingMergeTree" in s or "ReplicatedMergeTree" in s or "Replicated" in s for s in engines)
+    first = load_migrations()[0].render(database="cb", cluster="prod")
+    assert any("Distributed(`prod`, `cb`, usage_events_local" in s for s in first)

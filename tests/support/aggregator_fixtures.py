@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from kong_ai_chargeback.aggregator.app import Aggregator
+from kong_ai_chargeback.aggregator.settings import AggregatorSettings
+from kong_ai_chargeback.plugin.ids import uuid7
+from kong_ai_chargeback.proto import pb, pb_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_event(**overrides: object) -> pb.UsageEvent:
+    now = int(time.time() * 1000)
+    fields: dict[str, object] = dict(
+        event_id=uuid7(now), kong_request_id="req-1", started_at_unix_ms=now - 50, observed_at_unix_ms=now,
+        tenant="acme", tenant_source=pb.IDENTITY_SOURCE_CONSUMER, team="payments",
+        team_source=pb.IDENTITY_SOURCE_CONSUMER, app="checkout", app_source=pb.IDENTITY_SOURCE_CONSUMER,
+        provider="openai", api_family="openai.chat", requested_model="gpt-4o-mini",
+        served_model="gpt-4o-mini-2024-07-18", input_tokens=120, cached_input_tokens=20, output_tokens=30,
+        reasoning_tokens=0, usage_source=pb.USAGE_SOURCE_PROVIDER, http_status=200, upstream_tries=1,
+        policy_outcome=pb.POLICY_OUTCOME_ALLOWED,
+    )  # fmt: skip
+    fields.update(overrides)
+    return pb.UsageEvent(**fields)  # type: ignore[arg-type]
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> AggregatorSettings:
+    values: dict[str, object] = dict(
+        store_dsn=f"chdb://{tmp_path / 'store'}",
+        grpc_listen=f"127.0.0.1:{free_port()}",
+        http_listen=f"127.0.0.1:{free_port()}",
+        flush_interval_ms=50,
+    )
+    values.update(overrides)
+    return AggregatorSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def aggregator(tmp_path: Path) -> Iterator[Aggregator]:
+    agg = Aggregator(make_settings(tmp_path))
+    agg.start()
+    try:
+        yield agg
+    finally:
+        agg.stop(grace_s=2)
+
+
+def stub_for(agg: Aggregator) -> tuple[grpc.Channel, pb_grpc.UsageIngestStub]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{agg.grpc_port}")
+    return channel, pb_grpc.UsageIngestStub(channel)
+
+
+def count_rows(agg: Aggregator, where: str = "1") -> int:
+    _, rows = agg.store.query(f"SELECT count() FROM chargeback.usage_events FINAL WHERE {where}")
+    return int(rows[0][0])
