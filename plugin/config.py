@@ -1,0 +1,108 @@
+"""The plugin config as the handler uses it: typed, frozen, read once per instance."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .schema import defaults
+
+_DEFAULTS = defaults()
+
+
+@dataclass(frozen=True, slots=True)
+class SenderConfig:
+    """What makes two plugin instances share one sender: same destination, same spool."""
+
+    aggregator_addresses: tuple[str, ...]
+    aggregator_tls: bool
+    aggregator_ca_cert_path: str
+    aggregator_token: str
+    queue_max_events: int
+    batch_max_events: int
+    flush_interval_ms: int
+    spool_dir: str
+    spool_max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PluginConfig:
+    sender: SenderConfig
+    identity_sources: tuple[str, ...]
+    header_tenant: str
+    header_team: str
+    header_app: str
+    header_workload: str
+    default_tenant: str
+    credential_hmac_secret: bytes
+    trace_header: str
+    client_retry_header: str
+    static_tags: Mapping[str, str]
+    usage_capture: str
+    provider: str
+    api_family: str
+    inject_stream_usage: bool
+    max_body_bytes: int
+    route_id: str
+    service_id: str
+
+    @property
+    def trust_headers(self) -> bool:
+        return "headers" in self.identity_sources
+
+    @classmethod
+    def from_kong(cls, raw: Mapping[str, Any] | str) -> PluginConfig:
+        """From Kong's config (a dict, or the JSON string StartInstance carries).
+
+        Missing or null fields take the Schema default; Kong has validated types.
+        """
+        data = json.loads(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+
+        def get(name: str) -> Any:
+            value = data.get(name)
+            return _DEFAULTS[name] if value is None else value
+
+        for address in get("aggregator_addresses"):
+            host, sep, port = str(address).rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"aggregator_addresses: expected host:port, got {address!r}")
+        sender = SenderConfig(
+            aggregator_addresses=tuple(get("aggregator_addresses")),
+            aggregator_tls=bool(get("aggregator_tls")),
+            aggregator_ca_cert_path=get("aggregator_ca_cert_path") or "",
+            aggregator_token=get("aggregator_token") or "",
+            queue_max_events=int(get("queue_max_events")),
+            batch_max_events=int(get("batch_max_events")),
+            flush_interval_ms=int(get("flush_interval_ms")),
+            spool_dir=get("spool_dir"),
+            spool_max_bytes=int(get("spool_max_bytes")),
+        )
+        return cls(
+            sender=sender,
+            identity_sources=tuple(get("identity_sources")),
+            header_tenant=get("header_tenant").lower(),
+            header_team=get("header_team").lower(),
+            header_app=get("header_app").lower(),
+            header_workload=get("header_workload").lower(),
+            default_tenant=get("default_tenant"),
+            credential_hmac_secret=(get("credential_hmac_secret") or "").encode(),
+            trace_header=get("trace_header").lower(),
+            client_retry_header=get("client_retry_header").lower(),
+            static_tags=dict(get("static_tags")),
+            usage_capture=get("usage_capture"),
+            provider=get("provider"),
+            api_family=get("api_family"),
+            inject_stream_usage=bool(get("inject_stream_usage")),
+            max_body_bytes=int(get("max_body_bytes")),
+            route_id=_entity_id(data.get("route_id")),
+            service_id=_entity_id(data.get("service_id")),
+        )
+
+
+def _entity_id(value: Any) -> str:
+    # Kong injects route_id/service_id as a string or as {"id": ...} depending on version.
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) else ""

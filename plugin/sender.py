@@ -1,0 +1,299 @@
+"""Background delivery of usage events to the aggregator over one gRPC stream.
+
+The request path only calls ``EventSender.offer``: a non-blocking put on a
+bounded queue. A real OS thread (kong-pdk's gevent mode does not monkey-patch,
+so blocking I/O in a handler would stall every request) drains the queue into
+batches and streams them. Batches stay in ``_inflight`` until the aggregator
+acks them as stored; on a broken stream the sender backs off with jitter, fails
+over to the next address and resends every unacked batch in order, under the
+same batch and event ids (the aggregator deduplicates by event id).
+
+Events that cannot even be queued are counted, logged, and reported to the
+aggregator as a loss record, so the gap shows in reports instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import random
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from ..proto import pb, pb_grpc
+from .config import SenderConfig
+from .ids import uuid7
+
+log = logging.getLogger("ai-chargeback.sender")
+
+MAX_BATCHES_IN_FLIGHT = 32
+BACKOFF_INITIAL_S = 0.1
+BACKOFF_MAX_S = 10.0
+CLOSE_FLUSH_TIMEOUT_S = 5.0
+
+
+@dataclass
+class SenderCounters:
+    queued: int = 0
+    sent: int = 0  # acked by the aggregator (stored or already stored)
+    spooled: int = 0
+    dropped: int = 0
+    rejected: int = 0  # refused by aggregator validation
+    usage_parse_failures: int = 0
+    reconnects: int = 0
+
+    def as_proto(self) -> pb.SenderStats:
+        return pb.SenderStats(
+            events_queued=self.queued,
+            events_sent=self.sent,
+            events_spooled=self.spooled,
+            events_dropped=self.dropped,
+            usage_parse_failures=self.usage_parse_failures,
+        )
+
+
+@dataclass
+class _PendingLoss:
+    loss_id: str = ""
+    first_ms: int = 0
+    last_ms: int = 0
+    count: int = 0
+    reasons: set[str] = field(default_factory=set)
+
+
+class _Stream:
+    """One open StreamUsage call: an outbound queue feeding gRPC, and a thread reading acks."""
+
+    def __init__(self, channel: grpc.Channel, metadata: list[tuple[str, str]], on_ack, on_broken) -> None:  # type: ignore[no-untyped-def]
+        self.outbound: queue.Queue[pb.UsageBatch | None] = queue.Queue()
+        self.broken = threading.Event()
+        self._responses = pb_grpc.UsageIngestStub(channel).StreamUsage(self._requests(), metadata=metadata or None)
+        self._on_ack = on_ack
+        self._on_broken = on_broken
+        threading.Thread(target=self._read_acks, name="ai-chargeback-acks", daemon=True).start()
+
+    def _requests(self) -> Iterator[pb.UsageBatch]:
+        while (batch := self.outbound.get()) is not None:
+            yield batch
+
+    def _read_acks(self) -> None:
+        try:
+            for ack in self._responses:
+                self._on_ack(ack)
+            reason = "stream closed by aggregator"
+        except grpc.RpcError as exc:
+            reason = f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+        except Exception as exc:  # never let the ack reader die silently
+            reason = f"{type(exc).__name__}: {exc}"
+        self.broken.set()
+        self._on_broken(self, reason)
+
+    def close(self) -> None:
+        self.outbound.put(None)
+        self._responses.cancel()
+
+
+class EventSender:
+    def __init__(self, config: SenderConfig, *, sender_id: str | None = None) -> None:
+        self.config = config
+        self.sender_id = sender_id or f"{socket.gethostname()}/{os.getpid()}/{uuid7()[-8:]}"
+        self.counters = SenderCounters()
+        self._queue: queue.Queue[pb.UsageEvent] = queue.Queue(maxsize=config.queue_max_events)
+        self._inflight: OrderedDict[int, pb.UsageBatch] = OrderedDict()
+        self._lock = threading.Condition()
+        self._loss = _PendingLoss()
+        self._reported_losses: dict[str, _PendingLoss] = {}
+        self._sequence = 0
+        self._address_index = 0
+        self._stream: _Stream | None = None
+        self._channel: grpc.Channel | None = None
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ai-chargeback-sender", daemon=True)
+        self._thread.start()
+
+    # -- request path -------------------------------------------------------
+    def offer(self, event: pb.UsageEvent) -> bool:
+        """Queue an event without blocking. False: it was dropped (and counted)."""
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._record_loss("sender-queue-full", event.started_at_unix_ms)
+            return False
+        with self._lock:
+            self.counters.queued += 1
+        return True
+
+    def _record_loss(self, reason: str, at_ms: int) -> None:
+        with self._lock:
+            loss = self._loss
+            if not loss.loss_id:
+                loss.loss_id, loss.first_ms = uuid7(), at_ms
+                log.error("ai-chargeback: dropping events (%s); a loss record goes to the aggregator", reason)
+            loss.last_ms = at_ms
+            loss.count += 1
+            loss.reasons.add(reason)
+            self.counters.dropped += 1
+
+    # -- sender thread --------------------------------------------------------
+    def _run(self) -> None:
+        backoff_s = BACKOFF_INITIAL_S
+        while not (self._closed.is_set() and self._queue.empty() and not self._inflight):
+            stream = self._stream
+            if stream is None or stream.broken.is_set():
+                if self._closed.is_set() and stream is not None:
+                    return  # shutting down and the aggregator is away: keep nothing waiting
+                if not self._connect():
+                    time.sleep(backoff_s * random.uniform(0.5, 1.5))
+                    backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+                    continue
+                backoff_s = BACKOFF_INITIAL_S
+                continue
+            with self._lock:
+                while len(self._inflight) >= MAX_BATCHES_IN_FLIGHT and not stream.broken.is_set():
+                    self._lock.wait(0.5)
+            if stream.broken.is_set():
+                continue
+            events = self._collect()
+            if not events and not self._loss.count:
+                continue
+            self._send(stream, events)
+
+    def _collect(self) -> list[pb.UsageEvent]:
+        deadline = time.monotonic() + self.config.flush_interval_ms / 1000
+        events: list[pb.UsageEvent] = []
+        while len(events) < self.config.batch_max_events:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                events.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+            if self._closed.is_set() and self._queue.empty():
+                break
+        return events
+
+    def _send(self, stream: _Stream, events: list[pb.UsageEvent]) -> None:
+        with self._lock:
+            self._sequence += 1
+            batch = pb.UsageBatch(
+                batch_id=uuid7(), sender_id=self.sender_id, sequence=self._sequence, events=events,
+                sender_stats=self.counters.as_proto(),
+            )  # fmt: skip
+            if self._loss.count:
+                loss = self._loss
+                self._reported_losses[loss.loss_id] = loss
+                self._loss = _PendingLoss()
+            for loss in self._reported_losses.values():
+                batch.losses.append(
+                    pb.LossRecord(
+                        loss_id=loss.loss_id, first_lost_at_unix_ms=loss.first_ms, last_lost_at_unix_ms=loss.last_ms,
+                        events_lost=loss.count, reason=",".join(sorted(loss.reasons)),
+                    )  # fmt: skip
+                )
+            self._inflight[batch.sequence] = batch
+        stream.outbound.put(batch)
+
+    def _connect(self) -> bool:
+        addresses = self.config.aggregator_addresses
+        address = addresses[self._address_index % len(addresses)]
+        self._address_index += 1
+        try:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel = self._open_channel(address)
+            metadata = [("authorization", f"Bearer {self.config.aggregator_token}")] if self.config.aggregator_token else []
+            stream = _Stream(self._channel, metadata, self._on_ack, self._on_broken)
+        except Exception as exc:
+            log.warning("ai-chargeback: cannot open stream to %s: %s", address, exc)
+            return False
+        with self._lock:
+            self._stream = stream
+            pending = list(self._inflight.values())
+        for batch in pending:  # resend unacked batches in order, same ids
+            stream.outbound.put(batch)
+        return True
+
+    def _open_channel(self, address: str) -> grpc.Channel:
+        options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)]
+        if not self.config.aggregator_tls:
+            return grpc.insecure_channel(address, options=options)
+        root = None
+        if self.config.aggregator_ca_cert_path:
+            with open(self.config.aggregator_ca_cert_path, "rb") as handle:
+                root = handle.read()
+        return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root), options=options)
+
+    def _on_ack(self, ack: pb.BatchAck) -> None:
+        with self._lock:
+            batch = self._inflight.get(ack.sequence)
+            if batch is None or batch.batch_id != ack.batch_id:
+                return
+            if ack.status != pb.BatchAck.STATUS_STORED:
+                stream = self._stream
+                if stream is not None:
+                    stream.outbound.put(batch)  # aggregator asked for a resend
+                return
+            del self._inflight[ack.sequence]
+            self.counters.sent += ack.events_stored + ack.events_duplicate
+            self.counters.rejected += len(ack.rejected)
+            for loss in batch.losses:
+                self._reported_losses.pop(loss.loss_id, None)
+            self._lock.notify_all()
+        for rejection in ack.rejected:
+            log.error("ai-chargeback: aggregator rejected event %s: %s", rejection.event_id, rejection.reason)
+
+    def _on_broken(self, stream: _Stream, reason: str) -> None:
+        if not self._closed.is_set():
+            log.warning("ai-chargeback: stream to aggregator broke (%s); reconnecting", reason)
+        with self._lock:
+            self.counters.reconnects += 1
+            self._lock.notify_all()
+
+    # -- lifecycle --------------------------------------------------------------
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything queued so far is acked (tests, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._queue.empty() and not self._inflight and not self._loss.count:
+                    return True
+                self._lock.wait(0.05)
+        return False
+
+    def close(self, timeout_s: float = CLOSE_FLUSH_TIMEOUT_S) -> None:
+        self._closed.set()
+        self._thread.join(timeout_s)
+        if self._stream is not None:
+            self._stream.close()
+        if self._channel is not None:
+            self._channel.close()
+
+
+_senders: dict[SenderConfig, EventSender] = {}
+_senders_lock = threading.Lock()
+
+
+def sender_for(config: SenderConfig) -> EventSender:
+    """One sender per destination, shared by every plugin instance that names it."""
+    with _senders_lock:
+        sender = _senders.get(config)
+        if sender is None:
+            sender = _senders[config] = EventSender(config)
+        return sender
+
+
+@atexit.register
+def _close_all() -> None:
+    with _senders_lock:
+        senders = list(_senders.values())
+    for sender in senders:
+        sender.close()
