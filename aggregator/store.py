@@ -40,6 +40,12 @@ class Store:
         self.cluster = cluster
         self._lock = threading.RLock()
         self._client: Client | None = None
+        # Reads for people get their own client: in the embedded engine a
+        # per-query `readonly` is applied with SET and cannot be lifted again,
+        # so a refused write would leave the shared session read-only (and
+        # stop ingest). This session is read-only for its whole life instead.
+        self._ro_lock = threading.RLock()
+        self._ro_client: Client | None = None
 
     # -- connection -------------------------------------------------------
     def _connect(self) -> Client:
@@ -54,7 +60,26 @@ class Store:
                 raise StoreError(f"cannot open store {redact_dsn(self.dsn)}: {exc}") from exc
         return self._client
 
+    def _connect_read_only(self) -> Client:
+        if self._ro_client is None:
+            with self._lock:
+                self._connect()  # creates the data directory; one engine per process
+            try:
+                client = clickhouse_connect.get_client(dsn=self.dsn)
+                if is_embedded(self.dsn):
+                    client.command(f"SET readonly = {READ_ONLY_SETTINGS['readonly']}")
+            except Exception as exc:
+                raise StoreError(f"cannot open read-only session on {redact_dsn(self.dsn)}: {exc}") from exc
+            self._ro_client = client
+        return self._ro_client
+
     def close(self) -> None:
+        with self._ro_lock:
+            if self._ro_client is not None:
+                try:
+                    self._ro_client.close()
+                finally:
+                    self._ro_client = None
         with self._lock:
             if self._client is not None:
                 try:
@@ -137,13 +162,20 @@ class Store:
         settings: Mapping[str, Any] | None = None,
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run a parameterized query; read-only at the ClickHouse level unless told otherwise."""
-        merged: dict[str, Any] = dict(READ_ONLY_SETTINGS) if read_only else {}
+        # Server sessions take `readonly` per query; the embedded read-only session has it already.
+        merged: dict[str, Any] = dict(READ_ONLY_SETTINGS) if read_only and not is_embedded(self.dsn) else {}
         if settings:
             merged.update(settings)
         started = time.perf_counter()
         try:
-            with self._lock:
-                result = self._connect().query(sql, parameters=dict(parameters or {}), settings=merged)
+            if read_only:
+                with self._ro_lock:
+                    result = self._connect_read_only().query(sql, parameters=dict(parameters or {}), settings=merged)
+            else:
+                with self._lock:
+                    result = self._connect().query(sql, parameters=dict(parameters or {}), settings=merged)
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(str(exc)) from exc
         log.debug("query took %.1f ms", (time.perf_counter() - started) * 1000)

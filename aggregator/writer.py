@@ -31,6 +31,9 @@ RECENT_IDS_CAPACITY = 2_000_000
 RETRY_BACKOFF_MAX_S = 5.0
 
 Enricher = Callable[[dict[str, list[Any]]], None]
+# Called with the inserted columns only after ClickHouse committed them (the
+# rollup maintainer marks the hours they touched as needing a rebuild).
+AfterInsert = Callable[[dict[str, list[Any]]], None]
 
 
 class Backpressure(Exception):
@@ -83,6 +86,7 @@ class Writer:
         flush_max_events: int = 100_000,
         max_pending_events: int = 1_000_000,
         enrich: Enricher | None = None,
+        after_insert: AfterInsert | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._store = store
@@ -90,6 +94,7 @@ class Writer:
         self._flush_max_events = flush_max_events
         self._max_pending_events = max_pending_events
         self._enrich = enrich
+        self._after_insert = after_insert
         self._clock_ms = clock_ms
         self._recent = RecentIds()
         self._pending: list[Ticket] = []
@@ -193,6 +198,8 @@ class Writer:
                 self._enrich(columns)
             self._store.insert_columns(EVENTS_TABLE, columns)
             metrics.INSERTS.inc()
+            if self._after_insert is not None:
+                self._after_insert(columns)
             self._recent.add_all([e.event_id for e in fresh])
         now = time.perf_counter()
         for ticket in tickets:
