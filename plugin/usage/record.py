@@ -39,7 +39,9 @@ class UsageRecord:
     cache_write_input_tokens: int | None = None
     output_tokens: int | None = None
     reasoning_tokens: int | None = None
-    billable_extras: Mapping[str, int] = field(default=_EMPTY)
+    # A read-only mapping. default_factory, not default: dataclasses rejects an
+    # unhashable default (mappingproxy) as "mutable" and the module would not import.
+    billable_extras: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
     served_model: str = ""
     service_tier: str = ""
     streaming: bool = False
