@@ -21,7 +21,7 @@ import grpc
 from ..proto import pb, pb_grpc
 from . import metrics
 from .validation import Invalid, validate_event
-from .writer import Backpressure, Ticket, Writer
+from .writer import Backpressure, RecentIds, Ticket, Writer
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,19 @@ class IngestService(pb_grpc.UsageIngestServicer):
         return ack
 
 
+_seen_loss_ids = RecentIds(capacity=100_000)
+_seen_loss_lock = threading.Lock()
+
+
 def _record_sender_report(batch: pb.UsageBatch) -> None:
     if batch.HasField("sender_stats") and batch.sender_id:
         stats = batch.sender_stats
         for name in ("events_queued", "events_sent", "events_spooled", "events_dropped", "usage_parse_failures"):
             metrics.SENDER_COUNTER.labels(batch.sender_id[:128], name.removeprefix("events_")).set(getattr(stats, name))
     for loss in batch.losses:
+        with _seen_loss_lock:
+            if loss.loss_id in _seen_loss_ids:
+                continue  # a resent batch carries the same loss record
+            _seen_loss_ids.add_all([loss.loss_id])
         metrics.EVENTS_LOST_REPORTED.labels(loss.reason[:64] or "unknown").inc(loss.events_lost)
         log.error("sender %s reports %d events lost: %s", batch.sender_id, loss.events_lost, loss.reason)

@@ -111,6 +111,7 @@ class EventSender:
         self._lock = threading.Condition()
         self._loss = _PendingLoss()
         self._reported_losses: dict[str, _PendingLoss] = {}
+        self._loss_carriers: dict[str, int] = {}  # loss id -> sequence of the batch carrying it
         self._sequence = 0
         self._address_index = 0
         self._stream: _Stream | None = None
@@ -193,6 +194,9 @@ class EventSender:
                 self._reported_losses[loss.loss_id] = loss
                 self._loss = _PendingLoss()
             for loss in self._reported_losses.values():
+                if self._loss_carriers.get(loss.loss_id) in self._inflight:
+                    continue  # an unacked batch already carries it; resends keep it there
+                self._loss_carriers[loss.loss_id] = self._sequence
                 batch.losses.append(
                     pb.LossRecord(
                         loss_id=loss.loss_id, first_lost_at_unix_ms=loss.first_ms, last_lost_at_unix_ms=loss.last_ms,
@@ -247,6 +251,7 @@ class EventSender:
             self.counters.rejected += len(ack.rejected)
             for loss in batch.losses:
                 self._reported_losses.pop(loss.loss_id, None)
+                self._loss_carriers.pop(loss.loss_id, None)
             self._lock.notify_all()
         for rejection in ack.rejected:
             log.error("ai-chargeback: aggregator rejected event %s: %s", rejection.event_id, rejection.reason)
@@ -264,7 +269,9 @@ class EventSender:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                if self._queue.empty() and not self._inflight and not self._loss.count:
+                counters = self.counters
+                delivered = counters.sent + counters.rejected >= counters.queued
+                if delivered and not self._inflight and not self._loss.count and not self._reported_losses:
                     return True
                 self._lock.wait(0.05)
         return False
