@@ -1,0 +1,1 @@
+"""Test support servers: a mock LLM upstream and a no-op plugin server."""
