@@ -29,8 +29,11 @@ def rlines(buf: bytes) -> Iterator[dict[str, Any]]:
 
 
 def looks_like_ndjson(buf: bytes) -> bool:
-    head = buf[:4096].lstrip()
+    head = buf[:65536].lstrip()
     if not head.startswith(b"{"):
         return False
     nl = head.find(b"\n")
-    return 0 < nl < len(head.rstrip())
+    if nl < 0:
+        return False
+    # The first line must be a whole object (pretty-printed JSON's first line is a lone "{").
+    return head[:nl].rstrip().endswith(b"}") and nl < len(head.rstrip())

@@ -56,7 +56,7 @@ def from_usage(usage: Any, *, note: str = "") -> UsageRecord:
 def parse(body: bytes, *, stream: bool) -> UsageRecord:
     if _sse.looks_like_sse(body):
         return parse_stream(body)
-    if stream or _ndjson.looks_like_ndjson(body):
+    if _ndjson.looks_like_ndjson(body):
         for event in _ndjson.rlines(body):
             if event.get("event_type") == "stream-end":
                 return from_usage(obj(obj(event.get("response")).get("meta")))

@@ -44,7 +44,7 @@ def from_final(doc: Mapping[str, Any]) -> UsageRecord:
 
 
 def parse(body: bytes, *, stream: bool) -> UsageRecord:
-    if stream or _ndjson.looks_like_ndjson(body):
+    if _ndjson.looks_like_ndjson(body):
         model = ""
         for doc in _ndjson.rlines(body):
             model = model or text(doc.get("model"))
