@@ -1,0 +1,1 @@
+"""Pricing at ingest: the public catalog (genai-prices) plus effective-dated overrides."""
