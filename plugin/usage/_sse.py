@@ -149,6 +149,16 @@ def iter_json_events(buf: bytes) -> Iterator[dict[str, Any]]:
             yield value
 
 
+def is_stream(buf: bytes, hint: bool) -> bool:
+    """Whether to read ``buf`` as SSE: the bytes decide, ``hint`` only breaks a tie."""
+    if looks_like_sse(buf):
+        return True
+    head = buf[:64].lstrip()
+    if head.startswith((b"{", b"[")):
+        return False
+    return hint
+
+
 def looks_like_sse(buf: bytes) -> bool:
     head = buf[:64].lstrip()
     return head.startswith((b"data:", b"event:", b":", b"id:", b"retry:"))

@@ -206,13 +206,24 @@ def _parse(exchange: Exchange, cap: int, deployment_models: Mapping[str, str] | 
         if adapter is None:
             record = UsageRecord.none(notes.UNKNOWN_API)
         else:
-            stream = stream_hint or _sse.looks_like_sse(decoded) or _eventstream.looks_like_eventstream(decoded)
             if family == "bedrock.invoke":
-                record = adapter.parse(decoded, stream=stream, headers=headers)
+                record = adapter.parse(decoded, stream=stream_hint, headers=headers)
             else:
-                record = adapter.parse(decoded, stream=stream)
-            stream_hint = stream_hint or stream
+                record = adapter.parse(decoded, stream=stream_hint)
+            stream_hint = _streamed(decoded, stream_hint)
     return _complete(record, exchange, provider, family, stream_hint, deployment_models)
+
+
+def _streamed(body: bytes, hint: bool) -> bool:
+    """Whether the exchange streamed: the body's format decides, the hint only when it cannot."""
+    if _sse.looks_like_sse(body) or _eventstream.looks_like_eventstream(body) or _ndjson.looks_like_ndjson(body):
+        return True
+    head = body[:64].lstrip()
+    if head.startswith(b"["):
+        return True  # Gemini streamGenerateContent without alt=sse: a JSON array of chunks
+    if head.startswith(b"{"):
+        return False
+    return hint
 
 
 def _complete(

@@ -102,7 +102,7 @@ def from_usage(usage: Any, *, model: str = "", note: str = "") -> UsageRecord:
 
 
 def parse(body: bytes, *, stream: bool) -> UsageRecord:
-    if stream or _sse.looks_like_sse(body):
+    if _sse.is_stream(body, stream):
         return parse_stream(body)
     try:
         doc = json.loads(body)

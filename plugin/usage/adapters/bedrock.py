@@ -151,7 +151,7 @@ def from_headers(headers: Mapping[str, Any]) -> UsageRecord | None:
 
 
 def parse(body: bytes, *, stream: bool, headers: Mapping[str, Any] | None = None) -> UsageRecord:
-    if stream or _eventstream.looks_like_eventstream(body):
+    if _eventstream.looks_like_eventstream(body) or (stream and not body[:64].lstrip().startswith(b"{")):
         return parse_stream(body)
     header_record = from_headers(headers or {})
     doc: Any = None

@@ -114,7 +114,7 @@ def parse(body: bytes, *, stream: bool) -> UsageRecord:
     head = body[:64].lstrip()
     if head.startswith(b"["):
         return _parse_array(body)
-    if stream or _sse.looks_like_sse(body):
+    if _sse.is_stream(body, stream):
         return parse_stream(body)
     try:
         doc = json.loads(body)

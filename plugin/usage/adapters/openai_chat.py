@@ -60,7 +60,7 @@ def _from_usage(usage: Any, *, model: str, tier: str, note: str = "") -> UsageRe
 
 
 def parse(body: bytes, *, stream: bool) -> UsageRecord:
-    if stream or _sse.looks_like_sse(body):
+    if _sse.is_stream(body, stream):
         return parse_stream(body)
     try:
         doc = json.loads(body)
