@@ -3,13 +3,18 @@
 The request path only calls ``EventSender.offer``: a non-blocking put on a
 bounded queue. A real OS thread (kong-pdk's gevent mode does not monkey-patch,
 so blocking I/O in a handler would stall every request) drains the queue into
-batches and streams them. Batches stay in ``_inflight`` until the aggregator
-acks them as stored; on a broken stream the sender backs off with jitter, fails
-over to the next address and resends every unacked batch in order, under the
-same batch and event ids (the aggregator deduplicates by event id).
+batches, appends each batch to the spool (see spool.py: durable on disk when
+``spool_dir`` is set) and streams batches from the spool, at most
+``MAX_BATCHES_IN_FLIGHT`` unacked. A batch leaves the spool only when the
+aggregator acks it as stored. On a broken stream the sender backs off with
+jitter, fails over to the next address and resends every unacked batch in
+order under the same batch and event ids (the aggregator deduplicates by event
+id); while disconnected, new batches wait in the spool, and a restarted plugin
+server sends what the previous one left there.
 
-Events that cannot even be queued are counted, logged, and reported to the
-aggregator as a loss record, so the gap shows in reports instead of vanishing.
+Events that can be neither queued nor spooled (queue or spool cap reached) are
+counted, logged, and reported to the aggregator as a loss record carried in the
+next spooled batch, so the gap shows in reports instead of vanishing.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import grpc
 from ..proto import pb, pb_grpc
 from .config import SenderConfig
 from .ids import uuid7
+from .spool import RecordKey, Spool, SpoolFull, open_spool
 
 log = logging.getLogger("ai-chargeback.sender")
 
@@ -62,6 +68,8 @@ class SenderCounters:
 
 @dataclass
 class _PendingLoss:
+    """Drops not yet written into a batch; once in a spooled batch, the spool keeps them."""
+
     loss_id: str = ""
     first_ms: int = 0
     last_ms: int = 0
@@ -107,15 +115,19 @@ class EventSender:
         self.sender_id = sender_id or f"{socket.gethostname()}/{os.getpid()}/{uuid7()[-8:]}"
         self.counters = SenderCounters()
         self._queue: queue.Queue[pb.UsageEvent] = queue.Queue(maxsize=config.queue_max_events)
-        self._inflight: OrderedDict[int, pb.UsageBatch] = OrderedDict()
+        self._spool: Spool = open_spool(config.spool_dir, config.spool_max_bytes, ",".join(config.aggregator_addresses))
+        # sequence -> (spool key, batch); sequences are per stream attempt, ids are forever
+        self._inflight: OrderedDict[int, tuple[RecordKey, pb.UsageBatch]] = OrderedDict()
         self._lock = threading.Condition()
         self._loss = _PendingLoss()
-        self._reported_losses: dict[str, _PendingLoss] = {}
-        self._loss_carriers: dict[str, int] = {}  # loss id -> sequence of the batch carrying it
+        self._unbatched = 0  # events taken off the queue, not yet in the spool
         self._sequence = 0
         self._address_index = 0
         self._stream: _Stream | None = None
         self._channel: grpc.Channel | None = None
+        self._next_connect_at = 0.0
+        self._acked_since_connect = False
+        self._backoff_s = BACKOFF_INITIAL_S
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ai-chargeback-sender", daemon=True)
         self._thread.start()
@@ -126,85 +138,116 @@ class EventSender:
         try:
             self._queue.put_nowait(event)
         except queue.Full:
-            self._record_loss("sender-queue-full", event.started_at_unix_ms)
+            self._record_loss("sender-queue-full", event.started_at_unix_ms, 1)
             return False
         with self._lock:
             self.counters.queued += 1
         return True
 
-    def _record_loss(self, reason: str, at_ms: int) -> None:
+    def _record_loss(self, reason: str, at_ms: int, count: int) -> None:
         with self._lock:
             loss = self._loss
             if not loss.loss_id:
                 loss.loss_id, loss.first_ms = uuid7(), at_ms
                 log.error("ai-chargeback: dropping events (%s); a loss record goes to the aggregator", reason)
-            loss.last_ms = at_ms
-            loss.count += 1
+            loss.first_ms = min(loss.first_ms, at_ms)
+            loss.last_ms = max(loss.last_ms, at_ms)
+            loss.count += count
             loss.reasons.add(reason)
-            self.counters.dropped += 1
+            self.counters.dropped += count
 
     # -- sender thread --------------------------------------------------------
     def _run(self) -> None:
-        backoff_s = BACKOFF_INITIAL_S
-        while not (self._closed.is_set() and self._queue.empty() and not self._inflight):
-            stream = self._stream
-            if stream is None or stream.broken.is_set():
-                if self._closed.is_set() and stream is not None:
-                    return  # shutting down and the aggregator is away: keep nothing waiting
-                if not self._connect():
-                    time.sleep(backoff_s * random.uniform(0.5, 1.5))
-                    backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
-                    continue
-                backoff_s = BACKOFF_INITIAL_S
-                continue
-            with self._lock:
-                while len(self._inflight) >= MAX_BATCHES_IN_FLIGHT and not stream.broken.is_set():
-                    self._lock.wait(0.5)
-            if stream.broken.is_set():
-                continue
-            events = self._collect()
-            if not events and not self._loss.count:
-                continue
-            self._send(stream, events)
+        while True:
+            connected = self._ensure_stream()
+            if self._closed.is_set() and self._queue.empty() and (not connected or self._drained()):
+                return
+            can_send = connected and len(self._inflight) < MAX_BATCHES_IN_FLIGHT
+            backlog = not (can_send and self._acked_since_connect)
+            wait_s = 0.0 if can_send and self._spool.unsent_count else self.config.flush_interval_ms / 1000
+            if not connected:
+                wait_s = min(wait_s, max(self._next_connect_at - time.monotonic(), 0.01))
+            self._spool_events(self._collect(wait_s), backlog=backlog)
+            if can_send:
+                self._send_from_spool()
 
-    def _collect(self) -> list[pb.UsageEvent]:
-        deadline = time.monotonic() + self.config.flush_interval_ms / 1000
+    def _drained(self) -> bool:
+        with self._lock:
+            return not self._inflight and not self._spool.unsent_count and not self._loss.count
+
+    def _collect(self, wait_s: float) -> list[pb.UsageEvent]:
         events: list[pb.UsageEvent] = []
+        deadline = time.monotonic() + wait_s
         while len(events) < self.config.batch_max_events:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
             try:
-                events.append(self._queue.get(timeout=remaining))
+                remaining = deadline - time.monotonic()
+                event = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if self._closed.is_set() and self._queue.empty():
-                break
+            events.append(event)
+            self._unbatched += 1
         return events
 
-    def _send(self, stream: _Stream, events: list[pb.UsageEvent]) -> None:
+    def _spool_events(self, events: list[pb.UsageEvent], *, backlog: bool) -> None:
         with self._lock:
-            self._sequence += 1
-            batch = pb.UsageBatch(
-                batch_id=uuid7(), sender_id=self.sender_id, sequence=self._sequence, events=events,
-                sender_stats=self.counters.as_proto(),
-            )  # fmt: skip
-            if self._loss.count:
-                loss = self._loss
-                self._reported_losses[loss.loss_id] = loss
-                self._loss = _PendingLoss()
-            for loss in self._reported_losses.values():
-                if self._loss_carriers.get(loss.loss_id) in self._inflight:
-                    continue  # an unacked batch already carries it; resends keep it there
-                self._loss_carriers[loss.loss_id] = self._sequence
-                batch.losses.append(
-                    pb.LossRecord(
-                        loss_id=loss.loss_id, first_lost_at_unix_ms=loss.first_ms, last_lost_at_unix_ms=loss.last_ms,
-                        events_lost=loss.count, reason=",".join(sorted(loss.reasons)),
-                    )  # fmt: skip
-                )
-            self._inflight[batch.sequence] = batch
-        stream.outbound.put(batch)
+            has_loss = bool(self._loss.count)
+        if not events and not has_loss:
+            return
+        batch = pb.UsageBatch(batch_id=uuid7(), sender_id=self.sender_id, events=events)
+        with self._lock:
+            loss = self._loss
+            if loss.count:
+                batch.losses.append(pb.LossRecord(
+                    loss_id=loss.loss_id, first_lost_at_unix_ms=loss.first_ms, last_lost_at_unix_ms=loss.last_ms,
+                    events_lost=loss.count, reason=",".join(sorted(loss.reasons)),
+                ))  # fmt: skip
+        try:
+            self._spool.append(batch)
+        except SpoolFull as exc:
+            self._unbatched -= len(events)
+            if events:
+                self._record_loss("spool-full", events[0].started_at_unix_ms, len(events))
+            log.error("ai-chargeback: %s", exc)
+            return
+        except OSError as exc:
+            self._unbatched -= len(events)
+            if events:
+                self._record_loss("spool-write-failed", events[0].started_at_unix_ms, len(events))
+            log.error("ai-chargeback: cannot write spool: %s", exc)
+            return
+        with self._lock:
+            self._unbatched -= len(events)
+            if batch.losses:
+                self._loss = _PendingLoss()  # now durable inside the batch
+            if backlog:
+                self.counters.spooled += len(events)
+
+    def _send_from_spool(self) -> None:
+        stream = self._stream
+        while stream is not None and not stream.broken.is_set() and len(self._inflight) < MAX_BATCHES_IN_FLIGHT:
+            record = self._spool.next_unsent()
+            if record is None:
+                return
+            key, batch = record
+            with self._lock:
+                self._sequence += 1
+                batch.sequence = self._sequence
+                batch.sender_stats.CopyFrom(self.counters.as_proto())
+                self._inflight[batch.sequence] = (key, batch)
+            stream.outbound.put(batch)
+
+    def _ensure_stream(self) -> bool:
+        stream = self._stream
+        if stream is not None and not stream.broken.is_set():
+            return True
+        if time.monotonic() < self._next_connect_at:
+            return False
+        # Streams open lazily, so success shows only in an ack (which resets the
+        # backoff); every attempt pushes the next one out, with jitter so many
+        # gateway nodes do not reconnect in step.
+        self._next_connect_at = time.monotonic() + self._backoff_s * random.uniform(0.5, 1.5)
+        self._backoff_s = min(self._backoff_s * 2, BACKOFF_MAX_S)
+        return self._connect()
 
     def _connect(self) -> bool:
         addresses = self.config.aggregator_addresses
@@ -221,7 +264,8 @@ class EventSender:
             return False
         with self._lock:
             self._stream = stream
-            pending = list(self._inflight.values())
+            self._acked_since_connect = False
+            pending = [batch for _, batch in self._inflight.values()]
         for batch in pending:  # resend unacked batches in order, same ids
             stream.outbound.put(batch)
         return True
@@ -238,21 +282,22 @@ class EventSender:
 
     def _on_ack(self, ack: pb.BatchAck) -> None:
         with self._lock:
-            batch = self._inflight.get(ack.sequence)
-            if batch is None or batch.batch_id != ack.batch_id:
+            entry = self._inflight.get(ack.sequence)
+            if entry is None or entry[1].batch_id != ack.batch_id:
                 return
+            key, batch = entry
             if ack.status != pb.BatchAck.STATUS_STORED:
                 stream = self._stream
                 if stream is not None:
-                    stream.outbound.put(batch)  # aggregator asked for a resend
+                    stream.outbound.put(batch)  # the aggregator asked for a resend
                 return
             del self._inflight[ack.sequence]
+            self._acked_since_connect = True
+            self._backoff_s = BACKOFF_INITIAL_S
             self.counters.sent += ack.events_stored + ack.events_duplicate
             self.counters.rejected += len(ack.rejected)
-            for loss in batch.losses:
-                self._reported_losses.pop(loss.loss_id, None)
-                self._loss_carriers.pop(loss.loss_id, None)
             self._lock.notify_all()
+        self._spool.ack(key)
         for rejection in ack.rejected:
             log.error("ai-chargeback: aggregator rejected event %s: %s", rejection.event_id, rejection.reason)
 
@@ -265,24 +310,27 @@ class EventSender:
 
     # -- lifecycle --------------------------------------------------------------
     def flush(self, timeout_s: float) -> bool:
-        """Wait until everything queued so far is acked (tests, shutdown)."""
+        """Wait until everything offered so far is acked or counted as lost (tests, shutdown)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
-                counters = self.counters
-                delivered = counters.sent + counters.rejected >= counters.queued
-                if delivered and not self._inflight and not self._loss.count and not self._reported_losses:
+                # Every queued event is in the queue, being batched, spooled unsent, in flight,
+                # acked, or counted lost; only the last two are settled.
+                if (self._queue.empty() and not self._unbatched and not self._inflight
+                        and not self._spool.unsent_count and not self._loss.count):  # fmt: skip
                     return True
                 self._lock.wait(0.05)
         return False
 
     def close(self, timeout_s: float = CLOSE_FLUSH_TIMEOUT_S) -> None:
+        """Stop: deliver what can be delivered within the timeout; the rest stays spooled."""
         self._closed.set()
         self._thread.join(timeout_s)
         if self._stream is not None:
             self._stream.close()
         if self._channel is not None:
             self._channel.close()
+        self._spool.close()
 
 
 _senders: dict[SenderConfig, EventSender] = {}

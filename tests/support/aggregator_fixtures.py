@@ -10,6 +10,7 @@ import pytest
 
 from kong_ai_chargeback.aggregator.app import Aggregator
 from kong_ai_chargeback.aggregator.settings import AggregatorSettings
+from kong_ai_chargeback.plugin.config import SenderConfig
 from kong_ai_chargeback.plugin.ids import uuid7
 from kong_ai_chargeback.proto import pb, pb_grpc
 
@@ -64,3 +65,12 @@ def stub_for(agg: Aggregator) -> tuple[grpc.Channel, pb_grpc.UsageIngestStub]:
 def count_rows(agg: Aggregator, where: str = "1") -> int:
     _, rows = agg.store.query(f"SELECT count() FROM chargeback.usage_events FINAL WHERE {where}")
     return int(rows[0][0])
+
+
+def sender_config(*addresses: str, **overrides: object) -> SenderConfig:
+    values: dict[str, object] = dict(
+        aggregator_addresses=addresses, aggregator_tls=False, aggregator_ca_cert_path="", aggregator_token="",
+        queue_max_events=10_000, batch_max_events=200, flush_interval_ms=20, spool_dir="", spool_max_bytes=1 << 20,
+    )  # fmt: skip
+    values.update(overrides)
+    return SenderConfig(**values)  # type: ignore[arg-type]
