@@ -110,6 +110,9 @@ class ExternalPlugin:
         self.pdk_calls: collections.Counter[str] = collections.Counter()
         self._counter_lock = threading.Lock()
 
+    def set_failure_sink(self, sink: FailureSink | None) -> None:
+        self._on_failure = sink
+
     @property
     def phases(self) -> tuple[str, ...]:
         return self.info.phases

@@ -131,6 +131,10 @@ class RequestContext:
     upstream_host: str = ""
     upstream_port: int = 0
     upstream_uri: str = ""
+    # $args after kong.service.request.set_raw_query / clear_query_arg;
+    # $request_uri (get_path_with_query) keeps the original.
+    args_override: str | None = None
+    response_body_capture: bytearray = field(default_factory=bytearray, repr=False)
 
     ctx_shared: dict[str, Any] = field(default_factory=dict)
     ngx_ctx: dict[str, Any] = field(default_factory=dict)
@@ -181,6 +185,8 @@ class RequestContext:
 
     @property
     def raw_query(self) -> str:
+        if self.args_override is not None:
+            return self.args_override
         idx = self.request_uri.find("?", 1)
         return "" if idx < 0 else self.request_uri[idx + 1 :]
 

@@ -488,7 +488,7 @@ def build_registry(env: PdkEnvironment) -> dict[str, PdkMethod]:
     @pdk("kong.service.request.set_raw_query")
     def _(ctx: RequestContext, query: Any = None) -> None:
         check_phase(ctx.phase, ph.ACCESS_AND_REWRITE)
-        ctx.ngx_ctx["__upstream_query"] = _str_arg(query, "query must be a string")
+        ctx.args_override = _str_arg(query, "query must be a string")
 
     # ----- kong.service.response -----
 
