@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "usage_events"
 RECENT_IDS_CAPACITY = 2_000_000
+RECENT_IDS_WINDOW_HOURS = 24
 RETRY_BACKOFF_MAX_S = 5.0
 
 Enricher = Callable[[dict[str, list[Any]]], None]
@@ -105,7 +106,25 @@ class Writer:
         self.store_healthy = True
 
     def start(self) -> None:
+        self._remember_recent_ids()
         self._thread.start()
+
+    def _remember_recent_ids(self) -> None:
+        """Reload ids stored in the last RECENT_IDS_WINDOW_HOURS, so a restart (even after
+        kill -9) still recognizes batches a sender resends because their ack was lost."""
+        try:
+            _, rows = self._store.query(
+                f"SELECT toString(event_id) FROM `{self._store.database}`.{EVENTS_TABLE} "
+                "WHERE ingested_at >= now64(3) - toIntervalHour({hours:UInt32}) "
+                "ORDER BY ingested_at DESC LIMIT {limit:UInt64}",
+                {"hours": RECENT_IDS_WINDOW_HOURS, "limit": RECENT_IDS_CAPACITY},
+            )
+        except StoreError as exc:
+            log.warning("could not reload recent event ids (duplicates still collapse in the store): %s", exc)
+            return
+        self._recent.add_all([row[0] for row in reversed(rows)])
+        if rows:
+            log.info("remembered %d recently stored event ids", len(rows))
 
     @property
     def pending_events(self) -> int:
