@@ -112,7 +112,10 @@ def test_eventstream_round_trip_and_errors() -> None:
     assert _eventstream.decode(b"".join(frames)[:-3]).truncated
     corrupt = bytearray(frames[0])
     corrupt[20] ^= 1
-    assert _eventstream.decode(bytes(corrupt)).crc_error
+    lazy = _eventstream.decode(bytes(corrupt))
+    assert not lazy.crc_error and not lazy.messages[0].crc_ok()  # message CRC: checked on the frames read
+    corrupt[5] ^= 1
+    assert _eventstream.decode(bytes(corrupt)).crc_error  # prelude CRC: checked before trusting a length
     assert _eventstream.looks_like_eventstream(frames[0]) and not _eventstream.looks_like_eventstream(b'{"a": 1}' * 4)
 
 
@@ -144,3 +147,12 @@ def test_invalid_counts_are_missing_not_zero() -> None:
     rec = parse_usage(Exchange("/v1/chat/completions", body))
     assert rec.input_tokens is None and rec.output_tokens is None
     assert rec.note == "invalid-count"  # the reason there is no usage
+
+
+def test_large_embeddings_fast_path_matches_full_parse() -> None:
+    body = {"object": "list", "data": [{"object": "embedding", "index": i, "embedding": [0.125] * 1536} for i in range(3)], "model": "text-embedding-3-large", "usage": {"prompt_tokens": 33, "total_tokens": 33}}
+    raw = json.dumps(body).encode()
+    rec = parse_usage(Exchange("/v1/embeddings", raw))
+    assert (rec.input_tokens, rec.output_tokens, rec.served_model) == (33, 0, "text-embedding-3-large")  # output 0: embeddings generate nothing
+    small = parse_usage(Exchange("/v1/embeddings", json.dumps(dict(body, data=[])).encode()))
+    assert (small.input_tokens, small.output_tokens, small.served_model) == (33, 0, "text-embedding-3-large")

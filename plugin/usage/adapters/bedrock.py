@@ -222,53 +222,64 @@ def _chunk_json(payload: bytes) -> Mapping[str, Any] | None:
     return inner if isinstance(inner, Mapping) else None
 
 
+_TAIL = 6  # metadata / the metrics chunk are the last frames; look no further back than this
+
+
+def _read_json(msg: _eventstream.Message, bad: list[str]) -> Any:
+    if not msg.crc_ok():
+        bad.append(notes.EVENTSTREAM_CRC)
+        return None
+    try:
+        return json.loads(msg.payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        bad.append(notes.MALFORMED)
+        return None
+
+
 def parse_stream(body: bytes) -> UsageRecord:
     decoded = _eventstream.decode(body)
-    note = ""
+    bad: list[str] = []
     if decoded.crc_error:
-        note = notes.join(note, notes.EVENTSTREAM_CRC)
+        bad.append(notes.EVENTSTREAM_CRC)
     if decoded.malformed:
-        note = notes.join(note, notes.MALFORMED)
+        bad.append(notes.MALFORMED)
     messages = decoded.messages
-    if any(m.message_type == "exception" for m in messages):
-        note = notes.join(note, notes.UPSTREAM_ERROR)
+    tail = messages[-_TAIL:]
+    if any(m.message_type == "exception" for m in tail):
+        bad.append(notes.UPSTREAM_ERROR)
 
-    # ConverseStream: the metadata event (last).
-    for msg in reversed(messages):
+    # ConverseStream: the metadata event is the last one.
+    for msg in reversed(tail):
         if msg.event_type == "metadata":
-            try:
-                doc = json.loads(msg.payload)
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                return none_record(notes.join(note, notes.MALFORMED))
-            if not isinstance(doc, Mapping):
-                return none_record(notes.join(note, notes.MALFORMED))
-            if decoded.truncated:
-                note = notes.join(note, notes.STREAM_TRUNCATED)
-            return from_token_usage(doc.get("usage"), tier=_tier(doc), note=note)
+            doc = _read_json(msg, bad)
+            if isinstance(doc, Mapping):
+                note = notes.join(*bad, notes.STREAM_TRUNCATED if decoded.truncated else "")
+                return from_token_usage(doc.get("usage"), tier=_tier(doc), note=note)
+            break
 
-    # InvokeModelWithResponseStream: base64 native chunks, metrics on the last.
-    chunks = [m for m in messages if m.event_type == "chunk"]
-    if chunks:
+    # InvokeModelWithResponseStream: base64 native chunks, invocation metrics on the last.
+    if any(m.event_type == "chunk" for m in tail):
         natives: list[Mapping[str, Any]] = []
-        for msg in reversed(chunks):
+        for msg in reversed(tail):
+            if msg.event_type != "chunk" or not msg.crc_ok():
+                continue
             inner = _chunk_json(msg.payload)
             if inner is None:
                 continue
             metrics = inner.get(_METRICS)
             if isinstance(metrics, Mapping):
-                if decoded.truncated:
-                    note = notes.join(note, notes.STREAM_TRUNCATED)
+                note = notes.join(*bad, notes.STREAM_TRUNCATED if decoded.truncated else "")
                 return _from_metrics(metrics, note)
             natives.append(inner)
         natives.reverse()
-        truncated = decoded.truncated or not any(n.get("type") == "message_stop" for n in natives[-2:])
-        if truncated:
-            note = notes.join(note, notes.STREAM_TRUNCATED)
-        start = next((n for n in natives if n.get("type") == "message_start"), None)
+        # No metrics: combine Anthropic's own message_start (first chunk) and message_delta events.
+        first = _chunk_json(messages[0].payload) if messages and messages[0].event_type == "chunk" else None
+        start = first if isinstance(first, Mapping) and first.get("type") == "message_start" else None
         deltas = [n for n in natives if n.get("type") == "message_delta"]
+        truncated = decoded.truncated or not any(n.get("type") == "message_stop" for n in natives)
+        note = notes.join(*bad, notes.STREAM_TRUNCATED if truncated else "")
         if start is not None or deltas:
-            record = anthropic_messages.from_stream_events(start, deltas, note=note)
-            return record
+            return anthropic_messages.from_stream_events(start, deltas, note=note)
         return none_record(notes.join(note, notes.NO_USAGE))
 
-    return none_record(notes.join(note, notes.STREAM_TRUNCATED, notes.NO_USAGE))
+    return none_record(notes.join(*bad, notes.STREAM_TRUNCATED, notes.NO_USAGE))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from .. import notes
 from .._values import Invalid, count, text
@@ -19,15 +20,44 @@ from ..record import UsageRecord
 from ._common import none_record, provider_record
 
 
+_DECODER = json.JSONDecoder()
+_FAST_PATH_BYTES = 8192
+
+
+def _value_after(body: bytes, key: bytes) -> Any:
+    """The JSON value of the last ``"key":`` in ``body``, parsed alone (no full-document parse)."""
+    i = body.rfind(key)
+    if i < 0:
+        return None
+    colon = body.find(b":", i + len(key))
+    if colon < 0 or body[i + len(key) : colon].strip():
+        return None
+    tail = body[colon + 1 : colon + 1 + 4096].decode("utf-8", "replace").lstrip()
+    try:
+        value, _ = _DECODER.raw_decode(tail)
+    except (ValueError, RecursionError):
+        return None
+    return value
+
+
 def parse(body: bytes, *, stream: bool = False) -> UsageRecord:
+    if len(body) > _FAST_PATH_BYTES:
+        # Vectors are numbers (or base64 strings): the only "usage" / "model" keys are the top-level ones,
+        # so a large response need not be parsed whole.
+        usage = _value_after(body, b'"usage"')
+        if isinstance(usage, Mapping) and "prompt_tokens" in usage:
+            model = _value_after(body, b'"model"')
+            return _record(usage, text(model))
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return none_record(notes.MALFORMED)
     if not isinstance(doc, dict):
         return none_record(notes.MALFORMED)
-    model = text(doc.get("model"))
-    usage = doc.get("usage")
+    return _record(doc.get("usage"), text(doc.get("model")))
+
+
+def _record(usage: Any, model: str) -> UsageRecord:
     if not isinstance(usage, Mapping):
         return provider_record(input_tokens=None, output_tokens=None, model=model)
     flag = Invalid()
