@@ -169,17 +169,18 @@ def parse_usage(
 
 
 def _resolve(exchange: Exchange) -> tuple[str, str]:
+    """Plugin pin first; then the upstream host (it names the provider better than a path-only
+    guess made in the access phase); then the request facts; then the path."""
     facts = exchange.facts
     provider = exchange.provider if _pinned(exchange.provider) else ""
     family = exchange.api_family if _pinned(exchange.api_family) else ""
+    det_provider, det_family = detect.detect_family(exchange.path, host=exchange.host, content_type=exchange.content_type)
+    if not provider and exchange.host:
+        provider = det_provider
     if facts is not None:
         provider = provider or facts.provider
         family = family or facts.api_family
-    if not provider or not family:
-        det_provider, det_family = detect.detect_family(exchange.path, host=exchange.host, content_type=exchange.content_type)
-        provider = provider or det_provider
-        family = family or det_family
-    return provider, family
+    return provider or det_provider, family or det_family
 
 
 def _parse(exchange: Exchange, cap: int, deployment_models: Mapping[str, str] | None) -> UsageRecord:

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from kong_ai_chargeback.plugin import usage
+from kong_ai_chargeback.plugin.usage import estimate as estimate_module
 from kong_ai_chargeback.plugin.usage import (
     Exchange,
     RequestFacts,
@@ -242,7 +243,50 @@ def test_estimate_is_labelled() -> None:
     rec = estimate_usage(facts, Exchange("/v1/chat/completions", body))
     assert rec.source is UsageSource.ESTIMATED
     assert rec.input_tokens == facts.estimated_prompt_tokens
-    assert rec.output_tokens == 2  # "hello world" in o200k_base
+    if usage.estimate.tokenizer_available():
+        assert rec.output_tokens == 2  # "hello world" in o200k_base
+        assert "tokenizer=o200k_base" in rec.note.split(",")
     assert rec.note.startswith("estimated")
     rec = estimate_usage(facts, None)
     assert rec.output_tokens is None and "completion-not-visible" in rec.note
+
+
+def test_estimate_degrades_to_labelled_heuristic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(estimate_module, "_toktok", lambda: None)
+    facts, _ = prepare_request("/v1/messages", b'{"model":"claude","messages":[{"role":"user","content":"abcdefgh"}]}', estimate_prompt=True)
+    assert facts.estimated_prompt_tokens == 2 + 4 + 3  # 8 ASCII chars / 4 + one message's framing + reply priming
+    delta = {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "\u00e9t\u00e9 abcd"}}
+    body = b"event: content_block_delta\ndata: " + json.dumps(delta).encode() + b"\n\n"
+    rec = estimate_usage(facts, Exchange("/v1/messages", body, content_type="text/event-stream"))
+    assert rec.output_tokens == 2 + 2  # "été abcd": 6 ASCII chars -> (6 + 3) // 4 = 2, plus 2 non-ASCII chars at 1 each
+    assert "heuristic-chars" in rec.note.split(",")
+
+
+def test_prepare_request_more_cases() -> None:
+    # Azure on a new API version: injection allowed
+    facts, new = prepare_request("/openai/deployments/d/chat/completions?api-version=2024-10-21", b'{"stream":true,"messages":[]}', host="x.openai.azure.com")
+    assert new is not None and facts.provider == "azure" and facts.requested_model == "d"
+    # Ollama native streams by default; no injection there (counts come on the done object)
+    facts, new = prepare_request("/api/chat", b'{"model":"llama3.2","messages":[]}')
+    assert facts.streaming and new is None and facts.requested_model == "llama3.2"
+    # Gemini: the URL says streaming and names the model
+    facts, new = prepare_request("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", b'{"contents":[]}')
+    assert facts.streaming and facts.requested_model == "gemini-2.5-flash" and new is None
+    # Bedrock: model id from the URL, normalized
+    facts, _ = prepare_request("/model/us.anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream", b'{"messages":[]}')
+    assert facts.streaming and facts.requested_model == "anthropic.claude-3-haiku-20240307-v1:0"
+    # BOM and whitespace before the object: spliced after the brace
+    facts, new = prepare_request("/v1/chat/completions", b'\xef\xbb\xbf  {"stream":true}')
+    assert new == b'\xef\xbb\xbf  {"stream_options":{"include_usage":true},"stream":true}'
+    # NaN in a body that must be re-serialized: left alone rather than corrupted
+    facts, new = prepare_request("/v1/chat/completions", b'{"stream":true,"stream_options":null,"temperature":NaN}')
+    assert new is None and not facts.usage_injected
+    # include_usage explicitly false: the client opted out, we still need the count
+    facts, new = prepare_request("/v1/chat/completions", b'{"stream":true,"stream_options":{"include_usage":false}}')
+    assert new is not None and json.loads(new)["stream_options"] == {"include_usage": True}
+    # completions too
+    facts, new = prepare_request("/v1/completions", b'{"model":"gpt-3.5-turbo-instruct","prompt":"x","stream":true}')
+    assert new is not None and facts.api_family == "openai.completions"
+    # injection disabled by config
+    facts, new = prepare_request("/v1/chat/completions", b'{"stream":true}', inject_stream_usage=False)
+    assert new is None and not facts.usage_injected
