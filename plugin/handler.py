@@ -16,8 +16,9 @@ estimate                          request.get_raw_body, set_serialize_value,  3
 ai_proxy                          log.serialize                               1
 ================================  =========================================  ===
 
-With ``api_family: auto`` and a provider whose streaming shows only in the URL
-(auto, gemini, vertex, bedrock, ollama) access adds ``request.get_path``.
+With ``api_family: auto``, access adds ``request.get_path`` in buffered mode and
+for providers whose streaming shows only in the URL (auto, gemini, vertex,
+bedrock, ollama).
 
 Request facts travel from access to log through ``kong.log.set_serialize_value``
 (they come back inside serialize()) only when log needs them.
@@ -71,7 +72,8 @@ class Plugin:
             return
         body = _bytes(kong.request.get_raw_body())
         path = ""
-        if config.api_family == "auto" and config.provider not in BODY_SIGNALS_STREAMING:
+        # The path tells the API family (and so whether include_usage can be injected).
+        if config.api_family == "auto" and (mode == "buffered" or config.provider not in BODY_SIGNALS_STREAMING):
             path = _text(kong.request.get_path())
         facts, _ = prepare_request(path, body, provider=config.provider, api_family=config.api_family,
                                    inject_stream_usage=False, max_body_bytes=config.max_body_bytes)  # fmt: skip
