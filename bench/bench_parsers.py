@@ -27,7 +27,7 @@ from typing import Any
 from kong_ai_chargeback.plugin.usage import Exchange, parse_usage
 from kong_ai_chargeback.plugin.usage._eventstream import encode_event
 
-WORDS = "the quick brown fox jumps over the lazy dog and keeps running through the forest".split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "and", "keeps", "running", "through", "the", "forest"]
 
 
 def _text(n: int) -> str:
@@ -81,7 +81,10 @@ def responses_json(size: int) -> tuple[str, str, bytes]:
 def responses_sse(size: int) -> tuple[str, str, bytes]:
     pieces = _pieces(size // 2, 130)
     events: list[Any] = [{"type": "response.created", "sequence_number": 0, "response": {"id": "resp_1", "model": "gpt-5", "output": [], "usage": None}}]
-    events += [{"type": "response.output_text.delta", "sequence_number": i, "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": w} for i, w in enumerate(pieces)]
+    events += [
+        {"type": "response.output_text.delta", "sequence_number": i, "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": w}
+        for i, w in enumerate(pieces)
+    ]
     _, _, final = responses_json(size // 2)
     events.append({"type": "response.completed", "sequence_number": len(events), "response": json.loads(final)})
     return "/v1/responses", "text/event-stream", _sse(events, named=True)
@@ -97,7 +100,11 @@ def anthropic_sse(size: int) -> tuple[str, str, bytes]:
     events: list[Any] = [{"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5", "content": [], "usage": {"input_tokens": 800, "cache_read_input_tokens": 150, "cache_creation_input_tokens": 50, "output_tokens": 1}}},
                          {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}]  # fmt: skip
     events += [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}} for w in _pieces(size, 120)]
-    events += [{"type": "content_block_stop", "index": 0}, {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 503}}, {"type": "message_stop"}]
+    events += [
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 503}},
+        {"type": "message_stop"},
+    ]
     return "/v1/messages", "text/event-stream", _sse(events, named=True)
 
 
@@ -111,7 +118,12 @@ def gemini_sse(size: int) -> tuple[str, str, bytes]:
     pieces = _pieces(size, 260)
     events = []
     for i, w in enumerate(pieces):
-        chunk: dict[str, Any] = {"candidates": [{"content": {"parts": [{"text": w}], "role": "model"}, "index": 0}], "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": i + 1, "totalTokenCount": 10 + i}, "modelVersion": "gemini-2.5-flash", "responseId": "r"}
+        chunk: dict[str, Any] = {
+            "candidates": [{"content": {"parts": [{"text": w}], "role": "model"}, "index": 0}],
+            "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": i + 1, "totalTokenCount": 10 + i},
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "r",
+        }
         if i == len(pieces) - 1:
             chunk["candidates"][0]["finishReason"] = "STOP"
         chunk["type"] = "x"
@@ -141,7 +153,14 @@ def bedrock_invoke_eventstream(size: int) -> tuple[str, str, bytes]:
 
     frames = [chunk({"type": "message_start", "message": {"model": "claude", "usage": {"input_tokens": 14, "output_tokens": 1}}})]
     frames += [chunk({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}}) for w in _pieces(size, 220)]
-    frames.append(chunk({"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": 14, "outputTokenCount": 6, "invocationLatency": 412, "firstByteLatency": 301}}))
+    frames.append(
+        chunk(
+            {
+                "type": "message_stop",
+                "amazon-bedrock-invocationMetrics": {"inputTokenCount": 14, "outputTokenCount": 6, "invocationLatency": 412, "firstByteLatency": 301},
+            }
+        )
+    )
     return "/model/anthropic.claude-v2/invoke-with-response-stream", "application/vnd.amazon.eventstream", b"".join(frames)
 
 
@@ -154,7 +173,15 @@ def cohere_json(size: int) -> tuple[str, str, bytes]:
 def cohere_sse(size: int) -> tuple[str, str, bytes]:
     events: list[Any] = [{"type": "message-start", "id": "x", "delta": {"message": {"role": "assistant"}}}]
     events += [{"type": "content-delta", "index": 0, "delta": {"message": {"content": {"text": w}}}} for w in _pieces(size, 110)]
-    events.append({"type": "message-end", "delta": {"finish_reason": "COMPLETE", "usage": {"billed_units": {"input_tokens": 3, "output_tokens": 7}, "tokens": {"input_tokens": 69, "output_tokens": 9}}}})
+    events.append(
+        {
+            "type": "message-end",
+            "delta": {
+                "finish_reason": "COMPLETE",
+                "usage": {"billed_units": {"input_tokens": 3, "output_tokens": 7}, "tokens": {"input_tokens": 69, "output_tokens": 9}},
+            },
+        }
+    )
     return "/v2/chat", "text/event-stream", _sse(events, named=True, done=True)
 
 
@@ -165,14 +192,31 @@ def ollama_json(size: int) -> tuple[str, str, bytes]:
 
 
 def ollama_ndjson(size: int) -> tuple[str, str, bytes]:
-    lines = [{"model": "llama3.2", "created_at": "2023-08-04T08:52:19.385406455-07:00", "message": {"role": "assistant", "content": w}, "done": False} for w in _pieces(size, 130)]
-    lines.append({"model": "llama3.2", "created_at": "2023-08-04T19:22:45.499127Z", "message": {"role": "assistant", "content": ""}, "done": True, "prompt_eval_count": 26, "eval_count": 282})
+    lines = [
+        {"model": "llama3.2", "created_at": "2023-08-04T08:52:19.385406455-07:00", "message": {"role": "assistant", "content": w}, "done": False}
+        for w in _pieces(size, 130)
+    ]
+    lines.append(
+        {
+            "model": "llama3.2",
+            "created_at": "2023-08-04T19:22:45.499127Z",
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "prompt_eval_count": 26,
+            "eval_count": 282,
+        }
+    )
     return "/api/chat", "application/x-ndjson", b"".join(json.dumps(x).encode() + b"\n" for x in lines)
 
 
 def embeddings_json(size: int) -> tuple[str, str, bytes]:
     n = max(1, size // 22)
-    body = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.0023064255 * (i % 7 - 3) for i in range(n)]}], "model": "text-embedding-3-small", "usage": {"prompt_tokens": 8, "total_tokens": 8}}
+    body = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.0023064255 * (i % 7 - 3) for i in range(n)]}],
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": 8, "total_tokens": 8},
+    }
     return "/v1/embeddings", "application/json", json.dumps(body).encode()
 
 

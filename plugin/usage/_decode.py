@@ -60,13 +60,13 @@ def _brotli(data: bytes, cap: int) -> bytes:
 
 def _zstd_module() -> Any:
     try:
-        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
+        from compression import zstd  # Python 3.14+
 
         return zstd
     except ImportError:
         pass
     try:
-        from backports import zstd  # type: ignore[import-not-found,no-redef]
+        from backports import zstd  # type: ignore[no-redef, unused-ignore]
 
         return zstd
     except ImportError:
@@ -81,7 +81,7 @@ def _zstd(data: bytes, cap: int) -> bytes:
     out = d.decompress(data, max_length=cap + 1)
     if len(out) > cap or (not d.eof and d.needs_input is False):
         raise _TooLarge
-    return out
+    return bytes(out)
 
 
 class _TooLarge(Exception):
@@ -119,6 +119,6 @@ def decode(body: bytes, content_encoding: str, cap: int) -> tuple[bytes | None, 
         return None, notes.BODY_TOO_LARGE
     except _Unsupported:
         return None, notes.UNSUPPORTED_ENCODING
-    except Exception:  # zlib.error, brotli.error, ZstdError, MemoryError on absurd input
+    except Exception:  # noqa: BLE001 - zlib.error, brotli.error, ZstdError, MemoryError on absurd input
         return None, notes.DECODE_ERROR
     return data, ""

@@ -37,7 +37,7 @@ class Message:
     """One frame. Headers are decoded and the message CRC checked only when asked for:
     a 100 KB stream has ~800 frames and the usage sits in the last one."""
 
-    __slots__ = ("_buf", "_start", "_payload_start", "_end", "_headers")
+    __slots__ = ("_buf", "_end", "_headers", "_payload_start", "_start")
 
     def __init__(self, buf: bytes, start: int, payload_start: int, end: int) -> None:
         self._buf = buf
@@ -61,7 +61,7 @@ class Message:
 
     def crc_ok(self) -> bool:
         (expected,) = struct.unpack_from(">I", self._buf, self._end)
-        return zlib.crc32(memoryview(self._buf)[self._start : self._end]) == expected
+        return zlib.crc32(memoryview(self._buf)[self._start : self._end]) == int(expected)
 
     @property
     def event_type(self) -> str:
@@ -195,4 +195,4 @@ def looks_like_eventstream(buf: bytes) -> bool:
     if len(buf) < 16:
         return False
     total, headers_len, prelude_crc = _PRELUDE.unpack_from(buf, 0)
-    return _MIN_FRAME <= total <= _MAX_FRAME and headers_len <= total and zlib.crc32(buf[:8]) == prelude_crc
+    return bool(_MIN_FRAME <= total <= _MAX_FRAME and headers_len <= total and zlib.crc32(buf[:8]) == prelude_crc)

@@ -126,8 +126,7 @@ def iter_events(buf: bytes) -> Iterator[tuple[str, str]]:
         if line.startswith(":"):
             continue
         field, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
+        value = value.removeprefix(" ")
         if field == "data":
             data.append(value)
         elif field == "event":

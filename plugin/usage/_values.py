@@ -28,12 +28,10 @@ def count(value: Any, flag: Invalid | None = None) -> int | None:
     """A token count from a JSON value; None when absent or unusable (and ``flag.bad`` set if present-but-bad)."""
     if value is None:
         return None
-    if type(value) is int:
-        if 0 <= value <= MAX_COUNT:
-            return value
-    elif type(value) is float:
-        if value.is_integer() and 0 <= value <= MAX_COUNT:
-            return int(value)
+    if type(value) is int and 0 <= value <= MAX_COUNT:
+        return value
+    if type(value) is float and value.is_integer() and 0 <= value <= MAX_COUNT:
+        return int(value)
     if flag is not None:
         flag.bad = True
     return None

@@ -41,7 +41,24 @@ _ANSWER_KEYS = frozenset(
     {"content", "text", "arguments", "thinking", "partial_json", "delta", "response", "refusal", "output_text", "reasoning_content", "input", "args"}
 )
 _SKIP_KEYS = frozenset(
-    {"usage", "usageMetadata", "metadata", "logprobs", "safetyRatings", "citationMetadata", "id", "model", "role", "type", "signature", "obfuscation", "index", "finish_reason", "stop_reason", "amazon-bedrock-invocationMetrics"}
+    {
+        "usage",
+        "usageMetadata",
+        "metadata",
+        "logprobs",
+        "safetyRatings",
+        "citationMetadata",
+        "id",
+        "model",
+        "role",
+        "type",
+        "signature",
+        "obfuscation",
+        "index",
+        "finish_reason",
+        "stop_reason",
+        "amazon-bedrock-invocationMetrics",
+    }
 )
 # Stream events that repeat text already sent in deltas (counting them would double the estimate).
 _REPEATING_EVENTS = ("done", "completed", "incomplete", "failed", "created", "in_progress", "message_start", "message-end", "stream-end", "message_stop")
@@ -63,7 +80,7 @@ def _toktok() -> Any:
         import toktok
 
         return toktok
-    except Exception:  # ImportError, or a broken wheel on an odd platform
+    except Exception:  # noqa: BLE001 - ImportError, or a broken wheel on an odd platform
         return None
 
 
@@ -98,7 +115,7 @@ def count_tokens(texts: list[str], model: str = "") -> tuple[int, str]:
         enc = encoding_for_model(model)
         try:
             return sum(tk.batch_count(texts, enc, threads=1)), enc
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - the tokenizer failing must not fail the estimate
             pass
     return sum(heuristic_count(t) for t in texts), HEURISTIC
 
@@ -145,7 +162,7 @@ def estimate_prompt_tokens(doc: Mapping[str, Any], *, api_family: str = "", mode
         if isinstance(messages, list) and messages:
             tokens += _MESSAGE_OVERHEAD * len(messages) + _REPLY_PRIMING
         return tokens + extra[0]
-    except Exception:
+    except Exception:  # noqa: BLE001 - contract: never raises on the hot path
         return None
 
 
@@ -210,7 +227,7 @@ def estimate_usage(facts: Any, exchange: Any, *, max_body_bytes: int = 10_485_76
     """
     try:
         return _estimate(facts, exchange, max_body_bytes)
-    except Exception:
+    except Exception:  # noqa: BLE001 - contract: never raises on the hot path
         return UsageRecord(UsageSource.ESTIMATED, note=notes.join(notes.ESTIMATED, notes.COMPLETION_NOT_VISIBLE))
 
 
@@ -254,4 +271,3 @@ def _estimate(facts: Any, exchange: Any, cap: int) -> UsageRecord:
         streaming=streaming,
         note=notes.join(*parts),
     )
-

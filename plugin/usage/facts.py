@@ -95,7 +95,7 @@ class RequestFacts:
             if ep is not None and not (type(ep) is int and ep >= 0):
                 ep = None
             return cls(strs[0], strs[1], strs[2], bool(flags[0]), bool(flags[1]), bool(flags[2]), ep)
-        except Exception:
+        except Exception:  # noqa: BLE001 - contract: never raises on the hot path
             return None
 
 
@@ -152,10 +152,10 @@ def prepare_request(
     """
     try:
         return _prepare(path, body, host, provider, api_family, inject_stream_usage, estimate_prompt, max_body_bytes)
-    except Exception:
+    except Exception:  # noqa: BLE001 - contract: never raises on the hot path
         try:
             prov, fam = detect.detect_family(path or "", host=host or "")
-        except Exception:
+        except Exception:  # noqa: BLE001 - contract: never raises on the hot path
             prov, fam = "", ""
         return RequestFacts(_pin(provider, prov), _pin(api_family, fam), "", False, False, False), None
 

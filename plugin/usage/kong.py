@@ -66,7 +66,7 @@ def usage_from_ai_proxy(serialized: Mapping[str, Any]) -> UsageRecord | None:
     """A KONG_AI_PROXY record from ai-proxy's analytics, or None when there are none. Never raises."""
     try:
         return _from_serialized(serialized)
-    except Exception:
+    except Exception:  # noqa: BLE001 - contract: never raises on the hot path
         return None
 
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from kong_ai_chargeback.plugin.usage import Exchange, parse_usage
 
 from kong_ai_chargeback.cli import main
-from kong_ai_chargeback.plugin.usage import Exchange, parse_usage
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -9,9 +9,7 @@ import gzip
 import json
 
 import pytest
-
 from kong_ai_chargeback.plugin import usage
-from kong_ai_chargeback.plugin.usage import estimate as estimate_module
 from kong_ai_chargeback.plugin.usage import (
     Exchange,
     RequestFacts,
@@ -21,6 +19,7 @@ from kong_ai_chargeback.plugin.usage import (
     prepare_request,
     usage_from_ai_proxy,
 )
+from kong_ai_chargeback.plugin.usage import estimate as estimate_module
 
 
 def sse(*chunks: object, done: bool = True) -> bytes:
@@ -70,9 +69,16 @@ def test_openai_chat_stream_azure_empty_first_chunk() -> None:
     body = sse(
         {"object": "chat.completion.chunk", "model": "", "choices": [], "prompt_filter_results": [{"prompt_index": 0}]},
         {"object": "chat.completion.chunk", "model": "gpt-4o-2024-11-20", "choices": [{"delta": {"content": "Hi"}}], "usage": None},
-        {"object": "chat.completion.chunk", "model": "gpt-4o-2024-11-20", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}},
+        {
+            "object": "chat.completion.chunk",
+            "model": "gpt-4o-2024-11-20",
+            "choices": [],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        },
     )
-    rec = parse_usage(Exchange("/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21", body, content_type="text/event-stream", host="acme.openai.azure.com"))
+    rec = parse_usage(
+        Exchange("/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21", body, content_type="text/event-stream", host="acme.openai.azure.com")
+    )
     assert (rec.input_tokens, rec.output_tokens) == (10, 5)
     assert rec.provider == "azure" and rec.streaming and rec.note == ""
     assert rec.served_model == "gpt-4o-2024-11-20"
@@ -128,7 +134,13 @@ def test_anthropic_non_streaming_adds_cache_to_input() -> None:
 
 
 def test_anthropic_stream_deltas_are_cumulative_never_summed() -> None:
-    start = {"type": "message_start", "message": {"model": "claude-sonnet-4-5", "usage": {"input_tokens": 800, "cache_read_input_tokens": 150, "cache_creation_input_tokens": 50, "output_tokens": 1}}}
+    start = {
+        "type": "message_start",
+        "message": {
+            "model": "claude-sonnet-4-5",
+            "usage": {"input_tokens": 800, "cache_read_input_tokens": 150, "cache_creation_input_tokens": 50, "output_tokens": 1},
+        },
+    }
     body = anthropic_sse(
         start,
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 'say "usage" and "message_delta"'}},

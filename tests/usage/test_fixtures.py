@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kong_ai_chargeback.plugin.usage import Exchange, parse_usage
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -14,7 +14,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from kong_ai_chargeback.plugin.usage import (
     Exchange,
     RequestFacts,
@@ -28,7 +27,11 @@ from kong_ai_chargeback.plugin.usage import (
 from kong_ai_chargeback.plugin.usage.detect import API_FAMILIES
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-BODIES = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".json", ".sse", ".ndjson", ".bin") and not p.name.endswith(".expected.json") and "bomb" not in p.name)
+BODIES = sorted(
+    p
+    for p in FIXTURES.rglob("*")
+    if p.is_file() and p.suffix in (".json", ".sse", ".ndjson", ".bin") and not p.name.endswith(".expected.json") and "bomb" not in p.name
+)
 SAMPLES = [p.read_bytes() for p in BODIES]
 PATHS = [
     "/v1/chat/completions",
@@ -139,7 +142,9 @@ def openai_usage(d: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def family_body(draw: st.DrawFn) -> tuple[str, str, bytes]:
-    kind = draw(st.sampled_from(["chat", "chat_stream", "responses", "anthropic", "anthropic_stream", "gemini", "gemini_stream", "converse", "cohere", "ollama"]))
+    kind = draw(
+        st.sampled_from(["chat", "chat_stream", "responses", "anthropic", "anthropic_stream", "gemini", "gemini_stream", "converse", "cohere", "ollama"])
+    )
     d = draw
     if kind == "chat":
         return "/v1/chat/completions", "application/json", json.dumps({"model": d(WEIRD), "usage": openai_usage(d)}).encode()
@@ -147,8 +152,19 @@ def family_body(draw: st.DrawFn) -> tuple[str, str, bytes]:
         chunks = [{"model": "m", "choices": [], "usage": None}, {"model": d(WEIRD), "choices": [], "usage": openai_usage(d)}]
         return "/v1/chat/completions", "text/event-stream", b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     if kind == "responses":
-        usage = {"input_tokens": d(COUNT), "output_tokens": d(COUNT), "input_tokens_details": {"cached_tokens": d(COUNT)}, "output_tokens_details": {"reasoning_tokens": d(COUNT)}}
-        resp = {"object": "response", "model": "m", "usage": usage, "output": [{"type": "web_search_call", "action": {"type": "search"}}], "tool_usage": {"web_search": {"num_requests": d(COUNT)}}}
+        usage = {
+            "input_tokens": d(COUNT),
+            "output_tokens": d(COUNT),
+            "input_tokens_details": {"cached_tokens": d(COUNT)},
+            "output_tokens_details": {"reasoning_tokens": d(COUNT)},
+        }
+        resp = {
+            "object": "response",
+            "model": "m",
+            "usage": usage,
+            "output": [{"type": "web_search_call", "action": {"type": "search"}}],
+            "tool_usage": {"web_search": {"num_requests": d(COUNT)}},
+        }
         return "/v1/responses", "application/json", json.dumps(resp).encode()
     anth = {
         "input_tokens": d(COUNT),
@@ -167,7 +183,10 @@ def family_body(draw: st.DrawFn) -> tuple[str, str, bytes]:
         if d(st.booleans()):
             events.append({"type": "message_stop"})
         return "/v1/messages", "text/event-stream", b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
-    meta = {k: d(COUNT) for k in ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "toolUsePromptTokenCount", "cachedContentTokenCount", "totalTokenCount")}
+    meta = {
+        k: d(COUNT)
+        for k in ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "toolUsePromptTokenCount", "cachedContentTokenCount", "totalTokenCount")
+    }
     if kind == "gemini":
         return "/v1beta/models/g:generateContent", "application/json", json.dumps({"usageMetadata": meta}).encode()
     if kind == "gemini_stream":

@@ -8,9 +8,7 @@ import zlib
 
 import brotli
 import pytest
-
-from kong_ai_chargeback.plugin.usage import Exchange, detect_family, parse_usage, sniff_family
-from kong_ai_chargeback.plugin.usage import _decode, _eventstream, _sse
+from kong_ai_chargeback.plugin.usage import Exchange, _decode, _eventstream, _sse, detect_family, parse_usage, sniff_family
 from kong_ai_chargeback.plugin.usage.detect import bedrock_base_model, model_from_path
 
 
@@ -104,7 +102,10 @@ def test_sse_scan_ignores_markers_inside_text() -> None:
 
 
 def test_eventstream_round_trip_and_errors() -> None:
-    frames = [_eventstream.encode({":event-type": "metadata", ":message-type": "event", "flag": True, "n": 7, "b": b"\x00\x01"}, b'{"usage":{}}'), _eventstream.encode_event("messageStop", b"{}")]
+    frames = [
+        _eventstream.encode({":event-type": "metadata", ":message-type": "event", "flag": True, "n": 7, "b": b"\x00\x01"}, b'{"usage":{}}'),
+        _eventstream.encode_event("messageStop", b"{}"),
+    ]
     decoded = _eventstream.decode(b"".join(frames))
     assert not (decoded.truncated or decoded.crc_error or decoded.malformed)
     assert [m.event_type for m in decoded.messages] == ["metadata", "messageStop"]
@@ -136,7 +137,17 @@ def test_pinned_family_wins_over_path() -> None:
 
 
 def test_inconsistent_subsets_are_clamped_and_noted() -> None:
-    body = json.dumps({"model": "m", "usage": {"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 50}, "completion_tokens_details": {"reasoning_tokens": 9}}}).encode()
+    body = json.dumps(
+        {
+            "model": "m",
+            "usage": {
+                "prompt_tokens": 10,
+                "completion_tokens": 5,
+                "prompt_tokens_details": {"cached_tokens": 50},
+                "completion_tokens_details": {"reasoning_tokens": 9},
+            },
+        }
+    ).encode()
     rec = parse_usage(Exchange("/v1/chat/completions", body))
     assert (rec.input_tokens, rec.cached_input_tokens, rec.output_tokens, rec.reasoning_tokens) == (10, 10, 5, 5)
     assert rec.note == "inconsistent-counts"
@@ -150,7 +161,12 @@ def test_invalid_counts_are_missing_not_zero() -> None:
 
 
 def test_large_embeddings_fast_path_matches_full_parse() -> None:
-    body = {"object": "list", "data": [{"object": "embedding", "index": i, "embedding": [0.125] * 1536} for i in range(3)], "model": "text-embedding-3-large", "usage": {"prompt_tokens": 33, "total_tokens": 33}}
+    body = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": [0.125] * 1536} for i in range(3)],
+        "model": "text-embedding-3-large",
+        "usage": {"prompt_tokens": 33, "total_tokens": 33},
+    }
     raw = json.dumps(body).encode()
     rec = parse_usage(Exchange("/v1/embeddings", raw))
     assert (rec.input_tokens, rec.output_tokens, rec.served_model) == (33, 0, "text-embedding-3-large")  # output 0: embeddings generate nothing

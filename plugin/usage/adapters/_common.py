@@ -35,9 +35,7 @@ def provider_record(
     if invalid:
         note = notes.join(note, notes.INVALID_COUNT)
     if input_tokens is None and output_tokens is None:
-        return UsageRecord(
-            UsageSource.NONE, served_model=model, service_tier=tier, note=notes.join(note or notes.NO_USAGE)
-        )
+        return UsageRecord(UsageSource.NONE, served_model=model, service_tier=tier, note=notes.join(note or notes.NO_USAGE))
     clamped = False
     if input_tokens is None:
         cached = cache_write = None  # a subset of an unknown total says nothing billable

@@ -32,7 +32,7 @@ lower bound then).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import _sse, notes
@@ -129,7 +129,7 @@ def parse_stream(body: bytes) -> UsageRecord:
     return from_stream_events(start, deltas, note=note)
 
 
-def from_stream_events(start: Mapping[str, Any] | None, deltas: list[Mapping[str, Any]], *, note: str = "") -> UsageRecord:
+def from_stream_events(start: Mapping[str, Any] | None, deltas: Sequence[Mapping[str, Any]], *, note: str = "") -> UsageRecord:
     """Combine a ``message_start`` event and the ``message_delta`` events (in stream order).
 
     Shared with Bedrock InvokeModelWithResponseStream, whose chunks are these same events.

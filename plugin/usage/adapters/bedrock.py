@@ -188,8 +188,7 @@ def from_native(doc: Mapping[str, Any], *, note: str = "") -> UsageRecord:
         if "input_tokens" in usage:
             return anthropic_messages.from_usage(usage, note=note)
         if "prompt_tokens" in usage:
-            flag = Invalid()
-            return provider_record(**openai_chat.usage_counts(usage, flag), note=note, invalid=flag.bad)
+            return openai_chat.from_usage(usage, note=note)
     metrics = doc.get(_METRICS)
     if isinstance(metrics, Mapping):
         return _from_metrics(metrics, note)

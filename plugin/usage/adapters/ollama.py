@@ -45,13 +45,16 @@ def from_final(doc: Mapping[str, Any]) -> UsageRecord:
 
 def parse(body: bytes, *, stream: bool) -> UsageRecord:
     if _ndjson.looks_like_ndjson(body):
-        model = ""
+        model, error = "", ""
         for doc in _ndjson.rlines(body):
-            model = model or text(doc.get("model"))
             if doc.get("done") is True:
                 return from_final(doc)
+            if "error" in doc and not error:
+                error = notes.UPSTREAM_ERROR  # Ollama reports a failure after HTTP 200 as a last {"error": ...} line
+                continue
+            model = text(doc.get("model"))
             break  # counts only ever sit on the last object
-        return none_record(notes.join(notes.STREAM_TRUNCATED, notes.NO_USAGE), model=model)
+        return none_record(notes.join(error, notes.STREAM_TRUNCATED, notes.NO_USAGE), model=model)
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -61,9 +64,7 @@ def parse(body: bytes, *, stream: bool) -> UsageRecord:
     if "embeddings" in doc or "embedding" in doc:
         flag = Invalid()
         prompt = count(doc.get("prompt_eval_count"), flag)
-        return provider_record(
-            input_tokens=prompt, output_tokens=0 if prompt is not None else None, model=text(doc.get("model")), invalid=flag.bad
-        )
+        return provider_record(input_tokens=prompt, output_tokens=0 if prompt is not None else None, model=text(doc.get("model")), invalid=flag.bad)
     if doc.get("done") is True:
         return from_final(doc)
     return none_record(notes.NO_USAGE, model=text(doc.get("model")))

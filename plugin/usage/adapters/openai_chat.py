@@ -38,25 +38,24 @@ from ..record import UsageRecord
 from ._common import none_record, provider_record
 
 
-def usage_counts(usage: Mapping[str, Any], flag: Invalid) -> dict[str, int | None]:
-    """The OpenAI ``CompletionUsage`` arithmetic, shared by chat, completions and embeddings."""
-    prompt_details = obj(usage.get("prompt_tokens_details"))
-    completion_details = obj(usage.get("completion_tokens_details"))
-    return {
-        "input_tokens": count(usage.get("prompt_tokens"), flag),
-        "cached": count(prompt_details.get("cached_tokens"), flag),
-        "cache_write": count(prompt_details.get("cache_write_tokens"), flag),
-        "output_tokens": count(usage.get("completion_tokens"), flag),
-        "reasoning": count(completion_details.get("reasoning_tokens"), flag),
-    }
-
-
-def _from_usage(usage: Any, *, model: str, tier: str, note: str = "") -> UsageRecord:
+def from_usage(usage: Any, *, model: str = "", tier: str = "", note: str = "") -> UsageRecord:
+    """The OpenAI ``CompletionUsage`` arithmetic (also used for OpenAI-shaped Bedrock bodies)."""
     if not isinstance(usage, Mapping):
         return provider_record(input_tokens=None, output_tokens=None, model=model, tier=tier, note=note)
     flag = Invalid()
-    counts = usage_counts(usage, flag)
-    return provider_record(**counts, model=model, tier=tier, note=note, invalid=flag.bad)
+    prompt_details = obj(usage.get("prompt_tokens_details"))
+    completion_details = obj(usage.get("completion_tokens_details"))
+    return provider_record(
+        input_tokens=count(usage.get("prompt_tokens"), flag),
+        cached=count(prompt_details.get("cached_tokens"), flag),
+        cache_write=count(prompt_details.get("cache_write_tokens"), flag),
+        output_tokens=count(usage.get("completion_tokens"), flag),
+        reasoning=count(completion_details.get("reasoning_tokens"), flag),
+        model=model,
+        tier=tier,
+        note=note,
+        invalid=flag.bad,
+    )
 
 
 def parse(body: bytes, *, stream: bool) -> UsageRecord:
@@ -68,7 +67,7 @@ def parse(body: bytes, *, stream: bool) -> UsageRecord:
         return none_record(notes.MALFORMED)
     if not isinstance(doc, dict):
         return none_record(notes.MALFORMED)
-    return _from_usage(doc.get("usage"), model=text(doc.get("model")), tier=text(doc.get("service_tier")))
+    return from_usage(doc.get("usage"), model=text(doc.get("model")), tier=text(doc.get("service_tier")))
 
 
 def _first_model(body: bytes) -> str:
@@ -98,4 +97,4 @@ def parse_stream(body: bytes) -> UsageRecord:
         return none_record(notes.join(note, reason), model=_first_model(body))
     model = text(chunk.get("model")) or _first_model(body)
     tier = text(chunk.get("service_tier"))
-    return _from_usage(chunk["usage"], model=model, tier=tier, note=note)
+    return from_usage(chunk["usage"], model=model, tier=tier, note=note)

@@ -19,7 +19,6 @@ from .._values import Invalid, count, text
 from ..record import UsageRecord
 from ._common import none_record, provider_record
 
-
 _DECODER = json.JSONDecoder()
 _FAST_PATH_BYTES = 8192
 
