@@ -5,7 +5,7 @@ Each phase reads the request header `x-probe-<phase>`: a JSON list of steps
 to `<report_dir>/<x-probe-id>.<phase>.json`. Special steps: `["exit", [...]]`
 calls kong.response.exit and stops, `["error", [...]]` kong.response.error,
 `["raise", []]` raises inside the handler (kong-pdk then never answers),
-`["sleep", [seconds]]`.
+`["sleep", [seconds]]`. An argument `{"__bytes__": "<base64>"}` is passed as bytes.
 
 Env: PROBE_NAME (plugin name, default "probe"), PROBE_PHASES (comma list,
 default "access,log"). Every instance appends its config to
@@ -57,6 +57,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _decode_args(args: list[Any]) -> list[Any]:
+    # JSON cannot carry bytes: {"__bytes__": base64} stands for a bytes value.
+    return [
+        base64.b64decode(a["__bytes__"]) if isinstance(a, dict) and set(a) == {"__bytes__"} else a for a in args
+    ]
+
+
 def _resolve(kong: Any, dotted: str) -> Any:
     target = kong
     for part in dotted.split(".")[1:]:
@@ -91,7 +98,7 @@ class _Base:
                     _resolve(kong, f"kong.response.{method}")(*args)
                     return
                 try:
-                    value = _resolve(kong, method)(*args)
+                    value = _resolve(kong, method)(*_decode_args(args))
                     results.append({"method": method, "value": _jsonable(value), "type": type(value).__name__})
                 except Exception as exc:  # PDKException in --no-lua-style mode
                     results.append({"method": method, "exception": f"{type(exc).__name__}: {exc}"})

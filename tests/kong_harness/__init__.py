@@ -1,44 +1,79 @@
 """Kong-side test harness for Python (kong-pdk) plugins.
 
 Plays Kong's half of the plugin-server protocol against a real kong-pdk
-server process: msgpack-RPC, instances, the PDK with Kong's phase checks,
-schema validation of plugin configs, and (in `front`) a small HTTP gateway
-driven by a declarative kong.yml.
+server process: msgpack-RPC, plugin instances, the PDK with Kong's phase
+checks, schema validation of plugin configs, and a small HTTP gateway
+(`KongFront`) driven by a declarative kong.yml.
 """
 
 from __future__ import annotations
 
+from .ai_proxy import ai_proxy_hook, ai_proxy_serialize_values, extract_usage
+from .bridge import ExternalPlugin, PhaseOutcome, PluginEntity
+from .context import ExitRecord, Headers, PdkCall, RequestContext
+from .declarative import DeclarativeConfig, load_declarative_config, stable_id
 from .errors import (
     ConfigValidationError,
+    DeclarativeConfigError,
     HarnessError,
+    HarnessFailures,
     LuaError,
     PluginInfoError,
     PluginServerStartError,
     RpcError,
+    RpcProtocolError,
     RpcTimeout,
     SchemaDefinitionError,
 )
+from .front import KongFront
+from .luaisms import LuaArray, cjson_encode
+from .pdk import KNOWN_KONG_METHODS, TYPED_STEPS, PdkEnvironment
+from .phases import Phase
 from .process import PluginInfo, PluginServerProcess, find_console_script, parse_dump_output
 from .rpc import MsgpackRpcClient
 from .schema_validator import ConfigSchema, check_schema_definition, validate_plugin_config
+from .serialize import apply_serialize_values, build_serialize
 
-__all__ = sorted(
-    [
-        "ConfigSchema",
-        "ConfigValidationError",
-        "HarnessError",
-        "LuaError",
-        "MsgpackRpcClient",
-        "PluginInfo",
-        "PluginInfoError",
-        "PluginServerProcess",
-        "PluginServerStartError",
-        "RpcError",
-        "RpcTimeout",
-        "SchemaDefinitionError",
-        "check_schema_definition",
-        "find_console_script",
-        "parse_dump_output",
-        "validate_plugin_config",
-    ]
-)
+__all__ = [
+    "ConfigSchema",
+    "ConfigValidationError",
+    "DeclarativeConfig",
+    "DeclarativeConfigError",
+    "ExitRecord",
+    "ExternalPlugin",
+    "HarnessError",
+    "HarnessFailures",
+    "Headers",
+    "KNOWN_KONG_METHODS",
+    "KongFront",
+    "LuaArray",
+    "LuaError",
+    "MsgpackRpcClient",
+    "PdkCall",
+    "PdkEnvironment",
+    "Phase",
+    "PhaseOutcome",
+    "PluginEntity",
+    "PluginInfo",
+    "PluginInfoError",
+    "PluginServerProcess",
+    "PluginServerStartError",
+    "RequestContext",
+    "RpcError",
+    "RpcProtocolError",
+    "RpcTimeout",
+    "SchemaDefinitionError",
+    "TYPED_STEPS",
+    "ai_proxy_hook",
+    "ai_proxy_serialize_values",
+    "apply_serialize_values",
+    "build_serialize",
+    "check_schema_definition",
+    "cjson_encode",
+    "extract_usage",
+    "find_console_script",
+    "load_declarative_config",
+    "parse_dump_output",
+    "stable_id",
+    "validate_plugin_config",
+]

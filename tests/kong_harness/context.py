@@ -157,6 +157,7 @@ class RequestContext:
     request_length: int = 0
     exit: ExitRecord | None = None
     kong_unexpected: bool = False
+    client_aborted: bool = False
     headers_sent: bool = False
 
     # Millisecond marks relative to the epoch, like the KONG_* ctx fields.

@@ -163,7 +163,9 @@ class KongFront:
         server = ThreadingHTTPServer(self._bind, Handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="kong-front", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="kong-front", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -273,7 +275,7 @@ class KongFront:
     # ------------------------------------------------------------ log phase bookkeeping
 
     def wait_for_logs(self, timeout: float = 30.0) -> bool:
-        """Block until every started log phase has finished."""
+        """Block until every request received so far has finished its log phase."""
         deadline = time.monotonic() + timeout
         with self._log_cond:
             while self._pending_logs:
@@ -339,24 +341,36 @@ class KongFront:
 
     def _serve(self, handler: _Handler, body: bytes, request_length: int) -> None:
         ctx = self._new_context(handler, body, request_length)
+        # Counted from the start: the client may see the answer (and call
+        # wait_for_logs) before this thread reaches the log phase.
+        self._log_started()
         with self._lock:
             self._requests_served += 1
             self.requests.append(ctx)
-        collected: list[_Collected] = []
+        collected: list[_Collected] = []  # filled in place, kept on errors
         try:
-            collected = self._run_request(ctx, handler)
+            self._run_request(ctx, handler, collected)
         except _ClientGone:
-            ctx.record_failure("client went away")
+            # nginx stops proxying, but the log phase still runs
+            ctx.client_aborted = True
         except Exception:  # noqa: BLE001 - a harness bug must fail the test, not hang it
             self._record_failure(ctx, "harness error:\n" + traceback.format_exc())
             if not ctx.headers_sent:
                 ctx.exit = kong_error_exit(ctx, 500, None, None, source="harness", phase=None)
-                self._send_exit(ctx, handler)
+                try:
+                    self._send_exit(ctx, handler)
+                except _ClientGone:
+                    ctx.client_aborted = True
         finally:
             ctx.finished_ms = ctx.now_ms()
-            self._start_log_phase(ctx, collected)
+            try:
+                self._start_log_phase(ctx, collected)
+            except Exception:  # noqa: BLE001
+                self._record_failure(ctx, "harness error starting the log phase:\n" + traceback.format_exc())
+                ctx.log_done.set()
+                self._log_finished()
 
-    def _run_request(self, ctx: RequestContext, handler: _Handler) -> list[_Collected]:
+    def _run_request(self, ctx: RequestContext, handler: _Handler, collected: list[_Collected]) -> None:
         # rewrite: only global plugins run (execute_global_plugins_iterator)
         ctx.phase = Phase.rewrite
         for priority, name in self._names_by_priority():
@@ -364,13 +378,13 @@ class KongFront:
             if item and item.entity.is_global and item.external and item.external.has_phase("rewrite"):
                 if self._run_external(ctx, item, "rewrite"):
                     self._send_exit(ctx, handler)
-                    return []
+                    return
 
         match = self.config.match(ctx.method, ctx.host, ctx.raw_path)
         if match is None:
             ctx.exit = kong_error_exit(ctx, 404, "no Route matched with those values", None, source="router", phase="access")
             self._send_exit(ctx, handler)
-            return []
+            return
 
         ctx.phase = Phase.access
         ctx.route = match.route.record
@@ -382,7 +396,6 @@ class KongFront:
 
         # The collecting iterator picks each plugin's config when it reaches
         # it, so plugins after an auth plugin see the authenticated consumer.
-        collected: list[_Collected] = []
         for priority, name in self._names_by_priority():
             item = self._select(ctx, name, priority)
             if item is None:
@@ -402,13 +415,12 @@ class KongFront:
 
         if ctx.exit is not None:
             self._send_exit(ctx, handler)
-            return collected
+            return
         if ctx.service is None:
             ctx.exit = kong_error_exit(ctx, 503, "no Service found with those values", None, source="router", phase="access")
             self._send_exit(ctx, handler)
-            return collected
+            return
         self._proxy(ctx, handler, collected)
-        return collected
 
     def _run_external(self, ctx: RequestContext, item: _Collected, phase: str) -> bool:
         """Run one phase; True when the request was short-circuited."""
@@ -640,8 +652,8 @@ class KongFront:
         loggers = [c for c in collected if c.external and c.external.has_phase("log")]
         if not loggers:
             ctx.log_done.set()
+            self._log_finished()
             return
-        self._log_started()
         # Kong runs an external plugin's log handler in ngx.timer.at(0, ...)
         thread = threading.Thread(target=self._run_log_timer, args=(ctx, loggers), daemon=True, name="kong-log-timer")
         thread.start()

@@ -456,7 +456,9 @@ class MockLLM:
         handler = type("Handler", (_Handler,), {"mock": self})
         self._server = ThreadingHTTPServer(self._bind, handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="mock-llm", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-llm", daemon=True
+        )
         self._thread.start()
         return self
 
