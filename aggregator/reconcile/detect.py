@@ -1,0 +1,54 @@
+"""Which parser reads a file: each format says whether it recognizes the content."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from . import anthropic_costs, anthropic_usage, focus, openai_costs, openai_usage
+from .lines import ExportError, ProviderExport
+
+# Order matters only where formats could look alike; these do not, but FOCUS
+# goes first because its Parquet files are recognized by magic bytes.
+FORMATS: Mapping[str, tuple[Callable[[bytes], bool], Callable[..., ProviderExport]]] = {
+    focus.FORMAT: (focus.sniff, focus.parse),
+    openai_usage.FORMAT: (openai_usage.sniff, openai_usage.parse),
+    openai_costs.FORMAT: (openai_costs.sniff, openai_costs.parse),
+    anthropic_usage.FORMAT: (anthropic_usage.sniff, anthropic_usage.parse),
+    anthropic_costs.FORMAT: (anthropic_costs.sniff, anthropic_costs.parse),
+}
+
+
+def detect(data: bytes) -> str:
+    for name, (sniff, _) in FORMATS.items():
+        if sniff(data):
+            return name
+    raise ExportError(
+        "unrecognized provider export: expected FOCUS (CSV/Parquet), OpenAI usage or costs "
+        "(API JSON or dashboard CSV), or Anthropic usage or cost report (Admin API JSON or Console CSV)"
+    )
+
+
+def load_export(
+    path: str | Path,
+    *,
+    format: str = "auto",  # noqa: A002 - the CLI's word
+    provider: str = "",
+    provider_aliases: Mapping[str, str] | None = None,
+) -> ProviderExport:
+    source = Path(path)
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"cannot read {source}: {exc}") from exc
+    name = detect(data) if format == "auto" else format
+    if name not in FORMATS:
+        raise ExportError(f"unknown export format {name!r}; known: {', '.join(FORMATS)}")
+    try:
+        if name == focus.FORMAT:
+            return focus.parse(data, path=str(source), provider=provider, provider_aliases=provider_aliases)
+        return FORMATS[name][1](data, path=str(source))
+    except ExportError as exc:
+        raise ExportError(f"{source} ({name}): {exc}") from exc
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise ExportError(f"{source} ({name}): malformed export: {exc!r}") from exc
