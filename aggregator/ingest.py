@@ -127,8 +127,8 @@ _seen_loss_lock = threading.Lock()
 def _record_sender_report(batch: pb.UsageBatch) -> None:
     if batch.HasField("sender_stats") and batch.sender_id:
         stats = batch.sender_stats
-        for name in ("events_queued", "events_sent", "events_spooled", "events_dropped", "usage_parse_failures"):
-            metrics.SENDER_COUNTER.labels(batch.sender_id[:128], name.removeprefix("events_")).set(getattr(stats, name))
+        fields = ("events_queued", "events_sent", "events_spooled", "events_dropped", "usage_parse_failures")
+        metrics.record_sender(batch.sender_id[:128], {name.removeprefix("events_"): getattr(stats, name) for name in fields})
     for loss in batch.losses:
         with _seen_loss_lock:
             if loss.loss_id in _seen_loss_ids:

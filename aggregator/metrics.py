@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .. import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -34,3 +40,47 @@ SENDER_COUNTER = Gauge(
 EVENTS_LOST_REPORTED = Counter(
     "chargeback_events_lost_reported", "Events senders reported as lost (overflow), by reason", ["reason"], registry=REGISTRY
 )
+SENDER_LAST_REPORT = Gauge(
+    "chargeback_sender_last_report_timestamp_seconds",
+    "When each plugin sender last reported (unix time): alert on a gateway that stops reporting",
+    ["sender_id"],
+    registry=REGISTRY,
+)
+BUILD_INFO = Gauge("chargeback_build_info", "The running aggregator's version (value is always 1)", ["version"], registry=REGISTRY)
+BUILD_INFO.labels(__version__).set(1)
+
+# A sender id names one Kong worker process (host/pid/random), so every restart
+# brings a new one: series of senders silent this long are dropped, which keeps
+# the label set bounded by the live gateways.
+SENDER_TTL_S = 3600.0
+_SENDER_SWEEP_EVERY_S = 60.0
+_senders_seen: dict[str, tuple[float, tuple[str, ...]]] = {}  # id -> (last report, counter names)
+_senders_lock = threading.Lock()
+_last_sweep = 0.0
+
+
+def record_sender(sender_id: str, counters: Mapping[str, int], *, now: float | None = None) -> None:
+    """The counters a plugin sender reports with every batch, as per-sender gauges."""
+    global _last_sweep
+    now = time.time() if now is None else now
+    for name, value in counters.items():
+        SENDER_COUNTER.labels(sender_id, name).set(value)
+    SENDER_LAST_REPORT.labels(sender_id).set(now)
+    with _senders_lock:
+        _senders_seen[sender_id] = (now, tuple(counters))
+        if 0 <= now - _last_sweep < _SENDER_SWEEP_EVERY_S:  # (a clock that went back sweeps now)
+            return
+        _last_sweep = now
+        stale = [s for s, (seen, _) in _senders_seen.items() if now - seen > SENDER_TTL_S]
+        for gone in stale:
+            _, names = _senders_seen.pop(gone)
+            for name in names:
+                _remove(SENDER_COUNTER, gone, name)
+            _remove(SENDER_LAST_REPORT, gone)
+
+
+def _remove(metric: Gauge, *labels: str) -> None:
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass
