@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test demo bench proto proto-check clean
+.PHONY: install run test demo bench proto proto-check clean up down deploy-configs
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,23 @@ bench: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python scripts/gen_proto.py
+
+# Real Kong + aggregator + ClickHouse server + mock LLM + Grafana in Docker (docs/deploy.md).
+# Needs only Docker with the compose plugin; `make down` keeps the data volumes
+# (`docker compose down -v` drops them).
+COMPOSE ?= docker compose
+up:
+	$(COMPOSE) up --detach --build --wait
+	@echo "Kong proxy http://127.0.0.1:8000  Grafana http://127.0.0.1:3000  aggregator metrics http://127.0.0.1:8080/metrics"
+
+down:
+	$(COMPOSE) down
+
+# Regenerate files derived from one source: deploy/kong/kong.compose.yml (from kong.yml)
+# and deploy/grafana/chargeback.json (from deploy/grafana/dashboard.py).
+deploy-configs: $(STAMP)
+	$(BIN)/python deploy/kong/render_compose_config.py
+	$(BIN)/python deploy/grafana/dashboard.py
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache

@@ -5,7 +5,7 @@ aggregator. Inside docker-compose the upstreams are the mock LLM and the
 aggregator is a service name, so this script rewrites exactly those fields
 (service URLs, aggregator_addresses, spool_dir) and keeps everything else
 (routes, key-auth consumers, tags, plugin options) as written. A test fails
-when the committed file is stale; `make kong-compose-config` regenerates it.
+when the committed file is stale; `make deploy-configs` regenerates it.
 
     python deploy/kong/render_compose_config.py [--check]
 """
