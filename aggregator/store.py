@@ -46,6 +46,9 @@ class Store:
         # stop ingest). This session is read-only for its whole life instead.
         self._ro_lock = threading.RLock()
         self._ro_client: Client | None = None
+        # A Distributed insert otherwise returns once queued on this node, before
+        # the shards have it: an ack must mean stored, so wait for the shards.
+        self._insert_settings: dict[str, Any] = {"insert_distributed_sync": 1} if cluster else {}
 
     # -- connection -------------------------------------------------------
     def _connect(self) -> Client:
@@ -145,6 +148,7 @@ class Store:
                     data,
                     column_names=names,
                     column_oriented=True,
+                    settings=self._insert_settings,
                 )
         except StoreError:
             raise
