@@ -82,7 +82,7 @@ class KongFront:
         self.key_auth = KeyAuth(config.credentials, config.find_consumer)
         self._owned = list(owned_processes)
         self._bind = (host, port)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._worker_ids = itertools.count()
         self._lock = threading.Lock()
@@ -160,7 +160,7 @@ class KongFront:
             pass
 
         Handler.front = front
-        server = ThreadingHTTPServer(self._bind, Handler)
+        server = _Server(self._bind, Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -667,6 +667,12 @@ class KongFront:
         finally:
             ctx.log_done.set()
             self._log_finished()
+
+
+class _Server(ThreadingHTTPServer):
+    # Bursts of concurrent clients must queue, not be reset (default backlog is 5).
+    request_queue_size = 1024
+    daemon_threads = True
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -535,7 +535,8 @@ def _check_field(fdef: Any, path: str, errors: list[str]) -> None:
             errors.append(f"{path}: field of type '{ftype}' cannot have attribute '{attr}'")
     if not (fdef.get("abstract") and ftype == "record"):
         for attr in REQUIRED_ATTRIBUTES.get(ftype, ()):
-            if not fdef.get(attr):
+            # any table is truthy in Lua, an empty one included
+            if fdef.get(attr) is None or fdef.get(attr) is False:
                 errors.append(f"{path}: field of type '{ftype}' must declare '{attr}'")
     description = fdef.get("description")
     if description is not None:

@@ -48,6 +48,9 @@ ANTHROPIC_SNAPSHOTS = {
     "claude-3-7-sonnet-latest": "claude-3-7-sonnet-20250219",
     "claude-sonnet-4-0": "claude-sonnet-4-20250514",
     "claude-opus-4-0": "claude-opus-4-20250514",
+    "claude-opus-4-1": "claude-opus-4-1-20250805",
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-haiku-4-5": "claude-haiku-4-5-20251001",
 }
 DEFAULT_OUTPUT_TOKENS = 12
 _WORDS = ["Hello", " from", " the", " mock", " model", ",", " here", " is", " a", " short", " answer", "."]
@@ -169,6 +172,12 @@ def _behaviors(headers: Mapping[str, str]) -> dict[str, str]:
 # ------------------------------------------------------------------ server
 
 
+class _Server(ThreadingHTTPServer):
+    # Bursts of concurrent clients must queue, not be reset (default backlog is 5).
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     mock: MockLLM
@@ -193,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         body = self._read_body()
         self._record(body, None)
-        if self.path.rstrip("/") == "/v1/models":
+        if self.path.split("?", 1)[0].rstrip("/").endswith("/v1/models"):
             self._send_json(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 1721172741,
                                                               "owned_by": "system"} for m in OPENAI_SNAPSHOTS]})
             return
@@ -442,7 +451,7 @@ class MockLLM:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self._bind = (host, port)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
@@ -454,7 +463,7 @@ class MockLLM:
 
     def start(self) -> MockLLM:
         handler = type("Handler", (_Handler,), {"mock": self})
-        self._server = ThreadingHTTPServer(self._bind, handler)
+        self._server = _Server(self._bind, handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-llm", daemon=True
