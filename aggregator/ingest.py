@@ -29,12 +29,17 @@ MAX_BATCHES_IN_FLIGHT = 64
 _END = object()
 
 
+MAX_EVENTS_PER_BATCH = 100_000
+MAX_ID_CHARS = 128
+
+
 @dataclass(slots=True)
 class _Accepted:
     batch: pb.UsageBatch
     ticket: Ticket | None
     rejected: list[pb.EventRejection] = field(default_factory=list)
     backpressure: str = ""
+    malformed: str = ""
 
 
 class IngestService(pb_grpc.UsageIngestServicer):
@@ -64,6 +69,9 @@ class IngestService(pb_grpc.UsageIngestServicer):
             if item is _END:
                 return
             assert isinstance(item, _Accepted)
+            if item.malformed:
+                metrics.BATCHES.labels("invalid_argument").inc()
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.malformed)
             if item.backpressure:
                 metrics.BATCHES.labels("resource_exhausted").inc()
                 context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, item.backpressure)
@@ -74,7 +82,7 @@ class IngestService(pb_grpc.UsageIngestServicer):
             for batch in request_iterator:
                 item = self._accept(batch)
                 accepted.put(item)
-                if item.backpressure:
+                if item.backpressure or item.malformed:
                     return
         except grpc.RpcError:
             pass  # the client went away; nothing left to ack
@@ -85,6 +93,10 @@ class IngestService(pb_grpc.UsageIngestServicer):
 
     def _accept(self, batch: pb.UsageBatch) -> _Accepted:
         metrics.EVENTS_RECEIVED.inc(len(batch.events))
+        if not batch.batch_id or len(batch.batch_id) > MAX_ID_CHARS or len(batch.sender_id) > MAX_ID_CHARS:
+            return _Accepted(batch, None, malformed=f"batch_id must be 1..{MAX_ID_CHARS} characters, sender_id at most {MAX_ID_CHARS}")
+        if len(batch.events) > MAX_EVENTS_PER_BATCH:
+            return _Accepted(batch, None, malformed=f"more than {MAX_EVENTS_PER_BATCH} events in one batch")
         _record_sender_report(batch)
         now_ms = int(time.time() * 1000)
         valid: list[pb.UsageEvent] = []
@@ -94,7 +106,7 @@ class IngestService(pb_grpc.UsageIngestServicer):
                 validate_event(event, now_ms)
             except Invalid as exc:
                 metrics.EVENTS_REJECTED.labels(exc.field).inc()
-                rejected.append(pb.EventRejection(event_id=event.event_id[:64], reason=str(exc)))
+                rejected.append(pb.EventRejection(event_id=event.event_id[:64], reason=str(exc), field=exc.field))
                 continue
             valid.append(event)
         try:

@@ -7,7 +7,7 @@ Resending an invalid event cannot make it valid, so senders do not retry it.
 
 from __future__ import annotations
 
-import uuid
+import re
 from collections.abc import Iterable
 
 from ..proto import pb
@@ -40,6 +40,7 @@ _ENUMS = (
     ("policy_outcome", pb.PolicyOutcome),
 )
 _ENUM_VALUES = {name: {v.number for v in enum.DESCRIPTOR.values} for name, enum in _ENUMS}
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 _TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_tokens")
 
 
@@ -50,13 +51,14 @@ class Invalid(ValueError):
 
 
 def validate_event(event: pb.UsageEvent, now_ms: int) -> None:
-    """Raise Invalid naming the first broken rule."""
-    try:
-        parsed = uuid.UUID(event.event_id)
-    except ValueError:
-        raise Invalid("event_id", "not a UUID") from None
-    if str(parsed) != event.event_id:
-        raise Invalid("event_id", "not in canonical lower-case UUID form")
+    """Raise Invalid naming the first broken rule.
+
+    Runs once per event on the ingest path, so the common case is kept cheap:
+    an event whose whole encoding is shorter than a field limit cannot hold a
+    field past that limit, and only then are the per-field checks skipped.
+    """
+    if not _CANONICAL_UUID(event.event_id):
+        raise Invalid("event_id", "not a UUID in canonical lower-case form")
     if not event.started_at_unix_ms:
         raise Invalid("started_at_unix_ms", "missing")
     if event.started_at_unix_ms < now_ms - MAX_PAST_MS:
@@ -65,40 +67,47 @@ def validate_event(event: pb.UsageEvent, now_ms: int) -> None:
         raise Invalid("started_at_unix_ms", "in the future")
     if event.observed_at_unix_ms and event.observed_at_unix_ms < event.started_at_unix_ms - MAX_FUTURE_MS:
         raise Invalid("observed_at_unix_ms", "before started_at")
-    for name in _TEXT_FIELDS:
-        if len(getattr(event, name)) > MAX_TEXT:
-            raise Invalid(name, f"longer than {MAX_TEXT} characters")
-    for name in _LONG_TEXT_FIELDS:
-        if len(getattr(event, name)) > MAX_LONG_TEXT:
-            raise Invalid(name, f"longer than {MAX_LONG_TEXT} characters")
-    _check_strings("identity_conflicts", event.identity_conflicts, MAX_CONFLICTS, MAX_LONG_TEXT)
+    size = event.ByteSize()
+    if size > MAX_TEXT:
+        for name in _TEXT_FIELDS:
+            if len(getattr(event, name)) > MAX_TEXT:
+                raise Invalid(name, f"longer than {MAX_TEXT} characters")
+    if size > MAX_LONG_TEXT:
+        for name in _LONG_TEXT_FIELDS:
+            if len(getattr(event, name)) > MAX_LONG_TEXT:
+                raise Invalid(name, f"longer than {MAX_LONG_TEXT} characters")
+    if event.identity_conflicts:
+        _check_strings("identity_conflicts", event.identity_conflicts, MAX_CONFLICTS, MAX_LONG_TEXT)
     for name, values in _ENUM_VALUES.items():
         if getattr(event, name) not in values:
             raise Invalid(name, "unknown enum value")
-    for name in _TOKEN_FIELDS:
-        if getattr(event, name) > MAX_TOKENS:
-            raise Invalid(name, f"above {MAX_TOKENS}")
-    if event.cached_input_tokens + event.cache_write_input_tokens > event.input_tokens:
+    input_tokens, output_tokens = event.input_tokens, event.output_tokens
+    cached, cache_write, reasoning = event.cached_input_tokens, event.cache_write_input_tokens, event.reasoning_tokens
+    if max(input_tokens, output_tokens, cached, cache_write, reasoning) > MAX_TOKENS:
+        name = next(n for n in _TOKEN_FIELDS if getattr(event, n) > MAX_TOKENS)
+        raise Invalid(name, f"above {MAX_TOKENS}")
+    if cached + cache_write > input_tokens:
         raise Invalid("cached_input_tokens", "cached + cache-write exceed input (input must include them)")
-    if event.reasoning_tokens > event.output_tokens:
+    if reasoning > output_tokens:
         raise Invalid("reasoning_tokens", "exceed output (output must include them)")
-    if len(event.billable_extras) > MAX_EXTRAS:
+    if event.billable_extras and len(event.billable_extras) > MAX_EXTRAS:
         raise Invalid("billable_extras", f"more than {MAX_EXTRAS} entries")
     for key, count in event.billable_extras.items():
         if not key or len(key) > MAX_TAG_KEY:
             raise Invalid("billable_extras", "key empty or too long")
         if count > MAX_TOKENS:
             raise Invalid("billable_extras", f"{key} above {MAX_TOKENS}")
-    if len(event.tags) > MAX_TAGS:
+    tags = event.tags
+    if tags and len(tags) > MAX_TAGS:
         raise Invalid("tags", f"more than {MAX_TAGS} tags")
-    for key, value in event.tags.items():
+    for key, value in tags.items() if tags else ():
         if not key or len(key) > MAX_TAG_KEY:
             raise Invalid("tags", "key empty or longer than 64 characters")
         if len(value) > MAX_TAG_VALUE:
             raise Invalid("tags", f"value of {key!r} longer than {MAX_TAG_VALUE} characters")
-    for name in ("latency_total_ms", "latency_upstream_ms", "latency_gateway_ms"):
-        if getattr(event, name) > MAX_LATENCY_MS:
-            raise Invalid(name, "above 24 hours")
+    if max(event.latency_total_ms, event.latency_upstream_ms, event.latency_gateway_ms) > MAX_LATENCY_MS:
+        name = next(n for n in ("latency_total_ms", "latency_upstream_ms", "latency_gateway_ms") if getattr(event, n) > MAX_LATENCY_MS)
+        raise Invalid(name, "above 24 hours")
     if event.http_status and not 100 <= event.http_status <= 599:
         raise Invalid("http_status", "not an HTTP status")
     if event.upstream_tries > 100 or event.client_retry_count > 1000:

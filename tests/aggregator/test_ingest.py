@@ -64,6 +64,7 @@ def test_invalid_events_are_rejected_with_reasons_and_valid_ones_kept(aggregator
     (ack,) = list(stub.StreamUsage(iter([batch]), timeout=20))
     assert ack.status == pb.BatchAck.STATUS_STORED and ack.events_stored == 1
     reasons = {r.event_id: r.reason for r in ack.rejected}
+    assert {r.field for r in ack.rejected} == {"event_id", "cached_input_tokens", "tags"}
     assert reasons["not-a-uuid"].startswith("event_id")
     assert reasons[bad_tokens.event_id].startswith("cached_input_tokens")
     assert reasons[bad_tags.event_id].startswith("tags")
@@ -117,3 +118,16 @@ def test_readyz_is_503_when_the_store_is_gone(aggregator: Aggregator) -> None:
         urllib.request.urlopen(f"http://{aggregator.settings.http_listen}/readyz", timeout=5)
     assert err.value.code == 503
     assert json.loads(err.value.read())["ready"] is False
+
+
+def test_a_malformed_batch_ends_the_stream_with_invalid_argument(aggregator: Aggregator) -> None:
+    channel, stub = stub_for(aggregator)
+    good = pb.UsageBatch(batch_id="ok", sequence=1, events=[make_event()])
+    nameless = pb.UsageBatch(batch_id="", sequence=2, events=[make_event()])
+    responses = stub.StreamUsage(iter([good, nameless]), timeout=20)
+    assert next(responses).events_stored == 1
+    with pytest.raises(grpc.RpcError) as err:
+        next(responses)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "batch_id" in (err.value.details() or "")
+    assert count_rows(aggregator) == 1
+    channel.close()

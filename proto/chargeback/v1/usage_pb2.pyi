@@ -209,12 +209,14 @@ class UsageBatch(_message.Message):
     def __init__(self, batch_id: _Optional[str] = ..., sender_id: _Optional[str] = ..., sequence: _Optional[int] = ..., events: _Optional[_Iterable[_Union[UsageEvent, _Mapping]]] = ..., sender_stats: _Optional[_Union[SenderStats, _Mapping]] = ..., losses: _Optional[_Iterable[_Union[LossRecord, _Mapping]]] = ...) -> None: ...
 
 class EventRejection(_message.Message):
-    __slots__ = ("event_id", "reason")
+    __slots__ = ("event_id", "reason", "field")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     reason: str
-    def __init__(self, event_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    field: str
+    def __init__(self, event_id: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
 class BatchAck(_message.Message):
     __slots__ = ("batch_id", "sequence", "status", "events_stored", "events_duplicate", "rejected", "detail")

@@ -1,0 +1,158 @@
+"""Aggregator ingest: events/s from N concurrent gRPC streams into the embedded store,
+next to a raw clickhouse-connect insert of the same rows (the machine's ceiling).
+
+Batches are serialized before the clock starts and sent as bytes, so the figure
+is the aggregator's (parse, validate, dedup, price, insert, ack), not the load
+generator's. Each configuration gets a fresh aggregator process and store.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import metric, peak_rss_mb, start_aggregator
+
+import grpc
+
+from kong_ai_chargeback.proto import pb
+from support.aggregator_fixtures import make_event
+
+METHOD = "/chargeback.v1.UsageIngest/StreamUsage"
+MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022", "o3-mini-2025-01-31")
+TEAMS = ("payments", "risk", "support", "search", "ml-platform", "growth")
+
+
+def build_batches(total: int, batch_size: int, stream_count: int) -> list[list[bytes]]:
+    """Pre-serialized batches, dealt round-robin to the streams; every event id unique."""
+    per_stream: list[list[bytes]] = [[] for _ in range(stream_count)]
+    sequence = 0
+    for start in range(0, total, batch_size):
+        events = []
+        for i in range(start, min(total, start + batch_size)):
+            events.append(make_event(kong_request_id=f"r{i}", team=TEAMS[i % len(TEAMS)], app=f"app-{i % 40}",
+                                     served_model=MODELS[i % len(MODELS)], input_tokens=500 + i % 700,
+                                     cached_input_tokens=i % 300, output_tokens=200 + i % 90, reasoning_tokens=i % 50))  # fmt: skip
+        sequence += 1
+        batch = pb.UsageBatch(batch_id=f"b{sequence}", sender_id=f"bench-{sequence % stream_count}", sequence=sequence, events=events)
+        per_stream[sequence % stream_count].append(batch.SerializeToString())
+    return per_stream
+
+
+def send_all(grpc_listen: str, per_stream: list[list[bytes]]) -> tuple[float, int]:
+    acked = [0] * len(per_stream)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        channel = grpc.insecure_channel(grpc_listen, options=[("grpc.max_send_message_length", 64 << 20)])
+        call = channel.stream_stream(METHOD, request_serializer=None, response_deserializer=pb.BatchAck.FromString)
+        try:
+            for ack in call(iter(per_stream[index]), timeout=600):
+                acked[index] += ack.events_stored + ack.events_duplicate
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            channel.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(per_stream))]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"stream failed: {errors[0]}")
+    return elapsed, sum(acked)
+
+
+def run_aggregator(workdir: Path, total: int, batch_size: int, streams: int, flush_interval_ms: int) -> dict[str, Any]:
+    store = workdir / f"agg-{batch_size}-{streams}-{flush_interval_ms}"
+    per_stream = build_batches(total, batch_size, streams)
+    process, grpc_listen, http_listen = start_aggregator(store, env={"CHARGEBACK_FLUSH_INTERVAL_MS": str(flush_interval_ms)})
+    try:
+        elapsed, acked = send_all(grpc_listen, per_stream)
+        inserts = metric(http_listen, "chargeback_store_inserts_total")
+        rss = peak_rss_mb(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    if acked != total:
+        raise RuntimeError(f"acked {acked} of {total}")
+    return {
+        "streams": streams, "batch_events": batch_size, "flush_interval_ms": flush_interval_ms, "events": total,
+        "seconds": round(elapsed, 3), "events_per_s": round(total / elapsed), "inserts": int(inserts),
+        "events_per_insert": round(total / max(inserts, 1)), "aggregator_peak_rss_mb": round(rss, 1),
+    }  # fmt: skip
+
+
+def run_ceiling(workdir: Path, total: int, rows_per_insert: int) -> dict[str, Any]:
+    """A raw columnar insert of the same rows in a fresh process (one chDB path per process)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--ceiling-child", str(workdir / "ceiling"), str(total), str(rows_per_insert)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def ceiling_child(store_dir: str, total: int, rows_per_insert: int) -> None:
+    from kong_ai_chargeback.aggregator.rows import events_to_columns
+    from kong_ai_chargeback.aggregator.store import Store
+
+    store = Store(f"chdb://{store_dir}")
+    store.migrate()
+    chunks = []
+    for start in range(0, total, rows_per_insert):
+        events = [pb.UsageBatch.FromString(b) for stream in build_batches(min(rows_per_insert, total - start), rows_per_insert, 1) for b in stream]
+        flat = [e for batch in events for e in batch.events]
+        chunks.append(events_to_columns(flat, ["bench"] * len(flat), int(time.time() * 1000)))
+    started = time.perf_counter()
+    for columns in chunks:
+        store.insert_columns("usage_events", columns)
+    elapsed = time.perf_counter() - started
+    store.close()
+    print(json.dumps({"rows": total, "rows_per_insert": rows_per_insert, "seconds": round(elapsed, 3), "rows_per_s": round(total / elapsed)}))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--ceiling-child":
+        ceiling_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--quick", action="store_true", help="fewer events and configurations")
+    args = parser.parse_args()
+    total = 60_000 if args.quick else args.events
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        main_run = run_aggregator(workdir, total, 1000, 4, 1000)
+        ceiling = run_ceiling(workdir, total, max(main_run["events_per_insert"], 1000))
+        sweeps = []
+        if not args.quick:
+            for batch_size in (100, 5000):
+                sweeps.append(run_aggregator(workdir, total, batch_size, 4, 1000))
+            for flush in (100, 250):
+                sweeps.append(run_aggregator(workdir, total, 1000, 4, flush))
+            sweeps.append(run_aggregator(workdir, total, 1000, 1, 1000))
+            sweeps.append(run_aggregator(workdir, total, 1000, 8, 1000))
+        print(json.dumps({
+            "main": main_run,
+            "ceiling_raw_insert": ceiling,
+            "ratio_to_ceiling": round(main_run["events_per_s"] / ceiling["rows_per_s"], 3),
+            "sensitivity": sweeps,
+        }))  # fmt: skip
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
