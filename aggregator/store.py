@@ -47,8 +47,9 @@ class Store:
         self._ro_lock = threading.RLock()
         self._ro_client: Client | None = None
         # A Distributed insert otherwise returns once queued on this node, before
-        # the shards have it: an ack must mean stored, so wait for the shards.
-        self._insert_settings: dict[str, Any] = {"insert_distributed_sync": 1} if cluster else {}
+        # the shards have it: an ack must mean stored, so every insert of the
+        # writing session (writer batches, rollup INSERT ... SELECT) waits for them.
+        self._session_settings: dict[str, Any] = {"insert_distributed_sync": 1} if cluster else {}
 
     # -- connection -------------------------------------------------------
     def _connect(self) -> Client:
@@ -58,7 +59,7 @@ class Store:
                 if path:
                     Path(path).mkdir(parents=True, exist_ok=True)
             try:
-                self._client = clickhouse_connect.get_client(dsn=self.dsn)
+                self._client = clickhouse_connect.get_client(dsn=self.dsn, settings=self._session_settings)
             except Exception as exc:  # driver raises many types; callers need one
                 raise StoreError(f"cannot open store {redact_dsn(self.dsn)}: {exc}") from exc
         return self._client
@@ -148,7 +149,6 @@ class Store:
                     data,
                     column_names=names,
                     column_oriented=True,
-                    settings=self._insert_settings,
                 )
         except StoreError:
             raise
