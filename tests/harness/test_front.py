@@ -348,3 +348,54 @@ def test_noop_plugin_baseline(tmp_path, noop_plugin_server, kong_front_factory, 
     stats = front.stats()
     assert stats["rpc_round_trips_per_request"] == 2.0  # HandleEvent access + log
     assert stats["pdk_calls_per_request_by_phase"] == {}
+
+
+# ------------------------------------------------------------------ broken exchanges
+
+
+def test_upstream_cut_mid_stream_reaches_the_client_and_the_log(
+    tmp_path, plugin_server_factory, kong_front_factory, mock_llm
+) -> None:
+    front, _ = _front(tmp_path, plugin_server_factory, kong_front_factory, mock_llm)
+    conn, resp = _open_stream(front, chat_body(stream=True, stream_options={"include_usage": True}),
+                              {"apikey": "alice-key", "x-mock-behavior": "cut"})
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        resp.read()
+    conn.close()
+    assert b"[DONE]" not in cut.value.partial
+    front.wait_for_logs()
+    ctx = front.last_request()
+    assert ctx.upstream_error is not None
+    assert ctx.log_done.is_set() and ctx.log_snapshot["upstream_status"] == "200"
+
+
+def test_client_abort_mid_stream_still_runs_the_log_phase(
+    tmp_path, plugin_server_factory, kong_front_factory, mock_llm
+) -> None:
+    front, report_dir = _front(tmp_path, plugin_server_factory, kong_front_factory, mock_llm)
+    conn, resp = _open_stream(front, chat_body(stream=True),
+                              {**probe_headers("abort", log=[["kong.response.get_status", []]]), "apikey": "alice-key",
+                               "x-mock-behavior": "hold", "x-mock-output-tokens": "400"})
+    resp.read1(65536)
+    assert mock_llm.wait_until_held()
+    conn.close()  # the client goes away while the answer streams
+    mock_llm.release()
+    assert front.wait_for_logs(timeout=15)
+    ctx = front.last_request()
+    assert ctx.client_aborted
+    assert read_report(report_dir, "abort", "log")[0]["value"] == 200
+
+
+def test_unreachable_upstream_is_a_kong_502(tmp_path, plugin_server_factory, kong_front_factory) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server = plugin_server_factory(PROBE_PLUGIN)
+    front = kong_front_factory(probe_kong_yml(tmp_path / "r"), {"probe": server}, {"llm": dead})
+    resp = request(front.url, "GET", "/llm/x")
+    assert resp.status == 502
+    assert resp.json()["message"] == "An invalid response was received from the upstream server"
+    front.wait_for_logs()
+    assert front.last_request().log_snapshot["response"]["status"] == 502

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from .bridge import PluginEntity
+from .context import Headers
 from .errors import ConfigValidationError, DeclarativeConfigError
 from .luaisms import LuaArray, normalize_path
 from .schema_validator import MISSING as _MISSING_CONFIG
@@ -128,7 +129,7 @@ class DeclarativeConfig:
 
     # ---------- routing ----------
 
-    def match(self, method: str, host: str, path: str) -> RouteMatch | None:
+    def match(self, method: str, host: str, path: str, headers: Headers | None = None) -> RouteMatch | None:
         """Route selection (simplified traditional_compatible order): regex
         paths first by regex_priority, then prefix paths longest first."""
         normalized = normalize_path(path, True) or "/"
@@ -141,6 +142,8 @@ class DeclarativeConfig:
             if rec.get("methods") and method.upper() not in rec["methods"]:
                 continue
             if rec.get("hosts") and not _host_matches(host, rec["hosts"]):
+                continue
+            if rec.get("headers") and not _headers_match(headers or Headers(), rec["headers"]):
                 continue
             if not route.regex_paths and not route.prefix_paths:
                 prefix_hits.append((0, -index, RouteMatch(route, "/", normalized)))
@@ -179,6 +182,15 @@ class DeclarativeConfig:
             if combo in by_scope:
                 return by_scope[combo]
         return by_scope.get((None, None, None))
+
+
+def _headers_match(headers: Headers, wanted: dict[str, list[str]]) -> bool:
+    # every listed header must be present with one of the listed values
+    for name, values in wanted.items():
+        present = [v.lower() for v in headers.get_all(name)]
+        if not any(str(v).lower() in present for v in values):
+            return False
+    return True
 
 
 def _host_matches(host: str, patterns: list[str]) -> bool:
@@ -275,12 +287,13 @@ class _Loader:
             source=source,
         )
 
-    def _base(self, raw: dict[str, Any], kind: str, key: str) -> dict[str, Any]:
+    def _base(self, raw: dict[str, Any], kind: str, key: str, *, updated_at: bool = True) -> dict[str, Any]:
         record: dict[str, Any] = {
             "id": raw.get("id") or stable_id(kind, key),
             "created_at": raw.get("created_at", self.now),
-            "updated_at": raw.get("updated_at", self.now),
         }
+        if updated_at:
+            record["updated_at"] = raw.get("updated_at", self.now)
         if raw.get("tags") is not None:
             record["tags"] = LuaArray(raw["tags"])
         return record
@@ -334,6 +347,10 @@ class _Loader:
                 return
         name = raw.get("name")
         key = name or f"{service['id'] if service else '-'}:{len(self.routes)}"
+        unsupported = [a for a in ("expression", "sources", "destinations", "snis") if raw.get(a)]
+        if unsupported:
+            self.errors.append(f"{where}: route {key!r}: the harness router does not support {unsupported}")
+            return
         record = self._base(raw, "route", key)
         record.update({k: (LuaArray(v) if isinstance(v, list) else v) for k, v in _ROUTE_DEFAULTS.items()})
         for attr in ("protocols", "methods", "hosts", "paths", "headers", "snis", "strip_path", "preserve_host",
@@ -398,7 +415,7 @@ class _Loader:
         if key in self.credentials:
             self.errors.append(f"keyauth_credentials: duplicate key for {consumer.get('username')!r}")
             return
-        record = self._base(raw, "keyauth_credential", key)
+        record = self._base(raw, "keyauth_credential", key, updated_at=False)  # no such field in its schema
         record["key"] = key
         record["consumer"] = {"id": consumer["id"]}
         self.credentials[key] = record

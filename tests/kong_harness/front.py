@@ -380,7 +380,7 @@ class KongFront:
                     self._send_exit(ctx, handler)
                     return
 
-        match = self.config.match(ctx.method, ctx.host, ctx.raw_path)
+        match = self.config.match(ctx.method, ctx.host, ctx.raw_path, ctx.headers)
         if match is None:
             ctx.exit = kong_error_exit(ctx, 404, "no Route matched with those values", None, source="router", phase="access")
             self._send_exit(ctx, handler)
@@ -582,6 +582,11 @@ class KongFront:
             self._capture(ctx, chunk)
             self._write(ctx, handler, b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
         ctx.body_ended_ms = ctx.now_ms()
+        if ctx.upstream_error is not None:
+            # nginx closes the client connection without the last chunk, so
+            # the client can tell the answer is incomplete.
+            handler.close_connection = True
+            return
         if chunked:
             self._write(ctx, handler, b"0\r\n\r\n")
 

@@ -12,7 +12,9 @@ Bodies follow the providers' API references field by field:
 
 Token counts are a pure function of the request (see `expected_usage`), so a
 test can compute exactly what a meter should record. Request headers:
-  x-mock-behavior: comma list of `malformed`, `gzip`, `cut`, `status:<code>`,
+  x-mock-behavior: comma list of `malformed` (invalid JSON, 200), `gzip`,
+                   `cut` (stream ends without the usage chunk / message_delta and
+                   without the final chunk; a JSON body stops halfway), `status:<code>`,
                    `delay-ms:<n>` (before answering), `chunk-delay-ms:<n>`
                    (between stream events), `hold` (stream the first event,
                    then wait until `release()`).
@@ -261,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         return [("x-request-id", f"req_{rid}"), ("openai-processing-ms", "1"), ("openai-version", "2020-10-01")]
 
     def _send_json(self, status: int, obj: Any, api: str | None = None, *, gzip_body: bool = False,
-                   raw: bytes | None = None) -> None:
+                   raw: bytes | None = None, cut: bool = False) -> None:
         data = raw if raw is not None else json.dumps(obj).encode()
         headers = [("Content-Type", "application/json")] + self._common_headers(api)
         if gzip_body:
@@ -272,6 +274,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        if cut:
+            # the connection drops after half the promised bytes
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+            return
         self.wfile.write(data)
 
     def _send_error(self, api: str, status: int, kind: str, message: str) -> None:
@@ -354,7 +361,7 @@ class _Handler(BaseHTTPRequestHandler):
             raw = json.dumps(body).encode()
             if "malformed" in behaviors:
                 raw = raw[: len(raw) // 2]
-            self._send_json(200, None, "openai", gzip_body="gzip" in behaviors, raw=raw)
+            self._send_json(200, None, "openai", gzip_body="gzip" in behaviors, raw=raw, cut="cut" in behaviors)
             return
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
 
@@ -415,7 +422,7 @@ class _Handler(BaseHTTPRequestHandler):
             raw = json.dumps(body).encode()
             if "malformed" in behaviors:
                 raw = raw[: len(raw) // 2]
-            self._send_json(200, None, "anthropic", gzip_body="gzip" in behaviors, raw=raw)
+            self._send_json(200, None, "anthropic", gzip_body="gzip" in behaviors, raw=raw, cut="cut" in behaviors)
             return
 
         def event(name: str, data: dict[str, Any]) -> bytes:
