@@ -6,11 +6,11 @@ import base64
 import http.client
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from kong_harness import KongFront, MsgpackRpcClient, PluginServerProcess
+from kong_harness import KongFront, MsgpackRpcClient
 
 from .helpers import PROBE_PLUGIN, chat_body, decode_value, probe_headers, probe_kong_yml, read_report, request
 

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .bridge import ExternalPlugin, PluginEntity
-from .context import ExitRecord, Headers, RequestContext
+from .context import Headers, RequestContext
 from .declarative import DeclarativeConfig, load_declarative_config, upstream_path
 from .errors import HarnessFailures
 from .key_auth import KeyAuth
 from .key_auth import NAME as KEY_AUTH
 from .key_auth import PRIORITY as KEY_AUTH_PRIORITY
 from .key_auth import SCHEMA as KEY_AUTH_SCHEMA
-from .pdk import PdkEnvironment, build_exit, kong_error_exit
+from .pdk import PdkEnvironment, kong_error_exit
 from .phases import Phase
 from .process import PluginServerProcess
 from .schema_validator import ConfigSchema
@@ -130,14 +130,20 @@ class KongFront:
             if plugin.name != name:
                 raise ValueError(f"plugin_servers[{name!r}] serves plugin {plugin.name!r} according to --dump")
             externals[name] = plugin
-        validators: dict[str, Callable[[Any], dict[str, Any]]] = {
-            KEY_AUTH: ConfigSchema(KEY_AUTH_SCHEMA, check_definition=False).validate
-        }
-        for name, plugin in externals.items():
-            validators[name] = ConfigSchema(plugin.info.schema).validate
-        config = load_declarative_config(
-            path, validators=validators, ignore_plugins=frozenset(ignore_plugins), upstream_overrides=upstream_overrides
-        )
+        try:
+            validators: dict[str, Callable[[Any], dict[str, Any]]] = {
+                KEY_AUTH: ConfigSchema(KEY_AUTH_SCHEMA, check_definition=False).validate
+            }
+            for name, plugin in externals.items():
+                validators[name] = ConfigSchema(plugin.info.schema).validate
+            config = load_declarative_config(
+                path, validators=validators, ignore_plugins=frozenset(ignore_plugins),
+                upstream_overrides=upstream_overrides,
+            )
+        except BaseException:
+            for plugin in externals.values():
+                plugin.close()
+            raise
         lookup["find"] = config.find_consumer
         front = cls(
             config,
@@ -154,13 +160,8 @@ class KongFront:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> KongFront:
-        front = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.front = front
-        server = _Server(self._bind, Handler)
+        handler = type("Handler", (_Handler,), {"front": self})
+        server = _Server(self._bind, handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(

@@ -17,7 +17,6 @@ import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
-from urllib.parse import parse_qsl
 
 from . import phases as ph
 from .context import ExitRecord, Headers, RequestContext
