@@ -21,6 +21,8 @@ def docker_daemon() -> None:
         pytest.skip(f"no Docker daemon reachable ({type(exc).__name__}: {exc}); these tests run where Docker is")
 
 
+# Module-scoped container fixtures must also request `docker_daemon` themselves:
+# they are set up before this function-scoped one.
 @pytest.fixture(autouse=True)
 def _needs_docker(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("docker") is not None:

@@ -25,7 +25,7 @@ import pytest
 
 from kong_ai_chargeback.aggregator.store import Store
 
-from .grafana_sql import expand, targets
+from support.grafana_sql import expand, targets
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "chargeback.json"
