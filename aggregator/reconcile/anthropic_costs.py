@@ -61,7 +61,7 @@ def _parse_json(data: bytes, path: str) -> ProviderExport:
                 cost=None if amount is None else amount / MINOR_UNITS[currency], currency=currency,
             ))  # fmt: skip
     coverage = (min(days), max(days) + timedelta(days=1)) if days else None
-    return ProviderExport(format=FORMAT, path=path, lines=tuple(lines), coverage=coverage, has_cost=True)
+    return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_cost=True)
 
 
 def _parse_csv(data: bytes, path: str) -> ProviderExport:
@@ -75,4 +75,4 @@ def _parse_csv(data: bytes, path: str) -> ProviderExport:
             account=key, account_kind="api_key_id" if key else "",
             cost=as_decimal(row.get("cost_usd")), currency="USD",
         ))  # fmt: skip
-    return ProviderExport(format=FORMAT, path=path, lines=tuple(lines), has_cost=True)
+    return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), has_cost=True)

@@ -80,7 +80,7 @@ def _parse_json(data: bytes, path: str) -> ProviderExport:
                 output=r.get("output_tokens"), api_key=r.get("api_key_id"), workspace=r.get("workspace_id"),
             ))  # fmt: skip
     coverage = (min(days), max(days) + timedelta(days=1)) if days else None
-    return ProviderExport(format=FORMAT, path=path, lines=tuple(lines), coverage=coverage, has_tokens=True,
+    return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_tokens=True,
                           notes=("Anthropic usage export: tokens only, no cost",))  # fmt: skip
 
 
@@ -95,5 +95,5 @@ def _parse_csv(data: bytes, path: str) -> ProviderExport:
         for row in csv_rows(data)
         if row.get("usage_date_utc")
     ]  # fmt: skip
-    return ProviderExport(format=FORMAT, path=path, lines=tuple(lines), has_tokens=True,
+    return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), has_tokens=True,
                           notes=("Anthropic usage export: tokens only, no cost",))  # fmt: skip

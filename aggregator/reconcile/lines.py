@@ -54,6 +54,9 @@ class ProviderExport:
     format: str
     path: str
     lines: tuple[BillLine, ...]
+    # The provider a single-provider export is about, even when it holds no line
+    # (a usage export of quiet days still says "nothing was billed").
+    provider: str = ""
     # [first day, last day exclusive) the export covers, when it says so
     # (usage APIs return empty buckets for quiet days; a CSV only has the days with rows).
     coverage: tuple[date, date] | None = None

@@ -137,6 +137,11 @@ def reconcile(
     def provider_of(name: str) -> str:
         return normalize_provider(name, mapping.providers)
 
+    # Only providers some export is about are judged: an OpenAI bill says nothing
+    # about the gateway's Anthropic traffic.
+    billed = export_providers(exports, mapping.providers)
+    gateway = [g for g in gateway if provider_of(g.provider) in billed]
+
     per_day_only = {provider_of(b.provider) for b in bill if not b.model}
     for provider in sorted(per_day_only):
         notes.append(f"{provider}: the bill names no model on some lines, so {provider} is compared per day only")
@@ -342,6 +347,12 @@ def _summary(lines: Sequence[dict[str, Any]], exports: Sequence[ProviderExport],
         "gateway_cost": total("gateway_cost"),
         "bill_cost": total("bill_cost"),
     }
+
+
+def export_providers(exports: Sequence[ProviderExport], aliases: Mapping[str, str] | None = None) -> set[str]:
+    """Gateway provider names the exports are about."""
+    names = {e.provider for e in exports if e.provider} | {line.provider for e in exports for line in e.lines}
+    return {normalize_provider(name, aliases) for name in names}
 
 
 def export_period(exports: Sequence[ProviderExport]) -> Period | None:

@@ -71,7 +71,7 @@ def _parse_json(data: bytes, path: str) -> ProviderExport:
                 raise ExportError(f"OpenAI costs result with amount {amount!r}")
             lines.append(_line(day, amount.get("value"), amount.get("currency"), result.get("line_item"), result.get("project_id")))
     coverage = (min(days), max(days) + timedelta(days=1)) if days else None
-    return ProviderExport(format=FORMAT, path=path, lines=tuple(lines), coverage=coverage, has_cost=True)
+    return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_cost=True)
 
 
 def _parse_csv(data: bytes, path: str) -> ProviderExport:
@@ -87,4 +87,4 @@ def _parse_csv(data: bytes, path: str) -> ProviderExport:
             continue
         lines.append(_line(day, row["amount_value"], row.get("amount_currency"), row.get("line_item"), row.get("project_id")))
     coverage = (min(days), max(days) + timedelta(days=1)) if days else None
-    return ProviderExport(format=FORMAT, path=path, lines=tuple(lines), coverage=coverage, has_cost=True)
+    return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_cost=True)

@@ -77,7 +77,7 @@ def _parse_json(data: bytes, path: str) -> ProviderExport:
         for result in bucket.get("results") or []:
             lines.append(_line(start, result))
     coverage = (min(days), max(days) + timedelta(days=1)) if days else None
-    return ProviderExport(format=FORMAT, path=path, lines=tuple(lines), coverage=coverage, has_tokens=True,
+    return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_tokens=True,
                           notes=("OpenAI usage export: tokens only, no cost",))  # fmt: skip
 
 
@@ -94,5 +94,5 @@ def _parse_csv(data: bytes, path: str) -> ProviderExport:
             continue  # a quiet day: covered, nothing used
         lines.append(_line(day, row))
     coverage = (min(days), max(days) + timedelta(days=1)) if days else None
-    return ProviderExport(format=FORMAT, path=path, lines=tuple(lines), coverage=coverage, has_tokens=True,
+    return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_tokens=True,
                           notes=("OpenAI usage export: tokens only, no cost",))  # fmt: skip

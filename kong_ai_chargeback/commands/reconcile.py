@@ -68,7 +68,8 @@ def _decimal(text: str) -> Decimal:
 def run(args: argparse.Namespace) -> int:
     from ..aggregator.governance import GovernanceError
     from ..aggregator.reconcile import (
-        AccountMapping, ExportError, GatewayUsage, Tolerance, export_period, load_export, load_mapping, reconcile,
+        AccountMapping, ExportError, GatewayUsage, Tolerance, export_period, export_providers, load_export, load_mapping,
+        reconcile,
     )  # fmt: skip
     from ..aggregator.store import StoreError
 
@@ -80,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
         period = period_from(args, default_days=None) or export_period(exports)
         if period is None:
             raise ExportError("the exports hold no usage and no period was given (--from/--to)")
-        from ..aggregator.reconcile.normalize import normalize_provider
-
-        providers = sorted({normalize_provider(line.provider, mapping.providers) for e in exports for line in e.lines})
+        providers = sorted(export_providers(exports, mapping.providers))
         with open_runner(args) as runner:
             gateway = GatewayUsage(period=period, providers=tuple(providers), database=runner.database).run(runner)
         result = reconcile(exports, gateway, period=period, tolerance=tolerance, mapping=mapping)
