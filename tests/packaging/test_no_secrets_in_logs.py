@@ -26,7 +26,7 @@ import pytest
 
 from kong_ai_chargeback.logs import JsonFormatter
 from kong_ai_chargeback.plugin.sender import EventSender
-from support.aggregator_fixtures import free_port, make_event
+from support.aggregator_fixtures import free_port, make_event, sender_config
 from support.gateway import running_gateway
 
 AUTH_TOKEN = "agg-token-6f0c2d9e7b1a4c55"
@@ -78,7 +78,7 @@ def test_a_metered_run_with_every_secret_configured_logs_none(tmp_path: Path, de
 
         # A misconfigured gateway: its sender is refused and says so, without either token.
         settings = gw.aggregator.settings
-        wrong = EventSender(_sender_config(settings.grpc_listen, WRONG_TOKEN))
+        wrong = EventSender(sender_config(settings.grpc_listen, aggregator_token=WRONG_TOKEN))
         try:
             wrong.offer(make_event())
             assert not wrong.flush(2.0)
@@ -98,14 +98,6 @@ def test_a_metered_run_with_every_secret_configured_logs_none(tmp_path: Path, de
     assert leaked(plugin_log) == [], "plugin server log (Kong's error log in production)"
     assert leaked(http_answers) == [], "/metrics, /healthz, /readyz"
     assert leaked(stored) == [], "stored events (credentials are kept as HMAC fingerprints only)"
-
-
-def _sender_config(address: str, token: str):  # type: ignore[no-untyped-def]
-    from kong_ai_chargeback.plugin.config import SenderConfig
-
-    return SenderConfig(aggregator_addresses=(address,), aggregator_tls=False, aggregator_ca_cert_path="",
-                        aggregator_token=token, queue_max_events=100, batch_max_events=10, flush_interval_ms=20,
-                        spool_dir="", spool_max_bytes=1 << 20)  # fmt: skip
 
 
 class _RefusingClickHouse(http.server.BaseHTTPRequestHandler):
