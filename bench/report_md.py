@@ -1,0 +1,107 @@
+"""Render bench/results/latest.json as a readable page, goals beside the figures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PDK_GOAL = 4
+OVERHEAD_GOAL = 1.5
+INGEST_GOAL_EPS = 100_000
+CEILING_GOAL = 0.5
+PARSER_P99_GOAL_US = 1000
+SSE_GOAL_MBPS = 50
+REPORT_GOAL_MS = 250
+RSS_GOAL_MB = 500
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def render(results: dict[str, Any]) -> str:
+    out = ["# Benchmark results", ""]
+    machine = results.get("machine", {})
+    out += [f"Machine: {machine.get('cpus')} cores, Python {machine.get('python')}, load average at start "
+            f"{machine.get('load_avg_at_start')}. Started {results.get('started_at')}"
+            f"{' (quick smoke run: small sizes)' if results.get('quick') else ''}. "
+            "Figures are from one run on a shared 2-core machine; compare the ratios, which pair each figure "
+            "with its baseline measured in the same run.", ""]  # fmt: skip
+    for section, renderer in (("plugin", _plugin), ("parsers", _parsers), ("ingest", _ingest), ("reports", _reports),
+                              ("soak", _soak)):  # fmt: skip
+        data = results.get(section)
+        if data is None:
+            continue
+        if "error" in data:
+            out += [f"## {section}", "", "```", str(data["error"])[-1500:], "```", ""]
+            continue
+        out += renderer(data)
+    return "\n".join(out) + "\n"
+
+
+def _plugin(data: dict[str, Any]) -> list[str]:
+    out = ["## 1. Plugin overhead (Kong harness, real plugin server, local upstream)", "",
+           "Handler time = HandleEvent to \"ret\", PDK round trips included. Access runs on the request path; "
+           "log runs after the client has its answer.", "",
+           "| mode / request | PDK calls/req (goal ≤ 4) | RPC round trips/req (no-op) | access p50/p99 ms (no-op) | "
+           "log p50 ms (no-op) | access ratio (goal ≤ 1.5×) | client p50 ratio | client p99 ratio | plugin server peak RSS MB (no-op) |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for key, row in data.items():
+        if key.startswith("_"):
+            continue
+        a, n = row["ai_chargeback"], row["noop"]
+        out.append(
+            f"| {key} | {a['pdk_calls_per_request']} ({_mark(a['pdk_calls_per_request'] <= PDK_GOAL)}) "
+            f"| {a['rpc_round_trips_per_request']} ({n['rpc_round_trips_per_request']}) "
+            f"| {a['handler']['access']['p50_ms']}/{a['handler']['access']['p99_ms']} ({n['handler']['access']['p50_ms']}/{n['handler']['access']['p99_ms']}) "
+            f"| {a['handler']['log']['p50_ms']} ({n['handler']['log']['p50_ms']}) "
+            f"| {row['ratio_access_handler_p50']}× ({_mark(row['ratio_access_handler_p50'] <= OVERHEAD_GOAL)}) "
+            f"| {row['ratio_client_latency_p50']}× | {row['ratio_client_latency_p99']}× "
+            f"| {a['plugin_server_peak_rss_mb']} ({n['plugin_server_peak_rss_mb']}) |"
+        )
+    return out + [""]
+
+
+def _parsers(data: dict[str, Any]) -> list[str]:
+    out = ["## 2. Usage parsers (µs per response, MB/s)", "",
+           f"Load average during the run: {data.get('load_average')}. Goals: p99 < {PARSER_P99_GOAL_US} µs at 100 KB; "
+           f"≥ {SSE_GOAL_MBPS} MB/s for SSE.", "",
+           "| family | format | body bytes | p50 µs | p99 µs | MB/s |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for row in data.get("results", []):
+        out.append(f"| {row['family']} | {row['format']} | {row['body_bytes']} | {row['us_p50']} | {row['us_p99']} | {row['mb_per_s']} |")
+    if data.get("summary"):
+        out += ["", "Summary: `" + json.dumps(data["summary"]) + "`"]
+    return out + [""]
+
+
+def _ingest(data: dict[str, Any]) -> list[str]:
+    main, ceiling = data["main"], data["ceiling_raw_insert"]
+    ratio = data["ratio_to_ceiling"]
+    out = ["## 3. Aggregator ingest (embedded store)", "",
+           f"Main: {main['streams']} concurrent gRPC streams, {main['batch_events']} events/batch, flush interval "
+           f"{main['flush_interval_ms']} ms: **{main['events_per_s']:,} events/s** "
+           f"(goal ≥ {INGEST_GOAL_EPS:,}: {_mark(main['events_per_s'] >= INGEST_GOAL_EPS)}), "
+           f"{main['events_per_insert']:,} events per insert, aggregator peak RSS {main['aggregator_peak_rss_mb']} MB.", "",
+           f"Ceiling, same rows, raw clickhouse-connect insert of {ceiling['rows_per_insert']:,} rows per insert in a fresh "
+           f"process: {ceiling['rows_per_s']:,} rows/s. Ratio {ratio} (goal ≥ {CEILING_GOAL}: {_mark(ratio >= CEILING_GOAL)}).", "",
+           "| streams | events/batch | flush ms | events/s | events/insert | peak RSS MB |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for row in [main, *data.get("sensitivity", [])]:
+        out.append(f"| {row['streams']} | {row['batch_events']} | {row['flush_interval_ms']} | {row['events_per_s']:,} "
+                   f"| {row['events_per_insert']:,} | {row['aggregator_peak_rss_mb']} |")  # fmt: skip
+    return out + [""]
+
+
+def _reports(data: dict[str, Any]) -> list[str]:
+    return ["## 4. Reports and FOCUS export", "", f"Goal: report < {REPORT_GOAL_MS} ms at 10M events.", "",
+            "```json", json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, indent=2)[:6000], "```", ""]  # fmt: skip
+
+
+def _soak(data: dict[str, Any]) -> list[str]:
+    agg, plug = data["aggregator_rss_mb_first_last_max"], data["pluginserver_rss_mb_first_last_max"]
+    ok = all(isinstance(v, (int, float)) and v < RSS_GOAL_MB for v in (agg[2], plug[2]))
+    return ["## 5. Soak (steady rate, RSS over time)", "",
+            f"{data['minutes']} min at {data['rate_rps']} req/s: {data['requests']} requests, {data['errors']} errors. "
+            f"Aggregator RSS first/last/max {agg} MB; plugin server {plug} MB "
+            f"(goal flat and < {RSS_GOAL_MB} MB: {_mark(ok)}).", "",
+            "| t (s) | aggregator RSS MB | plugin server RSS MB |", "|---|---|---|",
+            *[f"| {s['t_s']} | {s['aggregator_rss_mb']} | {s['pluginserver_rss_mb']} |" for s in data.get("samples", [])], ""]  # fmt: skip

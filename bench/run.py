@@ -1,0 +1,79 @@
+"""`make bench`: every benchmark in its own process, one after another (2 noisy cores:
+nothing else should run meanwhile), then bench/results/latest.json and latest.md.
+
+Every speed figure is paired with a baseline measured in the same run: the no-op
+plugin for plugin overhead, a raw clickhouse-connect insert for ingest. Nothing
+here asserts; the notes in latest.md say which goals are met and by how much.
+
+    python bench/run.py [--quick] [--skip soak,...] [--soak-minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def run_json(script: str, args: list[str], timeout_s: float) -> dict[str, Any]:
+    started = time.time()
+    process = subprocess.run([sys.executable, str(HERE / script), *args], capture_output=True, text=True,
+                             timeout=timeout_s, cwd=HERE)  # fmt: skip
+    elapsed = round(time.time() - started, 1)
+    if process.returncode != 0:
+        return {"error": process.stderr[-3000:], "seconds": elapsed}
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {"error": "no JSON output", "stdout": process.stdout[-2000:]}
+    result["_seconds"] = elapsed
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--skip", default="", help="comma-separated: plugin,parsers,ingest,reports,soak")
+    parser.add_argument("--soak-minutes", type=float, default=10.0)
+    args = parser.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    quick = ["--quick"] if args.quick else []
+    plan = [
+        ("plugin", "bench_plugin.py", quick, 1800),
+        ("parsers", "bench_parsers.py", quick, 1800),
+        ("ingest", "bench_ingest.py", quick, 3600),
+        ("reports", "bench_reports.py", quick, 3600),
+        ("soak", "bench_soak.py", ["--minutes", str(0.5 if args.quick else args.soak_minutes)], 7200),
+    ]
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_avg_at_start": os.getloadavg()},  # fmt: skip
+        "quick": args.quick,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    for name, script, extra, timeout_s in plan:
+        if name in skip:
+            continue
+        if not (HERE / script).exists():
+            results[name] = {"error": f"{script} missing"}
+            continue
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        results[name] = run_json(script, extra, timeout_s)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    from report_md import render
+
+    (RESULTS / "latest.md").write_text(render(results))
+    print((RESULTS / "latest.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
