@@ -49,7 +49,7 @@ SENDER_LAST_REPORT = Gauge(
 BUILD_INFO = Gauge("chargeback_build_info", "The running aggregator's version (value is always 1)", ["version"], registry=REGISTRY)
 BUILD_INFO.labels(__version__).set(1)
 
-# A sender id names one Kong worker process (host/pid/random), so every restart
+# A sender id names one plugin server process (host/pid/random), so every restart
 # brings a new one: series of senders silent this long are dropped, which keeps
 # the label set bounded by the live gateways.
 SENDER_TTL_S = 3600.0

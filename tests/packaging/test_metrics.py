@@ -69,7 +69,7 @@ def test_counters_move_with_ingest(aggregator: Aggregator) -> None:
 
 
 def test_senders_silent_past_the_ttl_are_dropped_from_the_scrape() -> None:
-    """Every Kong worker restart brings a new sender id: old series must not pile up forever."""
+    """Every plugin server restart brings a new sender id: old series must not pile up forever."""
     t0 = 1_000_000_000.0
     metrics.record_sender("old-worker", {"sent": 5}, now=t0)
     metrics.record_sender("live-worker", {"sent": 7}, now=t0 + metrics.SENDER_TTL_S + 120)
