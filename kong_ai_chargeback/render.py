@@ -119,13 +119,14 @@ def _csv(report: Report, out: IO[str]) -> None:
             writer.writerow([_cell(row.get(c)) for c in section.columns])
 
 
-def _table_cell(value: Any) -> str:
+def _table_cell(value: Any, *, last: bool = False) -> str:
+    """A cell for the terminal; only the last column may run long (it wraps without breaking the grid)."""
     if isinstance(value, Decimal):
         value = value.quantize(Decimal(1).scaleb(-MONEY_DECIMALS)) if value.as_tuple().exponent < -MONEY_DECIMALS else value  # type: ignore[operator]
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.4g}"
     text = "-" if value is None else _cell(value)
-    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
+    return text if last or len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
 
 def _table(report: Report, out: IO[str]) -> None:
@@ -142,7 +143,7 @@ def _table(report: Report, out: IO[str]) -> None:
         if not section.rows:
             out.write(f"  {section.empty_text}\n")
             continue
-        cells = [[_table_cell(row.get(c)) for c in columns] for row in section.rows]
+        cells = [[_table_cell(row.get(c), last=i == len(columns) - 1) for i, c in enumerate(columns)] for row in section.rows]
         widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
         out.write("  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
         out.write("  " + "  ".join("-" * w for w in widths) + "\n")

@@ -164,10 +164,13 @@ def reconcile(
         without = sum(1 for b in bill if provider_of(b.provider) in mapped and mapping.bill_label(b) is None)
         if without:
             notes.append(f"{without} bill lines of mapped providers carry no API key, project or workspace: left out of the account breakdown")
+        # Only days on which the bill has accounts at all: a cost export without
+        # project ids says nothing about which key the gateway's traffic belongs to.
+        account_days = {(provider_of(b.provider), b.day) for b in with_account}
         accounts = _compare(
             bill_groups=_group_bill(with_account, lambda b: (b.day, provider_of(b.provider), model_of(provider_of(b.provider), b.model), mapping.bill_label(b) or "")),
             gateway_groups=_group_gateway(
-                [g for g in gateway if provider_of(g.provider) in mapped],
+                [g for g in gateway if (provider_of(g.provider), g.day) in account_days],
                 lambda g: (g.day, provider_of(g.provider), model_of(provider_of(g.provider), g.model),
                            mapping.gateway_label(provider_of(g.provider), g.identities, g.credential_fingerprint)),
             ),  # fmt: skip
@@ -176,12 +179,8 @@ def reconcile(
         )
 
     summary = _summary(main, exports, period)
-    problems = [line for line in (*main, *accounts) if line["status"] != MATCHED]
-    if problems:
-        counts = defaultdict(int)
-        for line in problems:
-            counts[line["status"]] += 1
-        reasons = tuple(f"{n} {status.replace('_', ' ')} lines" for status, n in sorted(counts.items()))
+    reasons = _reasons(main, "") + _reasons(accounts, "per account: ")
+    if reasons:
         verdict = Verdict(ok=False, label="discrepancies", reasons=reasons)
     elif not main:
         verdict = Verdict(ok=True, label="nothing to reconcile", reasons=("no usage on either side in the period",))
@@ -192,6 +191,23 @@ def reconcile(
 
 
 Key = tuple[date, str, str, str]
+
+_MEANING = {
+    DIFFERS: "both sides, out of tolerance",
+    GATEWAY_ONLY: "gateway usage the bill does not show",
+    BILL_ONLY: "billed usage the gateway never saw",
+}
+
+
+def _reasons(lines: Sequence[dict[str, Any]], prefix: str) -> tuple[str, ...]:
+    counts: dict[str, int] = defaultdict(int)
+    for line in lines:
+        counts[line["status"]] += 1
+    return tuple(
+        f"{prefix}{counts[status]} {status.replace('_', '-')} line{'s' if counts[status] > 1 else ''} ({_MEANING[status]})"
+        for status in (DIFFERS, GATEWAY_ONLY, BILL_ONLY)
+        if counts[status]
+    )
 
 
 def _bill_side(lines: Iterable[BillLine]) -> _Side:

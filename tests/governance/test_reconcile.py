@@ -161,7 +161,7 @@ def test_export_with_a_missing_day(store: Store, tmp_path: Path) -> None:
     usage = write(tmp_path, "usage.json", openai_usage_page({DAYS[0]: [mini()], DAYS[2]: [mini()]}))
     result = run(store, usage)
     assert not result.verdict.ok
-    assert result.verdict.reasons == ("1 gateway only lines",)
+    assert result.verdict.reasons == ("1 gateway-only line (gateway usage the bill does not show)",)
     statuses = {(l["day"], l["model"]): l for l in result.lines}
     missing = statuses[(date(2025, 3, 2), "gpt-4o-mini")]
     assert missing["status"] == GATEWAY_ONLY
