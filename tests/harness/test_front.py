@@ -399,3 +399,28 @@ def test_unreachable_upstream_is_a_kong_502(tmp_path, plugin_server_factory, kon
     assert resp.json()["message"] == "An invalid response was received from the upstream server"
     front.wait_for_logs()
     assert front.last_request().log_snapshot["response"]["status"] == 502
+
+
+def test_rewrite_runs_only_for_global_plugins_and_before_routing(
+    tmp_path, plugin_server_factory, kong_front_factory, mock_llm
+) -> None:
+    report_dir = tmp_path / "reports"
+    yml = probe_kong_yml(report_dir)
+    yml["plugins"] = yml["services"][0].pop("plugins")  # make the probe global
+    front, _ = _front(tmp_path, plugin_server_factory, kong_front_factory, mock_llm, phases="rewrite,access,log",
+                      kong_yml=yml)
+    resp = request(front.url, "GET", "/unrouted", headers=probe_headers("rw", rewrite=[["kong.request.get_path", []]]))
+    assert resp.status == 404  # no route, but the global rewrite handler already ran
+    assert read_report(report_dir, "rw", "rewrite")[0]["value"] == "/unrouted"
+
+    resp = request(front.url, "GET", "/llm/x", headers=probe_headers("rw2", rewrite=[["kong.router.get_route", []]]))
+    assert resp.status == 500  # get_route is not allowed in rewrite: a Lua error, so Kong answers 500
+    front.wait_for_logs()
+    assert any("function cannot be called in rewrite phase" in f for f in front.take_failures())
+
+    scoped_dir = tmp_path / "scoped"
+    server = plugin_server_factory(PROBE_PLUGIN, env={"PROBE_PHASES": "rewrite,access,log"})
+    scoped = kong_front_factory(probe_kong_yml(scoped_dir), {"probe": server}, {"llm": mock_llm.url})
+    request(scoped.url, "GET", "/llm/x", headers=probe_headers("rw3", rewrite=[], access=[]))
+    assert (scoped_dir / "rw3.access.json").exists()
+    assert not (scoped_dir / "rw3.rewrite.json").exists()  # route/service plugins have no rewrite

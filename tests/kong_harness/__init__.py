@@ -4,6 +4,15 @@ Plays Kong's half of the plugin-server protocol against a real kong-pdk
 server process: msgpack-RPC, plugin instances, the PDK with Kong's phase
 checks, schema validation of plugin configs, and a small HTTP gateway
 (`KongFront`) driven by a declarative kong.yml.
+
+    server = PluginServerProcess.for_console_script("ai-chargeback-pluginserver", gevent=True)
+    with MockLLM() as llm, KongFront.from_kong_yml(
+        "kong.yml", {"ai-chargeback": server}, {"openai": llm.url}, stop_servers_on_close=True
+    ) as front:
+        httpx.post(f"{front.url}/openai/v1/chat/completions", json=..., headers={"apikey": "..."})
+        front.wait_for_logs()
+        front.raise_failures()          # unknown PDK methods, Lua errors, RPC errors...
+        front.stats()                   # PDK calls / RPC round trips per request
 """
 
 from __future__ import annotations
