@@ -683,6 +683,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate small writes: with Nagle on, each answer
+    # waits ~40 ms for the client's delayed ACK (nginx sets tcp_nodelay too).
+    disable_nagle_algorithm = True
     front: KongFront
     worker_id: int = 0
 

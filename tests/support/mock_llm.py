@@ -182,6 +182,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as separate small writes: with Nagle on, each answer
+    # waits ~40 ms for the client's delayed ACK (nginx sets tcp_nodelay too).
+    disable_nagle_algorithm = True
     mock: MockLLM
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
