@@ -206,3 +206,35 @@ def test_console_script_lookup_falls_back_to_the_interpreter_dir() -> None:
     pytest_script = find_console_script("pytest")
     assert pytest_script is not None and Path(pytest_script).name == "pytest"
     assert Path(sys.executable).parent.joinpath("pytest").exists()
+
+
+def test_server_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    """A SIGKILLed test run must not leave plugin servers behind (kong-pdk's
+    own orphan watchdog only works in gevent mode)."""
+    import signal
+    import subprocess
+    import time
+
+    tests_dir = Path(__file__).resolve().parents[1]
+    script = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(tests_dir)!r})\n"
+        "from kong_harness import PluginServerProcess\n"
+        f"server = PluginServerProcess.for_script({str(NOOP_PLUGIN)!r}, prefix={str(tmp_path)!r}).start()\n"
+        "print(server.pid, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server_pid = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(server_pid, signal.SIGKILL)
+        pytest.fail("plugin server outlived its killed parent")

@@ -104,14 +104,23 @@ def find_console_script(name: str) -> str | None:
     return None
 
 
-def _die_with_parent() -> None:
-    # Linux only: the child gets SIGKILL when the thread that spawned it dies,
-    # so a crashed or killed pytest never leaves servers behind.
+def _load_libc() -> Any:
     try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        return ctypes.CDLL("libc.so.6", use_errno=True)
     except OSError:
-        pass
+        return None
+
+
+# Loaded in the parent: dlopen() between fork and exec could deadlock on the
+# loader lock if another thread held it at fork time.
+_LIBC = _load_libc() if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    # The child gets SIGKILL when the thread that spawned it dies, so a
+    # crashed or killed pytest never leaves servers behind.
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class PluginServerProcess:
@@ -120,6 +129,10 @@ class PluginServerProcess:
     `command` is the start command without server flags, e.g.
     `["ai-chargeback-pluginserver"]` or `[sys.executable, "path/to/plugin.py"]`.
     The same command plus `--dump` is the query command.
+
+    `die_with_parent` (Linux) sets PR_SET_PDEATHSIG: the server is killed when
+    the *thread* that started it exits, so start servers from a thread that
+    outlives them (the main thread, a pytest fixture).
     """
 
     def __init__(
@@ -243,7 +256,7 @@ class PluginServerProcess:
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,  # Kong spawns with merge_stderr
                 env=self._child_env(),
-                preexec_fn=_die_with_parent if self.die_with_parent and sys.platform == "linux" else None,
+                preexec_fn=_die_with_parent if self.die_with_parent and _LIBC is not None else None,
             )
             _LIVE_PROCESSES.add(self)
         self._wait_for_socket()
