@@ -17,7 +17,6 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
-
 from typing import TYPE_CHECKING
 
 from .aggregator.governance.base import DEFAULT_PERIOD_DAYS, GovernanceError, Period
@@ -94,7 +93,7 @@ def open_runner(args: argparse.Namespace) -> Iterator[Runner]:
         yield RemoteRunner(args.aggregator, token, database=args.database or "chargeback")
         return
     overrides = {k: v for k, v in (("store_dsn", args.store_dsn), ("database", args.database)) if v}
-    settings = AggregatorSettings(**overrides)  # type: ignore[arg-type]
+    settings = AggregatorSettings(**overrides)
     store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
     try:
         yield LocalRunner(store)

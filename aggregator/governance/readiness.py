@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .attribution import IdentityConflicts, Unattributed
-from .base import CheckResult, GovernanceError, Row, Runner, Scope, Verdict, check_all, load_sql, require, run_query
+from .base import (
+    CheckResult,
+    GovernanceError,
+    Row,
+    Runner,
+    Scope,
+    Verdict,
+    check_all,
+    load_sql,
+    require,
+    run_query,
+)
 
 # Shares are fractions (0.02 = 2%). Defaults: a few percent of unattributed
 # spend is what a finance team can still spread as overhead; conflicts should

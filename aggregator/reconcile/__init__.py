@@ -11,7 +11,17 @@ from .detect import FORMATS, detect, load_export
 from .gateway import GatewayLine, GatewayUsage
 from .lines import BillLine, ExportError, ProviderExport
 from .mapping import AccountMapping, load_mapping, parse_mapping
-from .match import BILL_ONLY, DIFFERS, GATEWAY_ONLY, MATCHED, Reconciliation, Tolerance, export_period, export_providers, reconcile
+from .match import (
+    BILL_ONLY,
+    DIFFERS,
+    GATEWAY_ONLY,
+    MATCHED,
+    Reconciliation,
+    Tolerance,
+    export_period,
+    export_providers,
+    reconcile,
+)
 from .normalize import normalize_model, normalize_provider
 
 __all__ = [

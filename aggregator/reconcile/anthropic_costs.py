@@ -19,7 +19,16 @@ from datetime import timedelta
 from decimal import Decimal
 
 from .json_pages import buckets, first_result, load_pages
-from .lines import BillLine, ExportError, ProviderExport, as_day, as_decimal, csv_header, csv_rows, text
+from .lines import (
+    BillLine,
+    ExportError,
+    ProviderExport,
+    as_day,
+    as_decimal,
+    csv_header,
+    csv_rows,
+    text,
+)
 
 FORMAT = "anthropic-costs"
 PROVIDER = "anthropic"

@@ -32,7 +32,7 @@ def detect(data: bytes) -> str:
 def load_export(
     path: str | Path,
     *,
-    format: str = "auto",  # noqa: A002 - the CLI's word
+    format: str = "auto",
     provider: str = "",
     provider_aliases: Mapping[str, str] | None = None,
 ) -> ProviderExport:

@@ -26,7 +26,16 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from .lines import BillLine, ExportError, ProviderExport, as_day, as_decimal, csv_header, csv_rows, text
+from .lines import (
+    BillLine,
+    ExportError,
+    ProviderExport,
+    as_day,
+    as_decimal,
+    csv_header,
+    csv_rows,
+    text,
+)
 from .normalize import normalize_provider
 
 FORMAT = "focus"

@@ -31,6 +31,8 @@ from .lines import BillLine, ProviderExport
 from .mapping import AccountMapping
 from .normalize import normalize_model, normalize_provider
 
+Key = tuple[date, str, str, str]  # day, provider, model, account ('' in the main table)
+
 MATCHED = "matched"
 DIFFERS = "differs"
 GATEWAY_ONLY = "gateway_only"
@@ -72,9 +74,9 @@ class Tolerance:
             raise ValueError("; ".join(errors))
 
     def allows(self, gateway: int | Decimal, bill: int | Decimal, absolute: int | Decimal) -> bool:
-        larger = max(abs(gateway), abs(bill))
-        allowed = max(Decimal(absolute), Decimal(str(self.pct)) / 100 * Decimal(larger))
-        return abs(Decimal(gateway) - Decimal(bill)) <= allowed
+        g, b = Decimal(gateway), Decimal(bill)
+        allowed = max(Decimal(absolute), Decimal(str(self.pct)) / 100 * max(abs(g), abs(b)))
+        return abs(g - b) <= allowed
 
 
 @dataclass(slots=True)
@@ -167,13 +169,18 @@ def reconcile(
         # Only days on which the bill has accounts at all: a cost export without
         # project ids says nothing about which key the gateway's traffic belongs to.
         account_days = {(provider_of(b.provider), b.day) for b in with_account}
+
+        def bill_key(b: BillLine) -> Key:
+            provider = provider_of(b.provider)
+            return (b.day, provider, model_of(provider, b.model), mapping.bill_label(b) or "")
+
+        def gateway_key(g: GatewayLine) -> Key:
+            provider = provider_of(g.provider)
+            return (g.day, provider, model_of(provider, g.model), mapping.gateway_label(provider, g.identities, g.credential_fingerprint))
+
         accounts = _compare(
-            bill_groups=_group_bill(with_account, lambda b: (b.day, provider_of(b.provider), model_of(provider_of(b.provider), b.model), mapping.bill_label(b) or "")),
-            gateway_groups=_group_gateway(
-                [g for g in gateway if (provider_of(g.provider), g.day) in account_days],
-                lambda g: (g.day, provider_of(g.provider), model_of(provider_of(g.provider), g.model),
-                           mapping.gateway_label(provider_of(g.provider), g.identities, g.credential_fingerprint)),
-            ),  # fmt: skip
+            bill_groups=_group_bill(with_account, bill_key),
+            gateway_groups=_group_gateway([g for g in gateway if (provider_of(g.provider), g.day) in account_days], gateway_key),
             tolerance=tolerance,
             bill_days=bill_days,
         )
@@ -189,8 +196,6 @@ def reconcile(
     return Reconciliation(period=period, lines=tuple(main), accounts=tuple(accounts), summary=summary,
                           verdict=verdict, notes=tuple(dict.fromkeys(notes)))  # fmt: skip
 
-
-Key = tuple[date, str, str, str]
 
 _MEANING = {
     DIFFERS: "both sides, out of tolerance",
@@ -250,7 +255,7 @@ def _compare(*, bill_groups: Mapping[Key, _Side], gateway_groups: Mapping[Key, _
              bill_days: set[tuple[str, date]]) -> list[dict[str, Any]]:  # fmt: skip
     rows: list[dict[str, Any]] = []
     for key in sorted(set(bill_groups) | set(gateway_groups)):
-        day, provider, model, account = key
+        day, provider, _, _ = key
         gw, bl = gateway_groups.get(key), bill_groups.get(key)
         if gw is not None and gw.empty:
             gw = None
@@ -352,8 +357,12 @@ def _summary(lines: Sequence[dict[str, Any]], exports: Sequence[ProviderExport],
         "period_start": period.start,
         "period_end": period.end,
         "exports": [
-            {"path": e.path, "format": e.format, "lines": len(e.lines),
-             "coverage": None if e.coverage is None else [e.coverage[0], e.coverage[1]]}  # fmt: skip
+            {
+                "path": e.path,
+                "format": e.format,
+                "lines": len(e.lines),
+                "coverage": None if e.coverage is None else [e.coverage[0], e.coverage[1]],
+            }
             for e in exports
         ],
         "lines": len(lines),

@@ -18,7 +18,17 @@ from datetime import timedelta
 from typing import Any
 
 from .json_pages import buckets, first_result, load_pages
-from .lines import BillLine, ExportError, ProviderExport, as_day, as_decimal, csv_header, csv_rows, first, text
+from .lines import (
+    BillLine,
+    ExportError,
+    ProviderExport,
+    as_day,
+    as_decimal,
+    csv_header,
+    csv_rows,
+    first,
+    text,
+)
 
 FORMAT = "openai-costs"
 PROVIDER = "openai"

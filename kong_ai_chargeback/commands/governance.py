@@ -15,8 +15,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..query_source import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    add_period_options,
+    add_source_options,
+    open_runner,
+    period_from,
+)
 from ..render import FORMATS, Report, Section, render
-from ..query_source import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, add_period_options, add_source_options, open_runner, period_from
 
 Builder = Callable[[argparse.Namespace, Any], Any]
 UNSET = object()
@@ -93,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--min-daily-cost", type=float, metavar="USD", help="ignore days cheaper than this (default 1)")
 
 
-def _check(checks: Any, name: str, help_text: str, builder: Builder, *, listing: bool = False) -> argparse.ArgumentParser:
+def _check(checks: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, builder: Builder, *, listing: bool = False) -> argparse.ArgumentParser:
     parser = checks.add_parser(name, help=help_text, description=help_text)
     add_source_options(parser)
     add_period_options(parser)
@@ -145,7 +153,12 @@ def _readiness(args: argparse.Namespace, scope: Any) -> Any:
 
 
 def _attribution(args: argparse.Namespace, scope: Any) -> Any:
-    from ..aggregator.governance import IdentityConflicts, IdentitySources, Readiness, Unattributed
+    from ..aggregator.governance import (
+        IdentityConflicts,
+        IdentitySources,
+        Readiness,
+        Unattributed,
+    )
 
     return [Readiness(scope, _thresholds(args)), Unattributed(scope), IdentityConflicts(scope), IdentitySources(scope)]
 
@@ -235,8 +248,13 @@ def to_report(results: Sequence[Any], *, period: str, tenant: str = "") -> Repor
     """The first result judges; the others add sections."""
     head = results[0]
     sections = [
-        Section(name=r.check, title=r.title, columns=r.columns or TABLE_COLUMNS.get(r.check, ()), rows=r.rows,
-                table_columns=TABLE_COLUMNS.get(r.check))  # fmt: skip
+        Section(
+            name=r.check,
+            title=r.title,
+            columns=r.columns or TABLE_COLUMNS.get(r.check, ()),
+            rows=r.rows,
+            table_columns=TABLE_COLUMNS.get(r.check),
+        )
         for r in results
     ]
     meta: dict[str, Any] = {"check": head.check, "period": period}

@@ -18,7 +18,14 @@ import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..query_source import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, add_source_options, open_runner, period_from
+from ..query_source import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    add_source_options,
+    open_runner,
+    period_from,
+)
 from ..render import FORMATS, Report, Section, render
 
 TABLE_COLUMNS = (
@@ -31,7 +38,11 @@ ACCOUNT_TABLE_COLUMNS = ("day", "provider", "model", "account", "status", "gatew
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from ..aggregator.reconcile import FORMATS as EXPORT_FORMATS
-    from ..aggregator.reconcile.match import DEFAULT_TOLERANCE_COST_USD, DEFAULT_TOLERANCE_PCT, DEFAULT_TOLERANCE_TOKENS
+    from ..aggregator.reconcile.match import (
+        DEFAULT_TOLERANCE_COST_USD,
+        DEFAULT_TOLERANCE_PCT,
+        DEFAULT_TOLERANCE_TOKENS,
+    )
 
     parser = subparsers.add_parser(
         "reconcile",
@@ -68,7 +79,14 @@ def _decimal(text: str) -> Decimal:
 def run(args: argparse.Namespace) -> int:
     from ..aggregator.governance import GovernanceError
     from ..aggregator.reconcile import (
-        AccountMapping, ExportError, GatewayUsage, Tolerance, export_period, export_providers, load_export, load_mapping,
+        AccountMapping,
+        ExportError,
+        GatewayUsage,
+        Tolerance,
+        export_period,
+        export_providers,
+        load_export,
+        load_mapping,
         reconcile,
     )  # fmt: skip
     from ..aggregator.store import StoreError

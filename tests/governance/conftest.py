@@ -5,7 +5,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-
 from kong_ai_chargeback.aggregator.governance import Period, Scope
 from kong_ai_chargeback.aggregator.store import Store
 

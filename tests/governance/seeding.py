@@ -15,7 +15,11 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from kong_ai_chargeback.aggregator.pricing.rates import LIST_RATE_COLUMNS, RATE_COLUMNS, to_e12
+from kong_ai_chargeback.aggregator.pricing.rates import (
+    LIST_RATE_COLUMNS,
+    RATE_COLUMNS,
+    to_e12,
+)
 from kong_ai_chargeback.aggregator.rows import events_to_columns
 from kong_ai_chargeback.aggregator.store import Store
 from kong_ai_chargeback.plugin.ids import uuid7
@@ -40,10 +44,10 @@ class Rate:
 
 
 RATES: Mapping[str, Rate] = {
-    "gpt-4o-mini-2024-07-18": Rate(Decimal("0.15"), Decimal("0.075"), Decimal("0"), Decimal("0.60")),
-    "gpt-4.1-2025-04-14": Rate(Decimal("2"), Decimal("0.50"), Decimal("0"), Decimal("8")),
-    "claude-sonnet-4-20250514": Rate(Decimal("3"), Decimal("0.30"), Decimal("3.75"), Decimal("15")),
-    "claude-opus-4-1-20250805": Rate(Decimal("15"), Decimal("1.50"), Decimal("18.75"), Decimal("75")),
+    "gpt-4o-mini-2024-07-18": Rate(Decimal("0.15"), Decimal("0.075"), Decimal(0), Decimal("0.60")),
+    "gpt-4.1-2025-04-14": Rate(Decimal(2), Decimal("0.50"), Decimal(0), Decimal(8)),
+    "claude-sonnet-4-20250514": Rate(Decimal(3), Decimal("0.30"), Decimal("3.75"), Decimal(15)),
+    "claude-opus-4-1-20250805": Rate(Decimal(15), Decimal("1.50"), Decimal("18.75"), Decimal(75)),
 }
 
 _request_ids = itertools.count(1)
@@ -56,12 +60,12 @@ def at(day: str, hh: int = 12, mm: int = 0, ss: int = 0, ms: int = 0) -> datetim
 def event(when: datetime, **fields: Any) -> pb.UsageEvent:
     """A plugin-shaped event at ``when``; identity defaults to an authenticated consumer."""
     ms = int(when.timestamp() * 1000)
-    base: dict[str, Any] = dict(
-        event_id=uuid7(ms), kong_request_id=f"req-{next(_request_ids)}", started_at_unix_ms=ms,
-        observed_at_unix_ms=ms + 250, consumer_id="c-checkout", consumer_username="checkout-svc",
-        credential_fingerprint="fp-checkout", client_ip="10.0.0.1", route_name="chat", service_name="openai",
-        cached_input_tokens=0,
-    )  # fmt: skip
+    base: dict[str, Any] = {
+        "event_id": uuid7(ms), "kong_request_id": f"req-{next(_request_ids)}", "started_at_unix_ms": ms,
+        "observed_at_unix_ms": ms + 250, "consumer_id": "c-checkout", "consumer_username": "checkout-svc",
+        "credential_fingerprint": "fp-checkout", "client_ip": "10.0.0.1", "route_name": "chat", "service_name": "openai",
+        "cached_input_tokens": 0,
+    }  # fmt: skip
     base.update(fields)
     return make_event(**base)
 
@@ -93,19 +97,22 @@ def every(start: datetime, count: int, step: timedelta) -> list[datetime]:
 
 def consumer(name: str, team: str, app: str | None = None, *, tenant: str = "acme", fingerprint: str | None = None) -> dict[str, Any]:
     """Identity fields of an authenticated consumer tagged with its team (the accountable kind)."""
-    return dict(
-        tenant=tenant, tenant_source=pb.IDENTITY_SOURCE_CONSUMER, team=team, team_source=pb.IDENTITY_SOURCE_CONSUMER,
-        app=app or name, app_source=pb.IDENTITY_SOURCE_CONSUMER, consumer_id=f"c-{name}", consumer_username=name,
-        credential_fingerprint=fingerprint or f"fp-{name}",
-    )  # fmt: skip
+    return {
+        "tenant": tenant, "tenant_source": pb.IDENTITY_SOURCE_CONSUMER, "team": team, "team_source": pb.IDENTITY_SOURCE_CONSUMER,
+        "app": app or name, "app_source": pb.IDENTITY_SOURCE_CONSUMER, "consumer_id": f"c-{name}", "consumer_username": name,
+        "credential_fingerprint": fingerprint or f"fp-{name}",
+    }  # fmt: skip
 
 
-ANONYMOUS: Mapping[str, Any] = dict(
-    team="unattributed", team_source=pb.IDENTITY_SOURCE_NONE, app="", app_source=pb.IDENTITY_SOURCE_NONE,
-    unattributed_reason="no-authenticated-consumer", consumer_id="", consumer_username="", credential_fingerprint="",
-)  # fmt: skip
+ANONYMOUS: Mapping[str, Any] = {
+    "team": "unattributed", "team_source": pb.IDENTITY_SOURCE_NONE, "app": "", "app_source": pb.IDENTITY_SOURCE_NONE,
+    "unattributed_reason": "no-authenticated-consumer", "consumer_id": "", "consumer_username": "", "credential_fingerprint": "",
+}  # fmt: skip
 
-OPENAI_MINI: Mapping[str, Any] = dict(provider="openai", api_family="openai.chat", requested_model="gpt-4o-mini",
-                                      served_model="gpt-4o-mini-2024-07-18")  # fmt: skip
-SONNET: Mapping[str, Any] = dict(provider="anthropic", api_family="anthropic.messages", requested_model="claude-sonnet-4-0",
-                                 served_model="claude-sonnet-4-20250514", service_name="anthropic")  # fmt: skip
+OPENAI_MINI: Mapping[str, Any] = {
+    "provider": "openai", "api_family": "openai.chat", "requested_model": "gpt-4o-mini", "served_model": "gpt-4o-mini-2024-07-18",
+}  # fmt: skip
+SONNET: Mapping[str, Any] = {
+    "provider": "anthropic", "api_family": "anthropic.messages", "requested_model": "claude-sonnet-4-0",
+    "served_model": "claude-sonnet-4-20250514", "service_name": "anthropic",
+}  # fmt: skip

@@ -5,13 +5,29 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from kong_ai_chargeback.aggregator.governance import IdentityConflicts, IdentitySources, Readiness, Thresholds, Unattributed
+from kong_ai_chargeback.aggregator.governance import (
+    IdentityConflicts,
+    IdentitySources,
+    Readiness,
+    Thresholds,
+    Unattributed,
+)
 from kong_ai_chargeback.aggregator.governance.base import load_sql, sql_parameters
 from kong_ai_chargeback.aggregator.store import Store
 from kong_ai_chargeback.proto import pb
 
 from .conftest import month_scope
-from .seeding import ANONYMOUS, OPENAI_MINI, RATES, SONNET, at, consumer, event, every, insert
+from .seeding import (
+    ANONYMOUS,
+    OPENAI_MINI,
+    RATES,
+    SONNET,
+    at,
+    consumer,
+    event,
+    every,
+    insert,
+)
 
 # Three teams, each through its own tagged consumer, every day of March 2025:
 # 3 consumers x 31 days x 10 requests = 930 requests.

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from kong_ai_chargeback.aggregator.store import Store
+
 from kong_ai_chargeback.cli import main
 
 from .seeding import insert

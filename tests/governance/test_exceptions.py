@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from kong_ai_chargeback.aggregator.governance import Bursts, CacheMisses, FanOut, PremiumModels, Retries
+from kong_ai_chargeback.aggregator.governance import (
+    Bursts,
+    CacheMisses,
+    FanOut,
+    PremiumModels,
+    Retries,
+)
 from kong_ai_chargeback.aggregator.governance.base import sql_parameters
 from kong_ai_chargeback.aggregator.store import Store
 

@@ -17,8 +17,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-
-from kong_ai_chargeback.aggregator.reconcile import ExportError, detect, load_export, normalize_model, parse_mapping
+from kong_ai_chargeback.aggregator.reconcile import (
+    ExportError,
+    detect,
+    load_export,
+    normalize_model,
+    parse_mapping,
+)
 from kong_ai_chargeback.aggregator.reconcile.lines import BillLine
 
 EXPORTS = Path(__file__).parent / "exports"

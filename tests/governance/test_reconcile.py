@@ -18,13 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kong_ai_chargeback.aggregator.governance import Period
 from kong_ai_chargeback.aggregator.governance.base import sql_parameters
 from kong_ai_chargeback.aggregator.reconcile import (
-    BILL_ONLY, DIFFERS, GATEWAY_ONLY, MATCHED, GatewayUsage, Tolerance, load_export, parse_mapping, reconcile,
+    BILL_ONLY,
+    DIFFERS,
+    GATEWAY_ONLY,
+    MATCHED,
+    GatewayUsage,
+    Tolerance,
+    load_export,
+    parse_mapping,
+    reconcile,
 )  # fmt: skip
 from kong_ai_chargeback.aggregator.store import Store
+
 from kong_ai_chargeback.cli import main
 
 from .seeding import OPENAI_MINI, SONNET, at, consumer, event, every, insert
@@ -53,50 +61,45 @@ def unix(day: date) -> int:
     return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
 
 
+def openai_bucket(day: date, results: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"object": "bucket", "start_time": unix(day), "end_time": unix(day + timedelta(days=1)), "results": results}
+
+
 def openai_usage_page(days: dict[date, list[dict[str, Any]]]) -> dict[str, Any]:
     """GET /v1/organization/usage/completions?group_by=model&group_by=api_key_id, one page."""
-    return {
-        "object": "page",
-        "data": [
-            {"object": "bucket", "start_time": unix(day), "end_time": unix(day + timedelta(days=1)),
-             "results": [{"object": "organization.usage.completions.result", "input_cached_tokens": 0, "num_model_requests": 0,
-                          "project_id": None, "user_id": None, "batch": None, **r} for r in results]}  # fmt: skip
-            for day, results in days.items()
-        ],
-        "has_more": False,
-        "next_page": None,
-    }
+    base = {"object": "organization.usage.completions.result", "input_cached_tokens": 0, "num_model_requests": 0,
+            "project_id": None, "user_id": None, "batch": None}  # fmt: skip
+    data = [openai_bucket(day, [{**base, **r} for r in results]) for day, results in days.items()]
+    return {"object": "page", "data": data, "has_more": False, "next_page": None}
 
 
 def openai_costs_page(days: dict[date, list[tuple[str, float]]]) -> dict[str, Any]:
     """GET /v1/organization/costs?group_by=line_item, one page."""
-    return {
-        "object": "page",
-        "data": [
-            {"object": "bucket", "start_time": unix(day), "end_time": unix(day + timedelta(days=1)),
-             "results": [{"object": "organization.costs.result", "amount": {"value": value, "currency": "usd"},
-                          "line_item": item, "project_id": None} for item, value in items]}  # fmt: skip
-            for day, items in days.items()
-        ],
-        "has_more": False,
-        "next_page": None,
-    }
+
+    def result(item: str, value: float) -> dict[str, Any]:
+        return {"object": "organization.costs.result", "amount": {"value": value, "currency": "usd"}, "line_item": item,
+                "project_id": None}  # fmt: skip
+
+    data = [openai_bucket(day, [result(item, value) for item, value in items]) for day, items in days.items()]
+    return {"object": "page", "data": data, "has_more": False, "next_page": None}
 
 
 def anthropic_usage_report(days: list[date], *, uncached: int = 200_000, output: int = 25_000) -> dict[str, Any]:
     """GET /v1/organizations/usage_report/messages?group_by[]=model&group_by[]=api_key_id."""
-    return {
-        "data": [
-            {"starting_at": f"{day}T00:00:00Z", "ending_at": f"{day + timedelta(days=1)}T00:00:00Z",
-             "results": [{"uncached_input_tokens": uncached, "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
-                          "cache_read_input_tokens": 0, "output_tokens": output, "server_tool_use": {"web_search_requests": 0},
-                          "api_key_id": "apikey_support", "workspace_id": None, "model": "claude-sonnet-4-20250514",
-                          "service_tier": "standard", "context_window": "0-200k"}]}  # fmt: skip
-            for day in days
-        ],
-        "has_more": False,
-        "next_page": None,
+    result = {
+        "uncached_input_tokens": uncached,
+        "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
+        "cache_read_input_tokens": 0,
+        "output_tokens": output,
+        "server_tool_use": {"web_search_requests": 0},
+        "api_key_id": "apikey_support",
+        "workspace_id": None,
+        "model": "claude-sonnet-4-20250514",
+        "service_tier": "standard",
+        "context_window": "0-200k",
     }
+    data = [{"starting_at": f"{day}T00:00:00Z", "ending_at": f"{day + timedelta(days=1)}T00:00:00Z", "results": [result]} for day in days]
+    return {"data": data, "has_more": False, "next_page": None}
 
 
 def mini(input_tokens: int = 100_000, output_tokens: int = 30_000, *, key: str = "key_checkout") -> dict[str, Any]:
@@ -110,10 +113,11 @@ def write(tmp_path: Path, name: str, payload: Any) -> Path:
     return path
 
 
-def run(store: Store, *paths: Path, tolerance: Tolerance = Tolerance(), mapping: dict[str, Any] | None = None) -> Any:
+def run(store: Store, *paths: Path, tolerance: Tolerance | None = None, mapping: dict[str, Any] | None = None) -> Any:
     exports = [load_export(p) for p in paths]
     gateway = GatewayUsage(period=PERIOD, providers=("anthropic", "openai")).run(store)
-    return reconcile(exports, gateway, period=PERIOD, tolerance=tolerance, mapping=parse_mapping(mapping) if mapping else None)
+    return reconcile(exports, gateway, period=PERIOD, tolerance=tolerance or Tolerance(),
+                     mapping=parse_mapping(mapping) if mapping else None)  # fmt: skip
 
 
 def test_gateway_query_renders_bound_parameters() -> None:

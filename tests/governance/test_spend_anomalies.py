@@ -47,7 +47,7 @@ def test_spike_day_is_flagged_with_its_factor(store: Store) -> None:
     assert len(result.rows) == 1
     spike = result.rows[0]
     assert (spike["app"], spike["day"]) == ("support-bot", date(2025, 3, 21))
-    assert spike["cost"] == SPIKE_REQUESTS * PER_REQUEST == Decimal("36")
+    assert spike["cost"] == SPIKE_REQUESTS * PER_REQUEST == Decimal(36)
     history = [float(n * PER_REQUEST) for n in DAILY[SPIKE_DAY - 14 : SPIKE_DAY]]
     median = statistics.median(history)
     mad = statistics.median(abs(x - median) for x in history)
