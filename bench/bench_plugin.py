@@ -1,6 +1,7 @@
 """Plugin overhead through the Kong harness: the real ai-chargeback plugin server against a
 no-op Python plugin (the floor of any Python Kong plugin), gevent and threading modes,
-non-streaming and streaming requests, same harness, same upstream, same run.
+non-streaming and streaming requests (default `auto` capture), and streaming with Kong's
+ai-proxy analytics (`usage_capture: ai_proxy`), same harness, same upstream, same run.
 
 Per configuration: handler time per phase (HandleEvent to "ret", PDK round trips
 included), client-observed latency, PDK calls and RPC round trips per request, and
@@ -29,6 +30,7 @@ import httpx
 import yaml
 
 from kong_harness import PluginServerProcess
+from kong_harness.ai_proxy import ai_proxy_hook
 from kong_harness.bridge import ExternalPlugin
 from kong_harness.front import KongFront
 from support.gateway import KONG_YML, kong_config_for, running_gateway
@@ -110,8 +112,9 @@ def run_noop(workdir: Path, gevent: bool, requests: int, streaming: bool) -> dic
     return result
 
 
-def run_chargeback(workdir: Path, gevent: bool, requests: int, streaming: bool) -> dict[str, Any]:
-    with running_gateway(workdir, gevent=gevent) as gw:
+def run_chargeback(workdir: Path, gevent: bool, requests: int, streaming: bool, ai_proxy: bool) -> dict[str, Any]:
+    overrides = {"usage_capture": "ai_proxy"} if ai_proxy else None
+    with running_gateway(workdir, gevent=gevent, plugin_overrides=overrides, serialize_hook=ai_proxy_hook() if ai_proxy else None) as gw:
         result = drive(gw.front, requests, streaming)
         gw.wait_for_events(requests + 50, timeout_s=120)
         result["plugin_server_peak_rss_mb"] = round(peak_rss_mb(gw.plugin_server.pid or 0), 1)
@@ -127,12 +130,12 @@ def main() -> None:
     requests = 100 if args.quick else args.requests
     results: dict[str, Any] = {}
     for mode in ("gevent", "threads"):
-        for kind in ("non_streaming", "streaming"):
-            streaming = kind == "streaming"
+        for kind in ("non_streaming", "streaming", "streaming_ai_proxy"):
+            streaming = kind != "non_streaming"
             workdir = Path(tempfile.mkdtemp(prefix="bench-plugin-"))
             try:
                 noop = run_noop(workdir / "n", mode == "gevent", requests, streaming)
-                metered = run_chargeback(workdir / "c", mode == "gevent", requests, streaming)
+                metered = run_chargeback(workdir / "c", mode == "gevent", requests, streaming, kind.endswith("ai_proxy"))
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
             access_ratio = metered["handler"]["access"]["p50_ms"] / max(noop["handler"]["access"]["p50_ms"], 1e-9)
