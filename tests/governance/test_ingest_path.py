@@ -6,7 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from kong_ai_chargeback.aggregator.governance import Period, Readiness, Scope, SharedCredentials
+from kong_ai_chargeback.aggregator.governance import (
+    Period,
+    Readiness,
+    Scope,
+    SharedCredentials,
+)
 from kong_ai_chargeback.aggregator.reconcile import GatewayUsage
 from support.seed import random_events, recent_day, seeded_store
 
