@@ -10,31 +10,46 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..proto import pb, pb_grpc
+from . import sql_api
 from .http_api import HttpApi
 from .ingest import IngestService
+from .pricing.pricer import Pricer
+from .retention import apply_raw_retention
+from .rollups.maintainer import RollupMaintainer
 from .settings import AggregatorSettings
-from .store import Store, redact_dsn
+from .store import Store, StoreError, redact_dsn
 from .writer import Enricher, Writer
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UsageIngest"].full_name
 READINESS_INTERVAL_S = 2.0
+MAIN_WAKE_S = 0.5
 
 
 class Aggregator:
     def __init__(self, settings: AggregatorSettings, *, enrich: Enricher | None = None) -> None:
         self.settings = settings
         self.store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
+        # Prices every event at ingest; rollups get their own session so a rebuild never holds the insert path.
+        self.pricer = Pricer()
+        self.rollups = RollupMaintainer(
+            Store(settings.store_dsn, database=settings.database, cluster=settings.cluster),
+            interval_s=settings.rollup_interval_s,
+            settle_s=settings.rollup_settle_s,
+            raw_retention_days=settings.raw_retention_days,
+        )
         self.writer = Writer(
             self.store,
             flush_interval_ms=settings.flush_interval_ms,
             flush_max_events=settings.flush_max_events,
             max_pending_events=settings.max_pending_events,
-            enrich=enrich,
+            enrich=enrich or self.pricer.enrich,
+            after_insert=self.rollups.after_insert,
         )
         self.health = health.HealthServicer()
         self.http = HttpApi(settings.http_listen, self.readiness)
+        self.http.routes.update(sql_api.routes(self))
         self._grpc: grpc.Server | None = None
         self.grpc_port = 0
         self._stop = threading.Event()
@@ -51,8 +66,13 @@ class Aggregator:
     def start(self) -> None:
         applied = self.store.migrate()
         log.info("store %s ready; migrations applied: %s", redact_dsn(self.settings.store_dsn), applied or "none")
+        log.info("%s", apply_raw_retention(self.store, self.settings.raw_retention_days))
+        self.pricer.refresh(self.store)
+        self.rollups.reconcile()  # hours written while no aggregator watched (crash between insert and mark)
         self._store_ok, self._store_reason = True, "ok"
         self.writer.start()
+        self.rollups.start()
+        threading.Thread(target=self._refresh_prices, name="chargeback-prices", daemon=True).start()
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.settings.grpc_max_workers, thread_name_prefix="chargeback-grpc"),
             options=[
@@ -98,6 +118,14 @@ class Aggregator:
             self._store_ok, self._store_reason = self.store.ping()
             self._set_serving(self._store_ok and self.writer.store_healthy)
 
+    def _refresh_prices(self) -> None:
+        """Overrides loaded by another process (server store) reach this pricer within the interval."""
+        while not self._stop.wait(self.settings.prices_refresh_interval_s):
+            try:
+                self.pricer.refresh(self.store)
+            except StoreError as exc:
+                log.warning("price override refresh failed, keeping the current ones: %s", exc)
+
     def stop(self, grace_s: float = 10.0) -> None:
         """Graceful: refuse new streams, let in-flight batches finish and flush, then close."""
         self._stop.set()
@@ -105,11 +133,16 @@ class Aggregator:
         if self._grpc is not None:
             self._grpc.stop(grace_s).wait(grace_s + 1)
         self.writer.stop(drain_timeout_s=grace_s)
+        self.rollups.stop(timeout_s=grace_s)
+        self.rollups.close()
         self.http.stop()
         self.store.close()
 
     def wait(self) -> None:
-        self._stop.wait()
+        # Wake up now and then: Python runs a signal handler (SIGTERM -> request_stop) only
+        # when the main thread executes bytecode, and a lock wait without timeout may never return.
+        while not self._stop.wait(MAIN_WAKE_S):
+            pass
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -43,7 +43,17 @@ class AggregatorSettings(BaseSettings):
     tls_client_ca_path: str = ""  # set: clients must present a certificate it signed (mTLS)
 
     sql_token: SecretStr | None = None
-    raw_retention_days: int = Field(default=0, ge=0)  # 0 keeps raw events forever
+    # Bearer token for the admin writes over HTTP (POST /v1/prices, /v1/reprice); unset = disabled.
+    admin_token: SecretStr | None = None
+    raw_retention_days: int = Field(default=0, ge=0)  # 0 keeps raw events forever, else >= 36
+
+    # Pricing and rollups (aggregator/pricing, aggregator/rollups).
+    prices_refresh_interval_s: float = Field(default=60.0, gt=0)
+    rollup_interval_s: float = Field(default=30.0, gt=0)
+    # A dirty hour is rebuilt once no write touched it for this long (the current hour waits until it goes quiet).
+    rollup_settle_s: float = Field(default=60.0, ge=0)
+    # Chargeback policy (platform fee, unattributed usage, FOCUS billing account): one YAML file.
+    allocation_config_path: str = ""
 
     @field_validator("grpc_listen", "http_listen")
     @classmethod

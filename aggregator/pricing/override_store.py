@@ -30,6 +30,11 @@ ORDER BY provider, model, tenant, effective_from, override_id
 def list_overrides(store: Store) -> list[Override]:
     """Every live override (deleted ones are dropped by FINAL)."""
     _, rows = store.query(LIST_SQL, {"db": store.database})
+    return overrides_from_rows(rows)
+
+
+def overrides_from_rows(rows: Sequence[Sequence[Any]]) -> list[Override]:
+    """Overrides from LIST_SQL rows (from a store or an aggregator's /v1/sql)."""
     result = []
     for row in rows:
         (override_id, provider, model, tenant, tier, start, end, kind, currency, *rest) = row

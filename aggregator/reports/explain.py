@@ -12,7 +12,7 @@ from typing import Any
 from .handle import Handle
 from .runner import Runner
 from .source import day_bounds
-from .usage_by import DIMENSIONS
+from .usage_by import DIMENSIONS, key_expression
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 100_000
@@ -45,7 +45,7 @@ def _where(handle: Handle, params: dict[str, Any]) -> str:
     start, end = day_bounds(handle.first, handle.last)
     params.update({"start": start, "end": end, "key": handle.key})
     # WHERE (not PREWHERE) runs after FINAL: the latest version of each event decides.
-    return f"started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}} AND {column} = {{key:String}}"
+    return f"started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}} AND {key_expression(column)} = {{key:String}}"
 
 
 def render_summary(handle: Handle, database: str) -> tuple[str, dict[str, Any]]:

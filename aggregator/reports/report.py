@@ -88,7 +88,8 @@ def build_report(
         key = str(r["key"])
         line = lines.get(key)
         if line is None:
-            line = lines[key] = Line(key=key, label=str(r["label"] or "") or (UNATTRIBUTED_LABEL if key == "" else key))
+            label = UNATTRIBUTED_LABEL if key == "" else str(r["label"] or "") or key
+            line = lines[key] = Line(key=key, label=label)
             line.tokens = dict.fromkeys(TOKEN_FIELDS, 0)
         line.events += int(r["events"])
         for name in TOKEN_FIELDS:

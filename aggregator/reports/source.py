@@ -44,6 +44,21 @@ class SourcePlan:
     raw: tuple[datetime, ...] = ()
     filters: Mapping[str, str] = field(default_factory=dict)
 
+    def days(self) -> list[date]:
+        count = (self.end - self.start).days
+        return [(self.start + timedelta(days=i)).date() for i in range(count)]
+
+    def for_day(self, day: date) -> SourcePlan:
+        """The same plan narrowed to one day (long exports go a day at a time)."""
+        return SourcePlan(
+            start=datetime(day.year, day.month, day.day, tzinfo=UTC),
+            end=datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1),
+            daily=tuple(d for d in self.daily if d == day),
+            hourly=tuple(h for h in self.hourly if h.date() == day),
+            raw=tuple(h for h in self.raw if h.date() == day),
+            filters=self.filters,
+        )
+
     def describe(self) -> dict[str, int]:
         return {"days_from_daily_rollup": len(self.daily), "hours_from_hourly_rollup": len(self.hourly), "hours_from_raw_events": len(self.raw)}
 

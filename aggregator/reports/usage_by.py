@@ -24,6 +24,13 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
     "route": ("route_id", "max(route_name)"),
 }
 MAX_UNPRICED_MODELS = 20
+# Values meaning "nobody": the plugin records a team it could not resolve as 'unattributed'.
+UNATTRIBUTED_VALUES = ("", "unattributed")
+
+
+def key_expression(column: str) -> str:
+    """The line key: every spelling of 'nobody' becomes '' (one unattributed line)."""
+    return f"if({column} IN ('', 'unattributed'), '', {column})"
 
 COLUMNS = (
     "key", "label", "fee_period", "events", "input_tokens", "cached_input_tokens", "cache_write_input_tokens",
@@ -38,7 +45,7 @@ def render_usage_by(plan: SourcePlan, database: str, by: str, fee_starts: Sequen
     source, params = render(plan, database)
     params["fee_starts"] = list(fee_starts)
     sql = f"""
-SELECT {column} AS key,
+SELECT {key_expression(column)} AS key,
        {label} AS label,
        arrayCount(s -> s <= toDate(period_start), {{fee_starts:Array(Date)}}) AS fee_period,
        sum(events),

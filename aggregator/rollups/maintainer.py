@@ -206,6 +206,9 @@ class RollupMaintainer:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
+    def close(self) -> None:
+        self._store.close()
+
     def _run(self) -> None:
         last_reconcile = 0.0
         while not self._stop.wait(self._interval_s):

@@ -47,7 +47,7 @@ MODELS: tuple[tuple[str, str, str, str], ...] = (
     ("anthropic", "anthropic.messages", "claude-haiku-4-5", "claude-haiku-4-5-20251001"),
 )
 TENANTS = ("acme", "globex")
-TEAMS = ("payments", "search", "support", "")  # "" = unattributed
+TEAMS = ("payments", "search", "support", "unattributed")  # what the plugin records when no team resolves
 APPS = ("checkout", "ranker", "helpdesk", "batch-jobs")
 CONSUMERS = (("c-0001", "alice-svc"), ("c-0002", "bob-svc"), ("c-0003", "carol-svc"))
 ROUTES = (("r-openai", "openai-chat"), ("r-anthropic", "anthropic-messages"))
@@ -66,13 +66,13 @@ def usage_event(at: datetime | None = None, **overrides: Any) -> pb.UsageEvent:
     """One event with plugin-realistic fields; any field can be overridden."""
     at = at or datetime.now(UTC) - timedelta(minutes=5)
     started_ms = int(at.timestamp() * 1000)
-    team = overrides.get("team", "payments")
+    team = str(overrides.get("team", "payments"))
     fields: dict[str, Any] = dict(
         event_id=uuid7(started_ms), kong_request_id=f"req-{random.getrandbits(48):012x}",
         started_at_unix_ms=started_ms, observed_at_unix_ms=started_ms + 850, gateway_node="kong-1",
         tenant="acme", tenant_source=pb.IDENTITY_SOURCE_CONSUMER,
-        team=team, team_source=pb.IDENTITY_SOURCE_CONSUMER if team else pb.IDENTITY_SOURCE_NONE,
-        unattributed_reason="" if team else "no-consumer-team",
+        team=team, team_source=pb.IDENTITY_SOURCE_NONE if team == "unattributed" else pb.IDENTITY_SOURCE_CONSUMER,
+        unattributed_reason="no-team-tag" if team == "unattributed" else "",
         app="checkout", app_source=pb.IDENTITY_SOURCE_ROUTE_TAG,
         consumer_id="c-0001", consumer_username="alice-svc", credential_fingerprint="hmac:3f2a",
         route_id="r-openai", route_name="openai-chat", service_id="s-openai", service_name="openai",
