@@ -67,33 +67,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = _check(checks, "shared-credentials", "credentials or consumers used by several teams, apps, tenants or many IPs",
                _shared_credentials, listing=True)  # fmt: skip
+    _shared_options(p)
+    p = _check(checks, "premium", "premium-model use, by model list or per-request price", _premium)
+    _premium_options(p)
+    p = _check(checks, "cache", "cache-miss ratio per app where caching is expected", _cache, listing=True)
+    _cache_options(p)
+    p = _check(checks, "bursts", "requests or tokens per minute above a multiple of the app's baseline", _bursts, listing=True)
+    _burst_options(p)
+    p = _check(checks, "retries", "retry storms: upstream tries > 1 and client retries", _retries, listing=True)
+    _retry_options(p)
+    p = _check(checks, "fan-out", "agent runs: many model calls under one trace id", _fan_out, listing=True)
+    _fan_out_options(p)
+    p = _check(checks, "anomalies", "daily cost per team/app against a trailing median/MAD baseline", _anomalies, listing=True)
+    _anomaly_options(p)
+
+    p = _check(checks, "all", "every check at once (premium and cache when configured); exit 1 if any is not clean",
+               _all, listing=True)  # fmt: skip
+    for add in (_readiness_options, _shared_options, _premium_options, _cache_options, _burst_options, _retry_options,
+                _fan_out_options, _anomaly_options):  # fmt: skip
+        add(p)
+    p.set_defaults(combined=True)
+
+
+def _shared_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-teams", type=int, help="flag above this many teams (default 1)")
     p.add_argument("--max-apps", type=int, help="flag above this many apps (default 1)")
     p.add_argument("--max-tenants", type=int, help="flag above this many tenants (default 1)")
     p.add_argument("--max-client-ips", type=int, help="flag above this many client IPs (default 50)")
 
-    p = _check(checks, "premium", "premium-model use, by model list or per-request price", _premium)
+
+def _premium_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", default=[], metavar="NAME", help="premium model; 'prefix*' allowed (repeatable)")
     p.add_argument("--min-request-cost", type=float, metavar="USD", help="a request costing at least this is premium")
 
-    p = _check(checks, "cache", "cache-miss ratio per app where caching is expected", _cache, listing=True)
+
+def _cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--app", action="append", default=[], metavar="APP", help="app expected to hit the prompt cache (repeatable)")
     p.add_argument("--min-hit-ratio", type=float, help="flag below this cached/input token ratio (default 0.5)")
-    p.add_argument("--min-requests", type=int, help="ignore apps with fewer requests (default 20)")
+    p.add_argument("--min-cache-requests", dest="min_requests_cache", type=int, help="ignore apps with fewer requests (default 20)")
 
-    p = _check(checks, "bursts", "requests or tokens per minute above a multiple of the app's baseline", _bursts, listing=True)
+
+def _burst_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--multiple", type=float, help="times the app's median minute (default 5)")
     p.add_argument("--min-rpm", type=int, help="a request burst needs at least this many requests/minute (default 30)")
     p.add_argument("--min-tpm", type=int, help="a token burst needs at least this many tokens/minute (default 100000)")
 
-    p = _check(checks, "retries", "retry storms: upstream tries > 1 and client retries", _retries, listing=True)
+
+def _retry_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-retry-share", type=float, help="flag above this share of retried requests (default 0.1)")
     p.add_argument("--min-retried", type=int, help="... with at least this many retried requests (default 20)")
 
-    p = _check(checks, "fan-out", "agent runs: many model calls under one trace id", _fan_out, listing=True)
+
+def _fan_out_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-calls", type=int, help="flag traces with at least this many calls (default 25)")
 
-    p = _check(checks, "anomalies", "daily cost per team/app against a trailing median/MAD baseline", _anomalies, listing=True)
+
+def _anomaly_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline-days", type=int, help="trailing window in days (default 14)")
     p.add_argument("--min-baseline-days", type=int, help="days with traffic needed in the window (default 7)")
     p.add_argument("--min-factor", type=float, help="cost / median at least (default 3)")
@@ -192,7 +221,7 @@ def _premium(args: argparse.Namespace, scope: Any) -> Any:
 def _cache(args: argparse.Namespace, scope: Any) -> Any:
     from ..aggregator.governance import CacheMisses
 
-    return CacheMisses(scope, apps=tuple(args.app), **_given(args, min_hit_ratio="min_hit_ratio", min_requests="min_requests"),
+    return CacheMisses(scope, apps=tuple(args.app), **_given(args, min_hit_ratio="min_hit_ratio", min_requests="min_requests_cache"),
                        **_only_flagged(args))  # fmt: skip
 
 
@@ -223,6 +252,16 @@ def _anomalies(args: argparse.Namespace, scope: Any) -> Any:
                                           min_daily_cost_usd="min_daily_cost"), **_only_flagged(args))  # fmt: skip
 
 
+def _all(args: argparse.Namespace, scope: Any) -> Any:
+    checks = [_readiness(args, scope), _shared_credentials(args, scope)]
+    if args.model or args.min_request_cost:
+        checks.append(_premium(args, scope))
+    if args.app:
+        checks.append(_cache(args, scope))
+    checks += [_bursts(args, scope), _retries(args, scope), _fan_out(args, scope), _anomalies(args, scope)]
+    return checks
+
+
 def run(args: argparse.Namespace, builder: Builder) -> int:
     from ..aggregator.governance import GovernanceError, Scope
     from ..aggregator.store import StoreError
@@ -239,13 +278,13 @@ def run(args: argparse.Namespace, builder: Builder) -> int:
     except (GovernanceError, StoreError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    report = to_report(results, period=str(period), tenant=args.tenant)
+    report = to_report(results, period=str(period), tenant=args.tenant, combined=getattr(args, "combined", False))
     render(report, args.format, sys.stdout)
     return EXIT_OK if report.ok else EXIT_FINDINGS
 
 
-def to_report(results: Sequence[Any], *, period: str, tenant: str = "") -> Report:
-    """The first result judges; the others add sections."""
+def to_report(results: Sequence[Any], *, period: str, tenant: str = "", combined: bool = False) -> Report:
+    """The first result judges and the others add sections; combined, every result judges."""
     head = results[0]
     sections = [
         Section(
@@ -263,5 +302,12 @@ def to_report(results: Sequence[Any], *, period: str, tenant: str = "") -> Repor
     if "summary" in head.extra:
         meta["summary"] = head.extra["summary"]
     notes = [note for r in results for note in r.notes]
+    if combined:
+        failed = [r for r in results if not r.verdict.ok]
+        reasons = [f"{r.check}: {r.verdict.label}" + (f" ({'; '.join(r.verdict.reasons)})" if r.verdict.reasons else "")
+                   for r in results]  # fmt: skip
+        meta["check"] = "all"
+        return Report(title="Governance checks", ok=not failed, verdict="clean" if not failed else f"{len(failed)} of {len(results)} checks not clean",
+                      reasons=reasons, sections=sections, notes=notes, meta=meta)  # fmt: skip
     return Report(title=head.title, ok=head.verdict.ok, verdict=head.verdict.label, reasons=head.verdict.reasons,
                   sections=sections, notes=notes, meta=meta)  # fmt: skip

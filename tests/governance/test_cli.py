@@ -56,6 +56,19 @@ def test_readiness_exit_codes_gate_ci(tmp_path: Path, capsys: pytest.CaptureFixt
     ]  # fmt: skip
 
 
+def test_all_checks_at_once(tmp_path: Path, messy: str, capsys: pytest.CaptureFixture[str]) -> None:
+    clean = seeded(tmp_path, clean_month())
+    assert main(["governance", "all", *MONTH, "--store-dsn", clean]) == 0
+    assert "verdict: clean" in capsys.readouterr().out
+    argv = ["governance", "all", *MONTH, "--store-dsn", messy, "--format", "json", "--model", "claude-sonnet-4*", "--app", "checkout-svc"]
+    assert main(argv) == 1
+    payload = json.loads(capsys.readouterr().out)
+    assert list(payload["sections"]) == ["readiness", "shared_credentials", "premium_models", "cache_misses", "bursts",
+                                         "retries", "fan_out", "spend_anomalies"]  # fmt: skip
+    assert payload["verdict"] == "3 of 8 checks not clean"
+    assert payload["reasons"][0].startswith("readiness: not ready for chargeback (unattributed requests 11.11%")
+
+
 def test_attribution_prints_every_section(messy: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["governance", "attribution", *MONTH, "--store-dsn", messy, "--format", "json"]) == 1
     payload = json.loads(capsys.readouterr().out)
