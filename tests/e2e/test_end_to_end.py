@@ -98,6 +98,8 @@ def test_unauthenticated_request_is_refused_by_key_auth_and_unattributed_usage_i
     assert refused.status_code == 401
     client = openai_client(gateway, "demo-key-legacy")
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "nightly batch"}])
-    gateway.wait_for_events(1)
+    gateway.wait_for_events(2)  # Kong runs the log phase for the refused request too
     found = rows(gateway, "consumer_username = 'legacy-batch'", "team, team_source, unattributed_reason, tenant")
     assert found == [("unattributed", "none", "no-team-tag", "acme")]
+    refused_rows = rows(gateway, "http_status = 401", "policy_outcome, usage_source, usage_note, unattributed_reason, input_tokens")
+    assert refused_rows == [("rejected_auth", "none", "not-proxied", "no-authenticated-consumer", 0)]
