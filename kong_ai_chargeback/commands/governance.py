@@ -15,13 +15,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..aggregator_client import AggregatorError, open_reader
 from ..query_source import (
     EXIT_ERROR,
     EXIT_FINDINGS,
     EXIT_OK,
     add_period_options,
     add_source_options,
-    open_runner,
     period_from,
 )
 from ..render import FORMATS, Report, Section, render
@@ -270,12 +270,12 @@ def run(args: argparse.Namespace, builder: Builder) -> int:
     try:
         period = period_from(args)
         assert period is not None
-        with open_runner(args) as runner:
+        with open_reader(args) as runner:
             scope = Scope(period=period, database=runner.database, tenant=args.tenant)
             built = builder(args, scope)
             checks = built if isinstance(built, list) else [built]
             results = [check.run(runner) for check in checks]
-    except (GovernanceError, StoreError, ValueError) as exc:
+    except (AggregatorError, GovernanceError, StoreError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_ERROR
     report = to_report(results, period=str(period), tenant=args.tenant, combined=getattr(args, "combined", False))

@@ -18,12 +18,12 @@ import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..aggregator_client import AggregatorError, open_reader
 from ..query_source import (
     EXIT_ERROR,
     EXIT_FINDINGS,
     EXIT_OK,
     add_source_options,
-    open_runner,
     period_from,
 )
 from ..render import FORMATS, Report, Section, render
@@ -100,10 +100,10 @@ def run(args: argparse.Namespace) -> int:
         if period is None:
             raise ExportError("the exports hold no usage and no period was given (--from/--to)")
         providers = sorted(export_providers(exports, mapping.providers))
-        with open_runner(args) as runner:
+        with open_reader(args) as runner:
             gateway = GatewayUsage(period=period, providers=tuple(providers), database=runner.database).run(runner)
         result = reconcile(exports, gateway, period=period, tolerance=tolerance, mapping=mapping)
-    except (ExportError, GovernanceError, StoreError, ValueError) as exc:
+    except (AggregatorError, ExportError, GovernanceError, StoreError, ValueError) as exc:
         print(f"chargeback reconcile: {exc}", file=sys.stderr)
         return EXIT_ERROR
     render(to_report(result, only_discrepancies=args.only_discrepancies, tolerance=tolerance), args.format, sys.stdout)
