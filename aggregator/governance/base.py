@@ -86,7 +86,7 @@ class Period:
         return cls.days(today - timedelta(days=days - 1), today + timedelta(days=1))
 
     def params(self) -> dict[str, Any]:
-        return {"period_start": self.start, "period_end": self.end}
+        return {"start": self.start, "end": self.end}
 
     def __str__(self) -> str:
         return f"{self.start.isoformat()} .. {self.end.isoformat()}"

@@ -10,8 +10,8 @@
 --
 -- Parameters:
 --   db            Identifier              database holding usage_events
---   period_start  DateTime64(3, 'UTC')    inclusive
---   period_end    DateTime64(3, 'UTC')    exclusive
+--   start         DateTime64(3, 'UTC')    inclusive
+--   end           DateTime64(3, 'UTC')    exclusive
 --   tenant        String                  '' = every tenant
 --
 -- Columns:
@@ -42,6 +42,6 @@ SELECT
     min(started_at) AS first_seen,
     max(started_at) AS last_seen
 FROM {db:Identifier}.usage_events FINAL
-WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-  AND started_at < {period_end:DateTime64(3, 'UTC')}
+WHERE started_at >= {start:DateTime64(3, 'UTC')}
+  AND started_at < {end:DateTime64(3, 'UTC')}
   AND ({tenant:String} = '' OR tenant = {tenant:String})

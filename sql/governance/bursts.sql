@@ -6,7 +6,7 @@
 -- apps from flagging on a handful of requests.
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --   multiple                   Float64   flag above this many times the baseline (default 5)
 --   min_requests_per_minute    UInt64    a request burst needs at least this many requests in the minute
 --   min_tokens_per_minute      UInt64    a token burst needs at least this many tokens in the minute
@@ -31,8 +31,8 @@ WITH
             sum(input_tokens + output_tokens) AS tokens,
             sum(cost_total) AS cost
         FROM {db:Identifier}.usage_events FINAL
-        WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-          AND started_at < {period_end:DateTime64(3, 'UTC')}
+        WHERE started_at >= {start:DateTime64(3, 'UTC')}
+          AND started_at < {end:DateTime64(3, 'UTC')}
           AND ({tenant:String} = '' OR tenant = {tenant:String})
         GROUP BY tenant, team, app, minute
     ),

@@ -5,7 +5,7 @@
 -- input count; cache writes (cache_write_input_tokens) are not hits.
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --   apps            Array(String)   apps expected to cache
 --   min_hit_ratio   Float64         flag when cached / input tokens is below this (0..1)
 --   min_requests    UInt64          ignore apps with fewer counted requests
@@ -50,8 +50,8 @@ FROM
         min(started_at) AS first_seen,
         max(started_at) AS last_seen
     FROM {db:Identifier}.usage_events FINAL
-    WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-      AND started_at < {period_end:DateTime64(3, 'UTC')}
+    WHERE started_at >= {start:DateTime64(3, 'UTC')}
+      AND started_at < {end:DateTime64(3, 'UTC')}
       AND ({tenant:String} = '' OR tenant = {tenant:String})
       AND has({apps:Array(String)}, app)
       AND bitAnd(usage_reported_mask, 1) = 1

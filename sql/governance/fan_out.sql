@@ -4,7 +4,7 @@
 -- cost is the run's cost. Requests without a trace id are not counted.
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --   min_calls      UInt64   flag traces with at least this many model calls
 --   only_flagged   UInt8    1 = only flagged traces
 --
@@ -51,8 +51,8 @@ FROM
         max(started_at) AS last_seen,
         dateDiff('millisecond', first_seen, last_seen) / 1000 AS duration_s
     FROM {db:Identifier}.usage_events FINAL
-    WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-      AND started_at < {period_end:DateTime64(3, 'UTC')}
+    WHERE started_at >= {start:DateTime64(3, 'UTC')}
+      AND started_at < {end:DateTime64(3, 'UTC')}
       AND ({tenant:String} = '' OR tenant = {tenant:String})
       AND trace_id != ''
     GROUP BY trace_id

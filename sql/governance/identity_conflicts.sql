@@ -6,7 +6,7 @@
 -- a shared credential or a spoofing client.
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --
 -- Columns:
 --   attribute            tenant | team | app | workload
@@ -25,8 +25,8 @@ SELECT
     max(started_at) AS last_seen
 FROM {db:Identifier}.usage_events FINAL
 ARRAY JOIN identity_conflicts AS conflict
-WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-  AND started_at < {period_end:DateTime64(3, 'UTC')}
+WHERE started_at >= {start:DateTime64(3, 'UTC')}
+  AND started_at < {end:DateTime64(3, 'UTC')}
   AND ({tenant:String} = '' OR tenant = {tenant:String})
 GROUP BY attribute, header_value, resolved_value, consumer
 ORDER BY requests DESC, attribute, header_value, resolved_value, consumer

@@ -4,7 +4,7 @@
 -- as the client sending it; default and none are gaps.
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --
 -- Columns (one row per attribute x source):
 --   attribute   tenant | team | app | workload
@@ -28,8 +28,8 @@ FROM
     FROM {db:Identifier}.usage_events FINAL
     ARRAY JOIN [('tenant', toString(tenant_source)), ('team', toString(team_source)),
                 ('app', toString(app_source)), ('workload', toString(workload_source))] AS pair
-    WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-      AND started_at < {period_end:DateTime64(3, 'UTC')}
+    WHERE started_at >= {start:DateTime64(3, 'UTC')}
+      AND started_at < {end:DateTime64(3, 'UTC')}
       AND ({tenant:String} = '' OR tenant = {tenant:String})
     GROUP BY attribute, source
 )

@@ -4,7 +4,7 @@
 -- prefix ('claude-opus-*' matches every Opus snapshot).
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --   premium_models     Array(String)   model names or 'prefix*' patterns ([] = none)
 --   min_request_cost   Float64         a request costing at least this (USD) is premium; 0 = off
 --
@@ -39,8 +39,8 @@ SELECT
     maxIf(started_at, premium) AS last_seen,
     toUInt8(1) AS flagged
 FROM {db:Identifier}.usage_events FINAL
-WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-  AND started_at < {period_end:DateTime64(3, 'UTC')}
+WHERE started_at >= {start:DateTime64(3, 'UTC')}
+  AND started_at < {end:DateTime64(3, 'UTC')}
   AND ({tenant:String} = '' OR tenant = {tenant:String})
 GROUP BY tenant, team, app, model
 HAVING premium_requests > 0

@@ -7,8 +7,8 @@
 --
 -- Parameters:
 --   db            Identifier
---   period_start  DateTime64(3, 'UTC')   inclusive (a UTC midnight: bills are daily)
---   period_end    DateTime64(3, 'UTC')   exclusive
+--   start         DateTime64(3, 'UTC')   inclusive (a UTC midnight: bills are daily)
+--   end           DateTime64(3, 'UTC')   exclusive
 --   providers     Array(String)          gateway provider names to include ([] = all)
 --
 -- Columns:
@@ -36,8 +36,8 @@ SELECT
     countIf(pricing_status != 'priced' AND (input_tokens + output_tokens) > 0) AS unpriced_requests,
     countIf(usage_source = 'estimated') AS estimated_requests
 FROM {db:Identifier}.usage_events FINAL
-WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-  AND started_at < {period_end:DateTime64(3, 'UTC')}
+WHERE started_at >= {start:DateTime64(3, 'UTC')}
+  AND started_at < {end:DateTime64(3, 'UTC')}
   AND (empty({providers:Array(String)}) OR has({providers:Array(String)}, provider))
 GROUP BY day, provider, model, consumer_id, consumer_username, consumer_custom_id, credential_fingerprint, currency
 ORDER BY day, provider, model, consumer_id, credential_fingerprint

@@ -5,7 +5,7 @@
 -- load exactly when the provider is struggling.
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --   max_retry_share   Float64   flag when retried / requests is above this (0..1)
 --   min_retried       UInt64    ... and at least this many requests were retried
 --   only_flagged      UInt8     1 = only flagged groups
@@ -63,8 +63,8 @@ FROM
         min(started_at) AS first_seen,
         max(started_at) AS last_seen
     FROM {db:Identifier}.usage_events FINAL
-    WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-      AND started_at < {period_end:DateTime64(3, 'UTC')}
+    WHERE started_at >= {start:DateTime64(3, 'UTC')}
+      AND started_at < {end:DateTime64(3, 'UTC')}
       AND ({tenant:String} = '' OR tenant = {tenant:String})
     GROUP BY tenant, team, app, route
 )

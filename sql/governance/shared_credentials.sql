@@ -8,7 +8,7 @@
 -- Unattributed requests ('' / 'unattributed' team) do not count as a team.
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --   max_teams       UInt32   flag above this many distinct teams (default 1)
 --   max_apps        UInt32   flag above this many distinct apps (default 1)
 --   max_tenants     UInt32   flag above this many distinct tenants (default 1)
@@ -62,8 +62,8 @@ FROM
         max(started_at) AS last_seen
     FROM {db:Identifier}.usage_events FINAL
     ARRAY JOIN [('credential', credential_fingerprint), ('consumer', consumer_id)] AS pair
-    WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-      AND started_at < {period_end:DateTime64(3, 'UTC')}
+    WHERE started_at >= {start:DateTime64(3, 'UTC')}
+      AND started_at < {end:DateTime64(3, 'UTC')}
       AND ({tenant:String} = '' OR tenant = {tenant:String})
       AND pair.2 != ''
     GROUP BY kind, identity

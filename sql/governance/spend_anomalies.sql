@@ -13,7 +13,7 @@
 --     (skipped when MAD is 0: a perfectly steady app is judged by the factor).
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --   baseline_days       UInt32    trailing window, in days (default 14)
 --   min_baseline_days   UInt32    days with traffic needed in the window (default 7)
 --   min_factor          Float64   (default 3)
@@ -38,8 +38,8 @@ WITH
             count() AS requests,
             sum(input_tokens + output_tokens) AS tokens
         FROM {db:Identifier}.usage_events FINAL
-        WHERE started_at >= {period_start:DateTime64(3, 'UTC')} - toIntervalDay({baseline_days:UInt32})
-          AND started_at < {period_end:DateTime64(3, 'UTC')}
+        WHERE started_at >= {start:DateTime64(3, 'UTC')} - toIntervalDay({baseline_days:UInt32})
+          AND started_at < {end:DateTime64(3, 'UTC')}
           AND ({tenant:String} = '' OR tenant = {tenant:String})
         GROUP BY tenant, team, app, day
     ),
@@ -84,7 +84,7 @@ SELECT
     ]) AS reasons,
     toUInt8(notEmpty(reasons)) AS flagged
 FROM windows
-WHERE day >= toDate({period_start:DateTime64(3, 'UTC')})
-  AND toDateTime(day, 'UTC') < {period_end:DateTime64(3, 'UTC')}
+WHERE day >= toDate({start:DateTime64(3, 'UTC')})
+  AND toDateTime(day, 'UTC') < {end:DateTime64(3, 'UTC')}
   AND (flagged OR NOT {only_flagged:UInt8})
 ORDER BY flagged DESC, factor DESC, tenant, team, app, day

@@ -5,7 +5,7 @@
 -- (consumer-not-trusted).
 --
 -- Parameters:
---   db, period_start, period_end, tenant   as in attribution_summary.sql
+--   db, start, end, tenant   as in attribution_summary.sql
 --
 -- Columns (one row per service x route x reason with unattributed traffic):
 --   service, route        names (ids when unnamed; '(none)' when the request matched none)
@@ -48,8 +48,8 @@ FROM
             min(started_at) AS first_seen,
             max(started_at) AS last_seen
         FROM {db:Identifier}.usage_events FINAL
-        WHERE started_at >= {period_start:DateTime64(3, 'UTC')}
-          AND started_at < {period_end:DateTime64(3, 'UTC')}
+        WHERE started_at >= {start:DateTime64(3, 'UTC')}
+          AND started_at < {end:DateTime64(3, 'UTC')}
           AND ({tenant:String} = '' OR tenant = {tenant:String})
         GROUP BY service, route, reason
     )

@@ -63,7 +63,7 @@ def test_every_query_gets_exactly_its_parameters() -> None:
         assert sql == load_sql(check.NAME)
         assert set(params) == sql_parameters(sql)
     assert Unattributed(scope).render()[1] == {
-        "db": "chargeback", "period_start": scope.period.start, "period_end": scope.period.end, "tenant": "",
+        "db": "chargeback", "start": scope.period.start, "end": scope.period.end, "tenant": "",
     }  # fmt: skip
 
 

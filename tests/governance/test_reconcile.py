@@ -123,7 +123,7 @@ def run(store: Store, *paths: Path, tolerance: Tolerance | None = None, mapping:
 def test_gateway_query_renders_bound_parameters() -> None:
     sql, params = GatewayUsage(period=PERIOD, providers=("openai",)).render()
     assert set(params) == sql_parameters(sql)
-    assert params == {"db": "chargeback", "period_start": PERIOD.start, "period_end": PERIOD.end, "providers": ["openai"]}
+    assert params == {"db": "chargeback", "start": PERIOD.start, "end": PERIOD.end, "providers": ["openai"]}
 
 
 def test_export_that_matches_within_tolerance(store: Store, tmp_path: Path) -> None:
