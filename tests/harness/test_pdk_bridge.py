@@ -242,6 +242,7 @@ def test_no_plugin_instance_restarts_and_retries(probe_front) -> None:
     front, report_dir = probe_front
     headers = {**probe_headers(access=[]), "apikey": "alice-key"}
     assert request(front.url, "GET", "/llm/x", headers=headers).status == 404
+    assert front.wait_for_logs(30)  # the first request's log timer must not meet the closed instance
     plugin = front.external_plugins["probe"]
     (instance_id,) = [iid for iid in plugin.instance_ids().values() if iid is not None]
     # Something else (a plugin server restart, an expiry) drops the instance.
@@ -252,6 +253,7 @@ def test_no_plugin_instance_restarts_and_retries(probe_front) -> None:
     headers = {**probe_headers("again", access=[["kong.request.get_method", []]]), "apikey": "alice-key"}
     assert request(front.url, "GET", "/llm/x", headers=headers).status == 404
     assert _values(read_report(report_dir, "again", "access"))["kong.request.get_method"] == "GET"
+    assert front.wait_for_logs(30)
     assert plugin.instance_restarts == 1
     assert front.rpc_calls_by_method()["plugin.StartInstance"] == 2
 
