@@ -7,6 +7,8 @@ collides with other distributions (proto-plus also installs a top-level
 pyproject.toml, so it is computed here.
 """
 
+from glob import glob
+
 from setuptools import find_packages, setup
 
 ROOTS = {
@@ -31,4 +33,7 @@ setup(
         "kong_ai_chargeback.aggregator": ["migrations/*.sql", "sql/*.sql"],
         "kong_ai_chargeback.proto": ["chargeback/v1/*.proto"],
     },
+    # The governance SQL lives at the top of the tree (sql/governance/) for
+    # analysts; installed copies go to <prefix>/share (aggregator/governance/base.py).
+    data_files=[("share/kong-ai-chargeback/sql/governance", sorted(glob("sql/governance/*.sql")))],
 )

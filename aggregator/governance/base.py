@@ -9,6 +9,7 @@ how the rows are printed.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -20,8 +21,10 @@ from typing import Any, Protocol
 DEFAULT_DATABASE = "chargeback"
 DEFAULT_PERIOD_DAYS = 30
 # The shipped SQL lives at the top of the repository (sql/governance/), next to
-# the report SQL, so analysts find every query in one tree.
+# the report SQL, so analysts find every query in one tree; an installed
+# package finds its copy under <prefix>/share (setup.py data_files).
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "governance"
+INSTALLED_SQL_DIR = Path(sys.prefix) / "share" / "kong-ai-chargeback" / "sql" / "governance"
 # A query file starts with a comment header (purpose, parameters, columns);
 # the same placeholders ClickHouse binds appear as {name:Type}.
 _PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*):")
@@ -43,11 +46,11 @@ class Runner(Protocol):
 @cache
 def load_sql(name: str) -> str:
     """The text of ``sql/governance/<name>.sql``."""
-    path = SQL_DIR / f"{name}.sql"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GovernanceError(f"query {name!r} not found at {path}") from exc
+    for folder in (SQL_DIR, INSTALLED_SQL_DIR):
+        path = folder / f"{name}.sql"
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    raise GovernanceError(f"query {name!r} not found in {SQL_DIR} or {INSTALLED_SQL_DIR}")
 
 
 def sql_parameters(sql: str) -> set[str]:
