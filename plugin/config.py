@@ -44,6 +44,7 @@ class PluginConfig:
     provider: str
     api_family: str
     inject_stream_usage: bool
+    deployment_models: Mapping[str, str]
     max_body_bytes: int
     route_id: str
     service_id: str
@@ -95,6 +96,7 @@ class PluginConfig:
             provider=get("provider"),
             api_family=get("api_family"),
             inject_stream_usage=bool(get("inject_stream_usage")),
+            deployment_models=dict(get("deployment_models")),
             max_body_bytes=int(get("max_body_bytes")),
             route_id=_entity_id(data.get("route_id")),
             service_id=_entity_id(data.get("service_id")),

@@ -146,7 +146,7 @@ class Plugin:
             facts=facts,
         )
         if buffered:
-            return parse_usage(exchange, max_body_bytes=config.max_body_bytes)
+            return parse_usage(exchange, max_body_bytes=config.max_body_bytes, deployment_models=config.deployment_models)
         return estimate_usage(facts, exchange)
 
 

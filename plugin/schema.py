@@ -78,6 +78,11 @@ Schema: list[dict[str, Any]] = [
     {"provider": _string("auto", one_of=list(PROVIDERS))},
     {"api_family": _string("auto", one_of=list(API_FAMILIES))},
     {"inject_stream_usage": _boolean(True)},
+    {"deployment_models": {
+        "type": "map", "required": True, "default": {},
+        "keys": {"type": "string"}, "values": {"type": "string"},
+        "description": "Azure OpenAI deployment name -> model, for answers that do not name the model",
+    }},
     {"max_body_bytes": _integer(10 * 1024 * 1024, 1024, 256 * 1024 * 1024)},
     # -- delivery --
     {"queue_max_events": _integer(10_000, 100, 1_000_000)},
