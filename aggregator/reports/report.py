@@ -148,7 +148,9 @@ def _showback_lines(report: Report, lines: list[Line], first: date, last: date, 
 
 def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date, by: str) -> None:
     per_line, total = round_lines(lines)
+    source = next((line for line in lines if line.gives), None)
     for line, c in zip(lines, per_line):
+        moved_cost, moved_fee = line.allocated_exact(source)
         report.lines.append(
             {
                 **_base(line, first, last, by),
@@ -156,8 +158,8 @@ def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date
                 "platform_fee": _money(c.platform_fee),
                 "allocated_in": _money(c.allocated_in),
                 "total": _money(c.total),
-                "model_cost_exact": str(line.cost + line.allocated_cost),
-                "platform_fee_exact": str(line.fee + line.allocated_fee),
+                "model_cost_exact": str(line.cost + moved_cost),
+                "platform_fee_exact": str(line.fee + moved_fee),
                 "note": line.note,
             }
         )
