@@ -13,7 +13,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -137,10 +136,6 @@ class CheckResult:
     notes: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def findings(self) -> int:
-        return sum(1 for row in self.rows if row.get("flagged", 1))
-
 
 def run_query(runner: Runner, sql: str, params: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Row, ...]]:
     columns, rows = runner.query(sql, params)
@@ -166,12 +161,6 @@ def findings_verdict(rows: Sequence[Row], *, what: str) -> Verdict:
         return Verdict(ok=True, label="clean", reasons=(f"no {what} found",))
     return Verdict(ok=False, label="findings", reasons=(f"{len(flagged)} {what} found",))
 
-
-def money(value: Any) -> Decimal:
-    """ClickHouse Decimal (or None) as Decimal."""
-    if value is None:
-        return Decimal(0)
-    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 def check_all(errors: Sequence[str]) -> None:
