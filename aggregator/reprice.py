@@ -14,6 +14,8 @@ One run, for whole UTC days [first, last]:
    row with counts and cost before/after.
 
 Only raw events can be repriced: hours past raw retention keep their rollups.
+Reads use PREWHERE before FINAL only on started_at, which every version of an
+event shares, so whole events are kept or dropped.
 """
 
 from __future__ import annotations
@@ -70,14 +72,14 @@ class RepriceResult:
 KEYS_SQL = """
 SELECT provider, billing_model, service_tier, tenant, toDate(started_at) AS day
 FROM {db:Identifier}.usage_events FINAL
-WHERE started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')}
+PREWHERE started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')}
 GROUP BY provider, billing_model, service_tier, tenant, day
 """
 
 TOTALS_SQL = """
 SELECT count(), sum(cost_total), sum(list_cost_total)
 FROM {db:Identifier}.usage_events FINAL
-WHERE started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')}
+PREWHERE started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')}
 """
 
 WRITABLE_COLUMNS_SQL = """
@@ -116,7 +118,7 @@ FROM (
            if((provider, key_model) IN {{slotted:Array(Tuple(String, String))}},
               toUInt8(intDiv(toHour(started_at) * 3600 + toMinute(started_at) * 60 + toSecond(started_at), 1800)), 0) AS key_slot
     FROM {{db:Identifier}}.usage_events FINAL
-    WHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}
+    PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}
 ) AS e
 ASOF INNER JOIN (
     SELECT * FROM {{db:Identifier}}.reprice_rates WHERE run_id = {{run:String}}
@@ -124,6 +126,7 @@ ASOF INNER JOIN (
 ON e.provider = r.provider AND e.key_model = r.model AND e.service_tier = r.service_tier AND e.tenant = r.tenant
    AND e.key_day = r.day AND e.key_slot = r.slot AND e.input_tokens >= r.tier_from
 WHERE {changed}
+SETTINGS distributed_product_mode = 'global'  -- cluster mode: the rates are read once and shipped to every shard
 """
 
 

@@ -44,8 +44,12 @@ def _where(handle: Handle, params: dict[str, Any]) -> str:
     column = _RAW.get(handle.by, DIMENSIONS[handle.by][0])
     start, end = day_bounds(handle.first, handle.last)
     params.update({"start": start, "end": end, "key": handle.key})
-    # WHERE (not PREWHERE) runs after FINAL: the latest version of each event decides.
-    return f"started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}} AND {key_expression(column)} = {{key:String}}"
+    # PREWHERE (before FINAL) only on started_at, the same in every version of an event;
+    # the line's key is checked in WHERE, after FINAL picked each event's latest version.
+    return (
+        "PREWHERE started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')} "
+        f"WHERE {key_expression(column)} = {{key:String}}"
+    )
 
 
 def render_summary(handle: Handle, database: str) -> tuple[str, dict[str, Any]]:
@@ -57,7 +61,7 @@ SELECT count() AS events, sum(input_tokens) AS input_tokens, sum(output_tokens) 
        countIf(pricing_status = 'unpriced') AS unpriced_events,
        groupUniqArray(20)(price_source) AS price_sources, groupUniqArray(20)(catalog_version) AS catalog_versions
 FROM {{db:Identifier}}.usage_events FINAL
-WHERE {where}
+{where}
 """
     return sql, params
 
@@ -68,7 +72,7 @@ def render_events(handle: Handle, database: str, limit: int) -> tuple[str, dict[
     sql = f"""
 SELECT {", ".join(EVENT_COLUMNS)}
 FROM {{db:Identifier}}.usage_events FINAL
-WHERE {where}
+{where}
 ORDER BY started_at, event_id
 LIMIT {{limit:UInt32}}
 """

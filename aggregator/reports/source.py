@@ -14,7 +14,7 @@ returns the union as SQL with bound parameters only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,7 +25,6 @@ from .runner import Runner
 HOUR = timedelta(hours=1)
 # Report dimensions users may filter or group by -> the rollup column holding them.
 FILTERABLE = frozenset(("tenant", "team", "app", "provider", "model", "consumer_id", "route_id", "price_tier", "pricing_status"))
-_OUT = ("period_start", *GROUP_KEY, *NAMES, *MEASURES)
 _RAW_COLUMN = {"model": "billing_model"}  # raw events name the billed model differently
 
 STATE_SQL = """
@@ -91,41 +90,53 @@ def plan(runner: Runner, start: datetime, end: datetime, filters: Mapping[str, s
     return SourcePlan(start, end, tuple(daily), tuple(hourly), tuple(raw), dict(filters or {}))
 
 
-def render(plan: SourcePlan, database: str) -> tuple[str, dict[str, Any]]:
-    """The union as a subquery (no surrounding parentheses) and its parameters."""
+def render(plan: SourcePlan, database: str, dimensions: Sequence[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """The union as a subquery (no surrounding parentheses) and its parameters.
+
+    ``dimensions``: the key and name columns the caller reads (default: all).
+    Fewer columns make the raw branch's GROUP BY, the costly part, cheaper.
+    Every branch always carries period_start and all measures.
+    """
+    keys = [c for c in GROUP_KEY if dimensions is None or c in dimensions]
+    names = [c for c in NAMES if dimensions is None or c in dimensions]
+    unknown = set(dimensions or ()) - set(GROUP_KEY) - set(NAMES)
+    if unknown:
+        raise ValueError(f"unknown source columns {sorted(unknown)}")
+    columns = [*keys, *names, *MEASURES]
     params: dict[str, Any] = {"db": database}
     for i, (_, value) in enumerate(sorted(plan.filters.items())):
         params[f"f{i}"] = value
     where_extra = _filters(plan.filters, {})
     raw_filters = _filters(plan.filters, _RAW_COLUMN)
     branches = []
-    out = ", ".join(_OUT[1:])
     if plan.daily:
         params["daily"] = list(plan.daily)
         branches.append(
-            f"SELECT toDateTime(period_start, 'UTC') AS period_start, {out} FROM {{db:Identifier}}.usage_rollup_daily FINAL "
+            f"SELECT toDateTime(period_start, 'UTC') AS period_start, {', '.join(columns)} FROM {{db:Identifier}}.usage_rollup_daily FINAL "
             f"WHERE period_start IN {{daily:Array(Date)}}{where_extra}"
         )
     if plan.hourly:
         params["hourly"] = list(plan.hourly)
         params["hourly_lo"], params["hourly_hi"] = min(plan.hourly), max(plan.hourly) + HOUR
         branches.append(
-            f"SELECT period_start, {out} FROM {{db:Identifier}}.usage_rollup_hourly FINAL "
+            f"SELECT period_start, {', '.join(columns)} FROM {{db:Identifier}}.usage_rollup_hourly FINAL "
             "WHERE period_start >= {hourly_lo:DateTime('UTC')} AND period_start < {hourly_hi:DateTime('UTC')} "
             f"AND period_start IN {{hourly:Array(DateTime('UTC'))}}{where_extra}"
         )
     if plan.raw:
         params["raw"] = list(plan.raw)
         params["raw_lo"], params["raw_hi"] = min(plan.raw), max(plan.raw) + HOUR
-        select = ", ".join(f"{FROM_EVENTS[c]} AS {c}" if FROM_EVENTS[c] != c else c for c in _OUT[1:])
+        select = ", ".join(f"{FROM_EVENTS[c]} AS {c}" if FROM_EVENTS[c] != c else c for c in columns)
+        # PREWHERE before FINAL is safe on started_at only: every version of an event has
+        # the same started_at, so a filter on it keeps all versions or none.
         branches.append(
             f"SELECT toStartOfHour(started_at) AS period_start, {select} FROM {{db:Identifier}}.usage_events FINAL "
-            "WHERE started_at >= {raw_lo:DateTime64(3, 'UTC')} AND started_at < {raw_hi:DateTime64(3, 'UTC')} "
-            f"AND toStartOfHour(started_at) IN {{raw:Array(DateTime('UTC'))}}{raw_filters} "
-            f"GROUP BY period_start, {', '.join(GROUP_KEY)}"
+            "PREWHERE started_at >= {raw_lo:DateTime64(3, 'UTC')} AND started_at < {raw_hi:DateTime64(3, 'UTC')} "
+            f"WHERE toStartOfHour(started_at) IN {{raw:Array(DateTime('UTC'))}}{raw_filters} "
+            f"GROUP BY {', '.join(['period_start', *keys])}"
         )
     if not branches:
-        branches.append(f"SELECT period_start, {out} FROM {{db:Identifier}}.usage_rollup_hourly WHERE 0")
+        branches.append(f"SELECT period_start, {', '.join(columns)} FROM {{db:Identifier}}.usage_rollup_hourly WHERE 0")
     return "\nUNION ALL\n".join(branches), params
 
 

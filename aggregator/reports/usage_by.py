@@ -42,7 +42,8 @@ def render_usage_by(plan: SourcePlan, database: str, by: str, fee_starts: Sequen
     if by not in DIMENSIONS:
         raise ValueError(f"--by must be one of {', '.join(DIMENSIONS)}")
     column, label = DIMENSIONS[by]
-    source, params = render(plan, database)
+    needed = {column, "model", "pricing_status", *(n for n in ("consumer_name", "route_name") if n in label)}
+    source, params = render(plan, database, sorted(needed))
     params["fee_starts"] = list(fee_starts)
     sql = f"""
 SELECT {key_expression(column)} AS key,

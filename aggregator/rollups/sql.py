@@ -84,8 +84,9 @@ SELECT toStartOfHour(started_at) AS period_start,
        {select},
        {{version:UInt64}} AS build_version, 0 AS is_deleted
 FROM {{db:Identifier}}.usage_events FINAL
-WHERE started_at >= {{lo:DateTime64(3, 'UTC')}} AND started_at < {{hi:DateTime64(3, 'UTC')}}
-  AND toStartOfHour(started_at) IN {{hours:Array(DateTime('UTC'))}}
+-- PREWHERE before FINAL: safe on started_at, the same in every version of an event
+PREWHERE started_at >= {{lo:DateTime64(3, 'UTC')}} AND started_at < {{hi:DateTime64(3, 'UTC')}}
+WHERE toStartOfHour(started_at) IN {{hours:Array(DateTime('UTC'))}}
 GROUP BY period_start, {", ".join(GROUP_KEY)}
 """
     return sql, {"db": database, "lo": lo, "hi": hi, "hours": list(hours), "version": version}
