@@ -152,7 +152,8 @@ def reprice(
     run_id = f"rp-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     by = requested_by or _user()
     run_started = datetime.now(UTC)
-    record: dict[str, Any] = dict(run_id=run_id, reason=reason, by=by, first=first, last=last, digest=pricer.digest, started_at=run_started)
+    record: dict[str, Any] = {"run_id": run_id, "reason": reason, "by": by, "first": first, "last": last, "digest": pricer.digest,
+                              "started_at": run_started}
     _record(store, status="running", version=1, **record)
     try:
         _, before = store.query(TOTALS_SQL, {"db": db, "start": start, "end": end}, read_only=False)
@@ -225,5 +226,5 @@ def _record(
 def _user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # no login name in some containers
+    except (OSError, KeyError):  # no login name in some containers
         return "unknown"

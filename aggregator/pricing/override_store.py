@@ -46,7 +46,7 @@ def overrides_from_rows(rows: Sequence[Sequence[Any]]) -> list[Override]:
                 effective_from=start, effective_to=end, kind=kind, currency=currency,
                 discount_percent=_exact(discount), note=note, loaded_from=loaded_from, version=int(version),
                 **{k: _exact(v) for k, v in rates.items()},
-            )  # fmt: skip
+            )
         )
     return result
 

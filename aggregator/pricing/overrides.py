@@ -203,7 +203,7 @@ def parse_records(records: Sequence[Mapping[str, Any]], *, loaded_from: str = ""
                 service_tier=_tier(str(record.get("service_tier", "") or "")),
                 currency=currency, discount_percent=discount, note=str(record.get("note", "") or ""),
                 loaded_from=loaded_from, **rates,
-            )  # fmt: skip
+            )
         )
     if problems:
         raise OverrideError(problems)

@@ -41,21 +41,18 @@ def mark(database: str, grain: str, periods: Sequence[datetime], state: str, ver
 
 def states(database: str, grain: str, start: datetime, end: datetime) -> Query:
     """(period_start, state, version) for a grain in [start, end); WHERE after FINAL, so exact."""
-    return (
+    sql = (
         "SELECT period_start, state, version FROM {db:Identifier}.rollup_state FINAL "
         "WHERE grain = {grain:String} AND period_start >= {start:DateTime('UTC')} AND period_start < {end:DateTime('UTC')} "
-        "ORDER BY period_start",
-        {"db": database, "grain": grain, "start": start, "end": end},
+        "ORDER BY period_start"
     )
+    return sql, {"db": database, "grain": grain, "start": start, "end": end}
 
 
 def dirty(database: str) -> Query:
     """Every dirty period of both grains, with the version of its latest mark."""
-    return (
-        "SELECT grain, period_start, version FROM {db:Identifier}.rollup_state FINAL "
-        "WHERE state = 'dirty' ORDER BY grain, period_start",
-        {"db": database},
-    )
+    sql = "SELECT grain, period_start, version FROM {db:Identifier}.rollup_state FINAL WHERE state = 'dirty' ORDER BY grain, period_start"
+    return sql, {"db": database}
 
 
 def latest_clean_version(database: str) -> Query:
@@ -67,11 +64,11 @@ def latest_clean_version(database: str) -> Query:
 
 def written_since(database: str, since: datetime) -> Query:
     """Hours holding rows written (ingested or repriced) since a moment, with the latest write."""
-    return (
+    sql = (
         "SELECT toStartOfHour(started_at) AS hour, max(ingested_at) FROM {db:Identifier}.usage_events "
-        "WHERE ingested_at >= {since:DateTime64(3, 'UTC')} GROUP BY hour ORDER BY hour",
-        {"db": database, "since": since},
+        "WHERE ingested_at >= {since:DateTime64(3, 'UTC')} GROUP BY hour ORDER BY hour"
     )
+    return sql, {"db": database, "since": since}
 
 
 def build_hours(database: str, hours: Sequence[datetime], version: int) -> Query:

@@ -142,7 +142,7 @@ def run_lookup(args: argparse.Namespace) -> int:
     day = args.date or datetime.now(UTC).date()
     try:
         with open_reader(args) as runner:
-            columns, rows = runner.query(LIST_SQL, {"db": runner.database})
+            _, rows = runner.query(LIST_SQL, {"db": runner.database})
     except (AggregatorError, GovernanceError, StoreError) as exc:
         print(f"chargeback prices lookup: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kong_ai_chargeback.aggregator.reports.report import build_report
 from support.seed import Seed, day_start, random_events, recent_day
 
@@ -50,7 +49,7 @@ def test_each_query_documents_exactly_the_parameters_it_binds(name: str) -> None
 
 
 def test_showback_by_team(traffic: tuple[Seed, list[Any], date, date]) -> None:
-    seed, events, last_month, this_month = traffic
+    seed, events, last_month, _ = traffic
     rows = run(seed, "showback_by_team", start=day_start(last_month), end=day_start(recent_day(-1)))
     expected = Counter("" if e.team == "unattributed" else e.team for e in events)
     assert {r["team"]: r["events"] for r in rows} == expected

@@ -8,7 +8,6 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from kong_ai_chargeback.aggregator.reports.allocation import largest_remainder, to_cents
 from kong_ai_chargeback.aggregator.reports.allocation_config import parse
 from kong_ai_chargeback.aggregator.reports.explain import explain

@@ -16,7 +16,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from kong_ai_chargeback.aggregator.reports.focus import export
 from kong_ai_chargeback.aggregator.reports.report import build_report
 from support.seed import Seed, day_start, random_events, recent_day, usage_event
@@ -132,7 +131,7 @@ def test_parquet_columns_types_and_nullability_follow_the_spec(exported: tuple[S
     assert all(c in SPEC or c.startswith("x_") for c in names)  # custom columns carry the x_ prefix
     assert {"x_Tenant", "x_Team", "x_App", "x_Consumer", "x_Model"} <= names
     for name in names & SPEC.keys():
-        level, nullable, kind = SPEC[name]
+        _, nullable, kind = SPEC[name]
         assert ARROW_TYPE[kind](table.schema.field(name).type), name
         if not nullable:
             assert table.column(name).null_count == 0, name

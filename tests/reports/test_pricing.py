@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from genai_prices import Usage, calc_price
-
 from kong_ai_chargeback.aggregator.pricing.overrides import OverrideError, parse_records, read_file
 from support.seed import Seed, day_start, recent_day, usage_event
 

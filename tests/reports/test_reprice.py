@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
 from kong_ai_chargeback.aggregator.reports.report import build_report
 from kong_ai_chargeback.aggregator.reprice import RepriceError, reprice
 from support.seed import Seed, random_events, recent_day

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kong_ai_chargeback.aggregator.retention import MIN_RAW_RETENTION_DAYS, apply_raw_retention
 from support.seed import Seed
 

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kong_ai_chargeback.aggregator.app import Aggregator
 from kong_ai_chargeback.aggregator.reports.runner import RemoteRunner
 from kong_ai_chargeback.aggregator.store import StoreError
-from kong_ai_chargeback.cli import main
 from kong_ai_chargeback.proto import pb
 from support.aggregator_fixtures import make_settings, stub_for
 from support.seed import recent_day, usage_event
+
+from kong_ai_chargeback.cli import main
 
 SQL_TOKEN, ADMIN_TOKEN = "sql-secret", "admin-secret"
 
@@ -72,7 +72,7 @@ def test_writes_are_refused_by_clickhouse_and_ingest_keeps_working(aggregator: A
     event = usage_event()
     ingest(aggregator, [event])  # the refused writes left the ingest session writable
     runner = RemoteRunner(url(aggregator), SQL_TOKEN)
-    columns, rows = runner.query(
+    _, rows = runner.query(
         "SELECT count(), sum(cost_total), any(started_at) FROM {db:Identifier}.usage_events FINAL WHERE event_id = {id:UUID}",
         {"db": "chargeback", "id": event.event_id},
     )

@@ -67,7 +67,7 @@ def usage_event(at: datetime | None = None, **overrides: Any) -> pb.UsageEvent:
     at = at or datetime.now(UTC) - timedelta(minutes=5)
     started_ms = int(at.timestamp() * 1000)
     team = str(overrides.get("team", "payments"))
-    fields: dict[str, Any] = dict(
+    fields: dict[str, Any] = dict(  # noqa: C408 - keyword form reads like the proto
         event_id=uuid7(started_ms), kong_request_id=f"req-{random.getrandbits(48):012x}",
         started_at_unix_ms=started_ms, observed_at_unix_ms=started_ms + 850, gateway_node="kong-1",
         tenant="acme", tenant_source=pb.IDENTITY_SOURCE_CONSUMER,
@@ -107,7 +107,7 @@ def random_events(count: int, *, first: date, days: int, rng: random.Random | No
                 api_family=family, requested_model=requested, served_model=served, input_tokens=input_tokens,
                 cached_input_tokens=cached, cache_write_input_tokens=cache_write, output_tokens=output_tokens,
                 reasoning_tokens=reasoning, service_tier=rng.choice(("default", "default", "default", "batch", "priority")),
-            )  # fmt: skip
+            )
         )
     return events
 
