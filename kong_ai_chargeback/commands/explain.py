@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     events = [dict(zip(result.columns, row)) for row in result.events]
     line = f"{handle.by} = {handle.key or '(unattributed)'}, {handle.first} .. {handle.last} (UTC days, inclusive)"
     if args.format == "json":
-        json.dump(plain({"line": line, "summary": result.summary, "events": events}), sys.stdout, indent=2)
+        json.dump(plain({"line": line, "summary": result.summary, "events": events}), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return EXIT_OK
     shown = len(events)
