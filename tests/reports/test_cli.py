@@ -9,10 +9,10 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pyarrow.parquet as pq
-
-from kong_ai_chargeback.cli import main
 from support.aggregator_fixtures import free_port
 from support.seed import day_start, random_events, recent_day, seeded_store, store_dsn, usage_event
+
+from kong_ai_chargeback.cli import main
 
 
 def run(*argv: str) -> tuple[int, str, str]:
