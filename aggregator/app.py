@@ -35,6 +35,7 @@ class Aggregator:
         self.pricer = Pricer()
         self.rollups = RollupMaintainer(
             Store(settings.store_dsn, database=settings.database, cluster=settings.cluster),
+            mark_store=self.store,
             interval_s=settings.rollup_interval_s,
             settle_s=settings.rollup_settle_s,
             raw_retention_days=settings.raw_retention_days,

@@ -65,11 +65,15 @@ class RollupMaintainer:
         self,
         store: Store,
         *,
+        mark_store: Store | None = None,
         interval_s: float = DEFAULT_INTERVAL_S,
         settle_s: float = DEFAULT_SETTLE_S,
         raw_retention_days: int = 0,
     ) -> None:
         self._store = store
+        # Dirty marks are written from the writer's thread after each insert: on their own
+        # session (the writer's), so they never queue behind a long rebuild on this one.
+        self._mark_store = mark_store or store
         self._db = store.database
         self._interval_s = interval_s
         self._settle_ns = int(settle_s * 1e9)
@@ -103,8 +107,8 @@ class RollupMaintainer:
 
     def _mark_dirty(self, hours: Sequence[datetime]) -> None:
         days = sorted({day_start(h.date()) for h in hours})
-        self._store.command(*sql.mark(self._db, sql.HOUR, hours, sql.DIRTY))
-        self._store.command(*sql.mark(self._db, sql.DAY, days, sql.DIRTY))
+        self._mark_store.command(*sql.mark(self._db, sql.HOUR, hours, sql.DIRTY))
+        self._mark_store.command(*sql.mark(self._db, sql.DAY, days, sql.DIRTY))
 
     # -- building -----------------------------------------------------------
     def run_once(self, *, force: bool = False) -> PassReport:

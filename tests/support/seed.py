@@ -171,7 +171,7 @@ def seeded_store(tmp_path: Path, *, settle_s: float = 0.0) -> Iterator[Seed]:
     store.migrate()
     maintainer_store = Store(dsn)  # own session, as in the aggregator
     pricer = Pricer()
-    maintainer = RollupMaintainer(maintainer_store, settle_s=settle_s)
+    maintainer = RollupMaintainer(maintainer_store, mark_store=store, settle_s=settle_s)
     seed = Seed(store, pricer, maintainer, _writer(store, pricer, maintainer), LocalRunner(store), [maintainer_store])
     try:
         yield seed
