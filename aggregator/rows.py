@@ -83,3 +83,19 @@ def events_to_columns(events: Sequence[pb.UsageEvent], sender_ids: Sequence[str]
         cols["policy_outcome"].append(_OUTCOME[event.policy_outcome])
         cols["tags"].append(dict(event.tags))
     return cols
+
+
+# What the pricer and the rollup maintainer read, for inserts where ClickHouse builds the row.
+KEY_COLUMNS = ("provider", "served_model", "requested_model", "service_tier", "tenant", "started_at", "input_tokens")
+
+
+def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, list[Any]]:
+    return {
+        "provider": [e.provider for e in events],
+        "served_model": [e.served_model for e in events],
+        "requested_model": [e.requested_model for e in events],
+        "service_tier": [e.service_tier for e in events],
+        "tenant": [e.tenant for e in events],
+        "started_at": [_ts(e.started_at_unix_ms) for e in events],
+        "input_tokens": [e.input_tokens for e in events],
+    }

@@ -185,10 +185,12 @@ class Store:
         log.debug("query took %.1f ms", (time.perf_counter() - started) * 1000)
         return list(result.column_names), [tuple(row) for row in result.result_rows]
 
-    def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
+    def command(self, sql: str, parameters: Mapping[str, Any] | None = None, *,
+                settings: Mapping[str, Any] | None = None) -> Any:  # fmt: skip
         try:
             with self._lock:
-                return self._connect().command(sql, parameters=dict(parameters or {}))
+                return self._connect().command(sql, parameters=dict(parameters) if parameters else None,
+                                               settings=dict(settings) if settings else None)  # fmt: skip
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 

@@ -21,8 +21,9 @@ from typing import Any
 
 from ..proto import pb
 from . import metrics
-from .rows import events_to_columns
-from .store import Store, StoreError
+from .protobuf_insert import EmbeddedProtobufInserter
+from .rows import KEY_COLUMNS, events_to_columns, key_columns
+from .store import Store, StoreError, is_embedded
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,13 @@ class Writer:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="chargeback-writer", daemon=True)
+        self._protobuf: EmbeddedProtobufInserter | None = None
         self.store_healthy = True
 
     def start(self) -> None:
+        """Call after the store's migrations ran."""
+        if is_embedded(self._store.dsn):
+            self._protobuf = EmbeddedProtobufInserter(self._store, EVENTS_TABLE)
         self._remember_recent_ids()
         self._thread.start()
 
@@ -212,10 +217,19 @@ class Writer:
                 stored += 1
             ticket.stored, ticket.duplicates = stored, duplicates
         if fresh:
-            columns = events_to_columns(fresh, senders, self._clock_ms())
-            if self._enrich is not None:
-                self._enrich(columns)
-            self._store.insert_columns(EVENTS_TABLE, columns)
+            ingested_at_ms = self._clock_ms()
+            if self._protobuf is not None:
+                # The columns the pricer and the rollups read; ClickHouse builds the rest.
+                columns = key_columns(fresh)
+                if self._enrich is not None:
+                    self._enrich(columns)
+                extra = {name: values for name, values in columns.items() if name not in KEY_COLUMNS}
+                self._protobuf.insert(fresh, senders, ingested_at_ms, extra)
+            else:
+                columns = events_to_columns(fresh, senders, ingested_at_ms)
+                if self._enrich is not None:
+                    self._enrich(columns)
+                self._store.insert_columns(EVENTS_TABLE, columns)
             metrics.INSERTS.inc()
             if self._after_insert is not None:
                 self._after_insert(columns)

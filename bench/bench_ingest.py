@@ -130,6 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--quick", action="store_true", help="fewer events and configurations")
+    parser.add_argument("--no-sweeps", action="store_true", help="only the main configuration and the ceiling")
     args = parser.parse_args()
     total = 60_000 if args.quick else args.events
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -137,7 +138,7 @@ def main() -> None:
         main_run = run_aggregator(workdir, total, 1000, 4, 1000)
         ceiling = run_ceiling(workdir, total, max(main_run["events_per_insert"], 1000))
         sweeps = []
-        if not args.quick:
+        if not (args.quick or args.no_sweeps):
             for batch_size in (100, 5000):
                 sweeps.append(run_aggregator(workdir, total, batch_size, 4, 1000))
             for flush in (100, 250):

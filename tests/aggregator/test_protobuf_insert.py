@@ -1,0 +1,73 @@
+"""The protobuf insert path stores exactly what the columnar path stores, row for row."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from kong_ai_chargeback.aggregator.protobuf_insert import EmbeddedProtobufInserter
+from kong_ai_chargeback.aggregator.rows import EVENT_COLUMNS, events_to_columns
+from kong_ai_chargeback.aggregator.store import Store
+from kong_ai_chargeback.proto import pb
+from support.aggregator_fixtures import make_event
+
+
+def varied_events() -> list[pb.UsageEvent]:
+    now = int(time.time() * 1000)
+    events = [
+        make_event(),
+        make_event(input_tokens=0, cached_input_tokens=0, output_tokens=0, reasoning_tokens=0),  # zeros, reported
+        make_event(usage_source=pb.USAGE_SOURCE_NONE, usage_note="malformed-json", tenant_source=pb.IDENTITY_SOURCE_DEFAULT,
+                   team="unattributed", team_source=pb.IDENTITY_SOURCE_NONE, unattributed_reason="no-team-tag",
+                   policy_outcome=pb.POLICY_OUTCOME_REJECTED_AUTH, http_status=401),
+        make_event(usage_source=pb.USAGE_SOURCE_KONG_AI_PROXY, streaming=True, latency_upstream_ms=0,
+                   identity_conflicts=["team: header=x resolved=y", "tenant: header=a resolved=b"],
+                   tags={"env": "prod", "gateway": "kong-eu-1"}, billable_extras={"web_search_requests": 3},
+                   cache_write_input_tokens=7, service_tier="flex", trace_id="0af7651916cd43dd8448eb211c80319c"),
+        make_event(usage_source=pb.USAGE_SOURCE_ESTIMATED, team="risk", app="fraud", workload="spiffe://x/y",
+                   workload_source=pb.IDENTITY_SOURCE_HEADER, latency_total_ms=1234, latency_gateway_ms=3,
+                   client_retry_count=2, upstream_tries=3, policy_outcome=pb.POLICY_OUTCOME_UPSTREAM_ERROR,
+                   consumer_username="o'brien \\ {x}", started_at_unix_ms=now - 86_400_000),
+    ]
+    events[2].ClearField("input_tokens")  # nothing reported: absent, not zero
+    events[2].ClearField("output_tokens")
+    events[2].ClearField("cached_input_tokens")
+    events[2].ClearField("reasoning_tokens")
+    events[4].ClearField("reasoning_tokens")
+    return events
+
+
+def test_both_paths_store_identical_rows(tmp_path: Path) -> None:
+    events = varied_events()
+    senders = ["node-a", "node-b", "node-a", "node-c", "node-b"]
+    store = Store(f"chdb://{tmp_path}")
+    try:
+        store.migrate()
+        ingested = int(time.time() * 1000)
+        store.insert_columns("usage_events", events_to_columns(events, senders, ingested))
+        store.command("CREATE TABLE chargeback.usage_events_pb AS chargeback.usage_events")
+        EmbeddedProtobufInserter(store, "usage_events_pb").insert(events, senders, ingested, extra={})
+        columns = ", ".join(EVENT_COLUMNS)
+        _, columnar = store.query(f"SELECT {columns} FROM chargeback.usage_events ORDER BY event_id")
+        _, protobuf = store.query(f"SELECT {columns} FROM chargeback.usage_events_pb ORDER BY event_id")
+        assert len(protobuf) == len(events)
+        for left, right in zip(columnar, protobuf):
+            assert dict(zip(EVENT_COLUMNS, left)) == dict(zip(EVENT_COLUMNS, right))
+    finally:
+        store.close()
+
+
+def test_per_row_extra_columns_follow_payload_order(tmp_path: Path) -> None:
+    events = [make_event(kong_request_id=f"r{i}") for i in range(3000)]
+    store = Store(f"chdb://{tmp_path}")
+    try:
+        store.migrate()
+        inserter = EmbeddedProtobufInserter(store, "usage_events")
+        extra = {"price_source": [f"src-{i % 7}" for i in range(3000)], "rate_input_e12": [i % 5 for i in range(3000)]}
+        inserter.insert(events, [f"s{i % 3}" for i in range(3000)], int(time.time() * 1000), extra)
+        _, rows = store.query("SELECT kong_request_id, price_source, rate_input_e12, sender_id FROM chargeback.usage_events")
+        for request_id, source, rate, sender in rows:
+            i = int(request_id[1:])
+            assert (source, rate, sender) == (f"src-{i % 7}", i % 5, f"s{i % 3}")
+    finally:
+        store.close()
