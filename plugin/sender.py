@@ -122,7 +122,8 @@ class EventSender:
         self._loss = _PendingLoss()
         self._unbatched = 0  # events taken off the queue, not yet in the spool
         self._sequence = 0
-        self._address_index = 0
+        # Start at a random address: gateways sharing one list spread over the aggregators.
+        self._address_index = random.randrange(len(config.aggregator_addresses))
         self._stream: _Stream | None = None
         self._channel: grpc.Channel | None = None
         self._next_connect_at = 0.0
