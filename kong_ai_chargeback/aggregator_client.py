@@ -111,8 +111,8 @@ def open_reader(args: argparse.Namespace) -> Iterator[Runner]:
 
 
 def whole_days(args: argparse.Namespace) -> tuple[date, date]:
-    """(first, last) UTC days, both inclusive, from --month / --from --to (to exclusive) / --days."""
+    """(first, last) UTC days, both inclusive, from --month / --from --to (both inclusive) / --days."""
     period = period_from(args, default_days=None)
     if period is None:
-        raise AggregatorError("name a period: --month YYYY-MM, --from YYYY-MM-DD --to YYYY-MM-DD (exclusive), or --days N")
+        raise AggregatorError("name a period: --month YYYY-MM, --from YYYY-MM-DD --to YYYY-MM-DD (both inclusive), or --days N")
     return period.start.date(), (period.end - timedelta(days=1)).date()

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from .aggregator.governance.base import DEFAULT_PERIOD_DAYS, GovernanceError, Period
@@ -45,7 +45,7 @@ def add_period_options(parser: argparse.ArgumentParser, *, default_days: int | N
     group = parser.add_argument_group("period (UTC)")
     group.add_argument("--month", metavar="YYYY-MM", help="a calendar month")
     group.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first day (inclusive)")
-    group.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day (exclusive)")
+    group.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day (inclusive)")
     if default_days is not None:
         group.add_argument("--days", type=int, default=None, help=f"the last N days including today (default {default_days})")
 
@@ -67,9 +67,13 @@ def period_from(args: argparse.Namespace, *, default_days: int | None = DEFAULT_
         if not (first and last):
             raise GovernanceError("--from and --to go together")
         try:
-            return Period.days(date.fromisoformat(first), date.fromisoformat(last))
+            first_day, last_day = date.fromisoformat(first), date.fromisoformat(last)
         except ValueError as exc:
             raise GovernanceError(f"bad date: {exc}") from exc
+        if last_day < first_day:
+            raise GovernanceError(f"--to {last} is before --from {first}")
+        # Both days count, as on an invoice: --from 2026-11-01 --to 2026-11-30 is November.
+        return Period.days(first_day, last_day + timedelta(days=1))
     if days is not None:
         if days < 1:
             raise GovernanceError(f"--days must be >= 1, got {days}")

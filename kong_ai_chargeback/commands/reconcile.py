@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--format", choices=FORMATS, default="table")
     group = parser.add_argument_group("period (UTC; default: the days the exports cover)")
     group.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first day (inclusive)")
-    group.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day (exclusive)")
+    group.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last day (inclusive)")
     add_source_options(parser)
     parser.set_defaults(handler=run)
 

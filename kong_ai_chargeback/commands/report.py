@@ -1,7 +1,7 @@
 """`chargeback report`: showback or chargeback by team, tenant, app, model, consumer or route.
 
     chargeback report --month 2026-10 --by team --mode chargeback --config allocation.yaml
-    chargeback report --from 2026-10-01 --to 2026-11-01 --by model --format csv
+    chargeback report --from 2026-10-01 --to 2026-10-31 --by model --format csv
 
 Showback lists usage and list cost; chargeback the contracted model cost plus
 the platform fee, with unattributed usage kept, given to an owner or split pro

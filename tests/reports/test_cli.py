@@ -32,7 +32,7 @@ def test_operator_flow_on_the_embedded_store(tmp_path: Path, monkeypatch) -> Non
         seed.insert([usage_event(day_start(recent_day(2)), provider="vllm", requested_model="llama-internal", served_model="llama-internal")])
         seed.build_rollups()
     store = ["--store-dsn", store_dsn(tmp_path)]
-    period = ["--from", first.isoformat(), "--to", recent_day(0).isoformat()]  # --to is exclusive
+    period = ["--from", first.isoformat(), "--to", recent_day(1).isoformat()]  # both days inclusive
 
     code, out, _ = run("report", "--by", "team", "--mode", "chargeback", "--format", "json", *period, *store)
     assert code == 1  # unpriced usage present

@@ -111,7 +111,7 @@ def test_cli_reads_and_writes_through_the_running_aggregator(aggregator: Aggrega
     assert '"override_id": "vllm"' in out.getvalue()
     out = io.StringIO()
     with redirect_stdout(out):
-        code = main(["report", "--by", "team", "--from", recent_day(1).isoformat(), "--to", recent_day(-1).isoformat(),
+        code = main(["report", "--by", "team", "--from", recent_day(1).isoformat(), "--to", recent_day(0).isoformat(),
                      "--format", "json", *remote, "--sql-token", SQL_TOKEN])  # fmt: skip
     assert code == 0
     report = json.loads(out.getvalue())
