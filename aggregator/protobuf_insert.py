@@ -3,7 +3,7 @@
 The columnar path (rows.events_to_columns + clickhouse-connect) spends about
 40 µs of Python per event; here the events the gRPC layer already parsed are
 re-serialized by upb (C), length-prefixed, and read by ClickHouse's own
-Protobuf input format with the wire schema passed inline, then transformed to
+Protobuf input format with the wire schema (plus two storage-only fields), then transformed to
 the table's columns in one ``INSERT ... SELECT``. Per-row values that are not
 in the event (the sender id, the price columns the pricer adds) are
 deduplicated in Python (a batch has few senders and few distinct prices) and
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -36,11 +37,7 @@ if _SCHEMA_TEXT == _WIRE_SCHEMA:
     raise RuntimeError(f"usage.proto no longer reserves the storage fields ({_RESERVED})")
 _SENDER_TAG = bytes([0xC0, 0x3E])  # field 1000, varint
 _EXTRA_TAG = bytes([0xC8, 0x3E])  # field 1001, varint
-SCHEMA_SETTINGS = {
-    "format_schema_source": "string",
-    "format_schema": _SCHEMA_TEXT,
-    "format_schema_message_name": "UsageEvent",
-}
+SCHEMA_FILE_NAME = "chargeback_stored_usage.proto"
 
 # Every UsageEvent field read from the payload, with the type ClickHouse reads it as.
 _STRUCTURE = (
@@ -161,6 +158,14 @@ class EmbeddedProtobufInserter:
     def __init__(self, store: Any, table: str) -> None:
         self._store = store
         self._table = f"`{store.database}`.{table}"
+        # The schema goes in a file inside the store's own directory: given inline,
+        # chDB would cache it in a folder under the process's working directory.
+        data_dir = Path(store.dsn[len("chdb://") :] or tempfile.mkdtemp(prefix="chargeback-schema-")).resolve()
+        schema_path = data_dir / "format_schemas" / SCHEMA_FILE_NAME
+        schema_path.parent.mkdir(parents=True, exist_ok=True)
+        if not schema_path.exists() or schema_path.read_text() != _SCHEMA_TEXT:
+            schema_path.write_text(_SCHEMA_TEXT)
+        self.settings = {"format_schema": f"{schema_path}:UsageEvent"}
         _, rows = store.query(
             "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {table:String}",
             {"db": store.database, "table": table},
@@ -182,6 +187,6 @@ class EmbeddedProtobufInserter:
             source = f"file({format_query_value(path)}, 'Protobuf', {format_query_value(_STRUCTURE)})"
             sql = insert_sql(table=self._table, source=source, senders=senders, extra_names=names, extra_rows=extra_rows,
                              extra_types=self.column_types, ingested_at_ms=ingested_at_ms)  # fmt: skip
-            self._store.command(sql, settings=SCHEMA_SETTINGS)
+            self._store.command(sql, settings=self.settings)
         finally:
             os.unlink(path)
