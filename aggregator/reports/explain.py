@@ -11,7 +11,7 @@ from typing import Any
 
 from .handle import Handle
 from .runner import Runner
-from .source import day_bounds
+from .source import FILTERABLE, day_bounds
 from .usage_by import DIMENSIONS, key_expression
 
 DEFAULT_LIMIT = 100
@@ -44,11 +44,18 @@ def _where(handle: Handle, params: dict[str, Any]) -> str:
     column = _RAW.get(handle.by, DIMENSIONS[handle.by][0])
     start, end = day_bounds(handle.first, handle.last)
     params.update({"start": start, "end": end, "key": handle.key})
+    # The report's own filters, as the report applied them: exact equality on the raw value.
+    extra = ""
+    for i, (name, value) in enumerate(handle.filters):
+        if name not in FILTERABLE:
+            raise ValueError(f"handle filters on an unknown dimension {name!r}")
+        params[f"w{i}"] = value
+        extra += f" AND {_RAW.get(name, name)} = {{w{i}:String}}"
     # PREWHERE (before FINAL) only on started_at, the same in every version of an event;
     # the line's key is checked in WHERE, after FINAL picked each event's latest version.
     return (
         "PREWHERE started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')} "
-        f"WHERE {key_expression(column)} = {{key:String}}"
+        f"WHERE {key_expression(column)} = {{key:String}}{extra}"
     )
 
 

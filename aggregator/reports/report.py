@@ -113,14 +113,14 @@ def build_report(
         policy=config.describe() if mode == "chargeback" else {"cost_basis": "list price"},
     )  # fmt: skip
     if mode == "chargeback":
-        _chargeback_lines(report, ordered, first, last, by)
+        _chargeback_lines(report, ordered, first, last, by, filters)
     else:
-        _showback_lines(report, ordered, first, last, by)
+        _showback_lines(report, ordered, first, last, by, filters)
     _unpriced_totals(report, ordered)
     return report
 
 
-def _base(line: Line, first: date, last: date, by: str) -> dict[str, Any]:
+def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, str] | None) -> dict[str, Any]:
     return {
         "key": line.key,
         "label": line.label,
@@ -130,14 +130,15 @@ def _base(line: Line, first: date, last: date, by: str) -> dict[str, Any]:
         "unpriced_tokens": line.unpriced_tokens,
         "unpriced_models": line.unpriced_models,
         "flag": UNPRICED_FLAG if line.unpriced_events else "",
-        "handle": Handle(first, last, by, line.key).encode(),
+        # The filters go into the handle: explain then lists exactly this line's events.
+        "handle": Handle.of(first, last, by, line.key, filters).encode(),
     }
 
 
-def _showback_lines(report: Report, lines: list[Line], first: date, last: date, by: str) -> None:
+def _showback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None) -> None:
     cents, total = round_column([line.list_cost for line in lines])
     for line, c in zip(lines, cents):
-        report.lines.append({**_base(line, first, last, by), "list_cost": _money(c), "list_cost_exact": str(line.list_cost), "cost_exact": str(line.cost)})
+        report.lines.append({**_base(line, first, last, by, filters), "list_cost": _money(c), "list_cost_exact": str(line.list_cost), "cost_exact": str(line.cost)})
     report.totals = {
         **_sum_usage(lines),
         "list_cost": _money(total),
@@ -146,14 +147,14 @@ def _showback_lines(report: Report, lines: list[Line], first: date, last: date, 
     }
 
 
-def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date, by: str) -> None:
+def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None) -> None:
     per_line, total = round_lines(lines)
     source = next((line for line in lines if line.gives), None)
     for line, c in zip(lines, per_line):
         moved_cost, moved_fee = line.allocated_exact(source)
         report.lines.append(
             {
-                **_base(line, first, last, by),
+                **_base(line, first, last, by, filters),
                 "model_cost": _money(c.model_cost),
                 "platform_fee": _money(c.platform_fee),
                 "allocated_in": _money(c.allocated_in),

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"chargeback explain: {exc}", file=sys.stderr)
         return EXIT_ERROR
     events = [dict(zip(result.columns, row)) for row in result.events]
-    line = f"{handle.by} = {handle.key or '(unattributed)'}, {handle.first} .. {handle.last} (UTC days, inclusive)"
+    where = "".join(f", {name} = {value}" for name, value in handle.filters)
+    line = f"{handle.by} = {handle.key or '(unattributed)'}{where}, {handle.first} .. {handle.last} (UTC days, inclusive)"
     if args.format == "json":
         json.dump(plain({"line": line, "summary": result.summary, "events": events}), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
