@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -14,11 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the Kong harness and mocks are test support
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support.aggregator_fixtures import free_port, wait_http_ok  # noqa: E402
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -58,18 +53,6 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
         "p99_ms": round(percentile(ms, 99), 3),
         "mean_ms": round(statistics.fmean(ms), 3) if ms else float("nan"),
     }
-
-
-def wait_http_ok(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
 
 
 def start_aggregator(store_dir: Path, *, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str, str]:

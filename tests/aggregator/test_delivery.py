@@ -16,21 +16,7 @@ from kong_ai_chargeback.aggregator.app import Aggregator
 from kong_ai_chargeback.aggregator.store import Store
 from kong_ai_chargeback.plugin.sender import EventSender
 from kong_ai_chargeback.proto import pb
-from support.aggregator_fixtures import count_rows, make_event, make_settings, sender_config, stub_for
-
-
-def _wait_http(url: str, timeout_s: float = 60) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(url)
+from support.aggregator_fixtures import count_rows, make_event, make_settings, sender_config, stub_for, wait_http_ok
 
 
 def start_serve(settings_dsn: str, grpc_listen: str, http_listen: str, log_path: Path) -> subprocess.Popen[bytes]:
@@ -40,7 +26,7 @@ def start_serve(settings_dsn: str, grpc_listen: str, http_listen: str, log_path:
          "--grpc-listen", grpc_listen, "--http-listen", http_listen],
         stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"), env=env,  # noqa: SIM115
     )  # fmt: skip
-    _wait_http(f"http://{http_listen}/readyz")
+    wait_http_ok(f"http://{http_listen}/readyz")
     return process
 
 

@@ -74,3 +74,18 @@ def sender_config(*addresses: str, **overrides: object) -> SenderConfig:
     )  # fmt: skip
     values.update(overrides)
     return SenderConfig(**values)  # type: ignore[arg-type]
+
+
+def wait_http_ok(url: str, timeout_s: float = 60.0) -> None:
+    """Poll until `url` answers 200 (a process we started is ready)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(url)
