@@ -42,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("--config", metavar="FILE", help="allocation config YAML (default: CHARGEBACK_ALLOCATION_CONFIG_PATH)")
     parser.add_argument("--tenant", help="only this tenant")
+    parser.add_argument("--team", help="only this team (as the plugin recorded it)")
     add_period_options(parser)
     add_source_options(parser)
     parser.set_defaults(handler=run)
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         config = allocation_config.load(args.config or AggregatorSettings().allocation_config_path)
         with open_reader(args) as runner:
             report = build_report(runner, first=first, last=last, by=args.by, mode=args.mode, config=config,
-                                  filters={"tenant": args.tenant} if args.tenant else None)  # fmt: skip
+                                  filters=report_filters(args))  # fmt: skip
     except (AggregatorError, GovernanceError, StoreError, ValueError) as exc:
         print(f"chargeback report: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -69,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         render(_as_render_report(report), args.format, sys.stdout)
     return EXIT_FINDINGS if report.totals.get("unpriced_events") else EXIT_OK
+
+
+def report_filters(args: argparse.Namespace) -> dict[str, str] | None:
+    """--tenant / --team as build_report filters (the statement command narrows the same way)."""
+    filters = {name: value for name in ("tenant", "team") if (value := getattr(args, name, None))}
+    return filters or None
 
 
 def _as_render_report(report: Any) -> Report:
