@@ -55,6 +55,12 @@ class AggregatorSettings(BaseSettings):
     # Chargeback policy (platform fee, unattributed usage, FOCUS billing account): one YAML file.
     allocation_config_path: str = ""
 
+    @field_validator("auth_token", "sql_token", "admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: object) -> object:
+        # An empty variable means "not configured" everywhere, never "the empty token".
+        return None if value in ("", b"") else value
+
     @field_validator("grpc_listen", "http_listen")
     @classmethod
     def _host_port(cls, value: str) -> str:

@@ -16,31 +16,8 @@ from kong_ai_chargeback.aggregator.app import Aggregator
 from kong_ai_chargeback.aggregator.store import Store
 from kong_ai_chargeback.plugin.sender import EventSender
 from kong_ai_chargeback.proto import pb
-from support.aggregator_fixtures import count_rows, make_event, make_settings, sender_config, stub_for, wait_http_ok
-
-
-def start_serve(settings_dsn: str, grpc_listen: str, http_listen: str, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CHARGEBACK_FLUSH_INTERVAL_MS": "100"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kong_ai_chargeback.cli", "serve", "--store-dsn", settings_dsn,
-         "--grpc-listen", grpc_listen, "--http-listen", http_listen],
-        stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"), env=env,  # noqa: SIM115
-    )  # fmt: skip
-    wait_http_ok(f"http://{http_listen}/readyz")
-    return process
-
-
-def store_counts(dsn: str) -> tuple[int, int, int]:
-    """(raw rows, distinct ids, rows after FINAL), read after the aggregator process exited."""
-    store = Store(dsn)
-    try:
-        _, rows = store.query(
-            "SELECT (SELECT count() FROM chargeback.usage_events), (SELECT uniqExact(event_id) FROM chargeback.usage_events), "
-            "(SELECT count() FROM chargeback.usage_events FINAL)"
-        )
-        return rows[0]  # type: ignore[return-value]
-    finally:
-        store.close()
+from support.aggregator_fixtures import count_rows, make_event, make_settings, sender_config, stub_for
+from support.aggregator_process import start_serve, store_counts
 
 
 @pytest.mark.slow

@@ -1,0 +1,50 @@
+"""The aggregator as a real process (`chargeback serve`), for tests that kill or stop it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from kong_ai_chargeback.aggregator.store import Store
+from support.aggregator_fixtures import wait_http_ok
+
+
+def start_serve(settings_dsn: str, grpc_listen: str, http_listen: str, log_path: Path,
+                sql_token: str = "") -> subprocess.Popen[bytes]:  # fmt: skip
+    env = {**os.environ, "CHARGEBACK_FLUSH_INTERVAL_MS": "100"}
+    if sql_token:
+        env["CHARGEBACK_SQL_TOKEN"] = sql_token
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kong_ai_chargeback.cli", "serve", "--store-dsn", settings_dsn,
+         "--grpc-listen", grpc_listen, "--http-listen", http_listen],
+        stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"), env=env,  # noqa: SIM115
+    )  # fmt: skip
+    wait_http_ok(f"http://{http_listen}/readyz")
+    return process
+
+
+def store_counts(dsn: str) -> tuple[int, int, int]:
+    """(raw rows, distinct ids, rows after FINAL), read after the aggregator process exited."""
+    store = Store(dsn)
+    try:
+        _, rows = store.query(
+            "SELECT (SELECT count() FROM chargeback.usage_events), (SELECT uniqExact(event_id) FROM chargeback.usage_events), "
+            "(SELECT count() FROM chargeback.usage_events FINAL)"
+        )
+        return rows[0]  # type: ignore[return-value]
+    finally:
+        store.close()
+
+
+
+
+def remote_count(http_listen: str, sql_token: str, sql: str) -> int:
+    """One number from a running aggregator's read-only SQL endpoint."""
+    request = urllib.request.Request(f"http://{http_listen}/v1/sql", data=json.dumps({"sql": sql}).encode(),
+                                     headers={"authorization": f"Bearer {sql_token}", "content-type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(json.loads(response.read())["rows"][0][0])
