@@ -19,6 +19,8 @@ class SenderConfig:
     aggregator_addresses: tuple[str, ...]
     aggregator_tls: bool
     aggregator_ca_cert_path: str
+    aggregator_client_cert_path: str
+    aggregator_client_key_path: str
     aggregator_token: str
     queue_max_events: int
     batch_max_events: int
@@ -73,6 +75,8 @@ class PluginConfig:
             aggregator_addresses=tuple(get("aggregator_addresses")),
             aggregator_tls=bool(get("aggregator_tls")),
             aggregator_ca_cert_path=get("aggregator_ca_cert_path") or "",
+            aggregator_client_cert_path=get("aggregator_client_cert_path") or "",
+            aggregator_client_key_path=get("aggregator_client_key_path") or "",
             aggregator_token=get("aggregator_token") or "",
             queue_max_events=int(get("queue_max_events")),
             batch_max_events=int(get("batch_max_events")),

@@ -52,6 +52,8 @@ Schema: list[dict[str, Any]] = [
     }},
     {"aggregator_tls": _boolean(False)},
     {"aggregator_ca_cert_path": _string(required=False, description="PEM bundle to verify the aggregator (TLS)")},
+    {"aggregator_client_cert_path": _string(required=False, description="PEM client certificate (mutual TLS)")},
+    {"aggregator_client_key_path": _string(required=False, description="PEM client key (mutual TLS)")},
     {"aggregator_token": _string(required=False, referenceable=True, description="bearer token for the aggregator")},
     # -- who: identity resolution --
     {"identity_sources": {

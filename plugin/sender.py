@@ -275,11 +275,11 @@ class EventSender:
         options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)]
         if not self.config.aggregator_tls:
             return grpc.insecure_channel(address, options=options)
-        root = None
-        if self.config.aggregator_ca_cert_path:
-            with open(self.config.aggregator_ca_cert_path, "rb") as handle:
-                root = handle.read()
-        return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=root), options=options)
+        config = self.config
+        root, key, chain = (_read(path) for path in (config.aggregator_ca_cert_path, config.aggregator_client_key_path,
+                                                     config.aggregator_client_cert_path))  # fmt: skip
+        credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
+        return grpc.secure_channel(address, credentials, options=options)
 
     def _on_ack(self, ack: pb.BatchAck) -> None:
         with self._lock:
@@ -332,6 +332,13 @@ class EventSender:
         if self._channel is not None:
             self._channel.close()
         self._spool.close()
+
+
+def _read(path: str) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 _senders: dict[SenderConfig, EventSender] = {}
