@@ -19,6 +19,7 @@ from typing import Any
 from .allocation import Line, allocate, round_column, round_lines
 from .allocation_config import AllocationConfig
 from .handle import Handle
+from .losses import reported_losses
 from .runner import Runner
 from .source import day_bounds, plan
 from .usage_by import COLUMNS, DIMENSIONS, render_usage_by
@@ -117,6 +118,13 @@ def build_report(
     else:
         _showback_lines(report, ordered, first, last, by, filters)
     _unpriced_totals(report, ordered)
+    lost, reasons = reported_losses(runner, start, end)
+    report.totals["events_lost_reported"] = lost
+    if lost:
+        report.warnings.append(
+            f"gateways reported {lost} events lost in this period ({', '.join(reasons)}): "
+            "those requests are not in these figures"
+        )
     return report
 
 
@@ -138,10 +146,10 @@ def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, st
 def _showback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None) -> None:
     cents, total = round_column([line.list_cost for line in lines])
     for line, c in zip(lines, cents):
-        report.lines.append({**_base(line, first, last, by, filters), "list_cost": _money(c), "list_cost_exact": str(line.list_cost), "cost_exact": str(line.cost)})
+        report.lines.append({**_base(line, first, last, by, filters), "list_cost": money_text(c), "list_cost_exact": str(line.list_cost), "cost_exact": str(line.cost)})
     report.totals = {
         **_sum_usage(lines),
-        "list_cost": _money(total),
+        "list_cost": money_text(total),
         "list_cost_exact": str(sum((line.list_cost for line in lines), Decimal(0))),
         "cost_exact": str(sum((line.cost for line in lines), Decimal(0))),
     }
@@ -155,10 +163,10 @@ def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date
         report.lines.append(
             {
                 **_base(line, first, last, by, filters),
-                "model_cost": _money(c.model_cost),
-                "platform_fee": _money(c.platform_fee),
-                "allocated_in": _money(c.allocated_in),
-                "total": _money(c.total),
+                "model_cost": money_text(c.model_cost),
+                "platform_fee": money_text(c.platform_fee),
+                "allocated_in": money_text(c.allocated_in),
+                "total": money_text(c.total),
                 "model_cost_exact": str(line.cost + moved_cost),
                 "platform_fee_exact": str(line.fee + moved_fee),
                 "note": line.note,
@@ -166,10 +174,10 @@ def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date
         )
     report.totals = {
         **_sum_usage(lines),
-        "model_cost": _money(total.model_cost),
-        "platform_fee": _money(total.platform_fee),
-        "allocated_in": _money(total.allocated_in),
-        "total": _money(total.total),
+        "model_cost": money_text(total.model_cost),
+        "platform_fee": money_text(total.platform_fee),
+        "allocated_in": money_text(total.allocated_in),
+        "total": money_text(total.total),
         "model_cost_exact": str(sum((line.cost for line in lines), Decimal(0))),
         "platform_fee_exact": str(sum((line.fee for line in lines), Decimal(0))),
     }
@@ -191,7 +199,8 @@ def _unpriced_totals(report: Report, lines: list[Line]) -> None:
         )
 
 
-def _money(cents: int) -> str:
+def money_text(cents: int) -> str:
+    """Cents as the reports print money: '-12.30'. Public so every view of a report prints the same text."""
     sign = "-" if cents < 0 else ""
     return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
 
