@@ -83,7 +83,8 @@ class Aggregator:
         )
         token = self.settings.auth_token.get_secret_value() if self.settings.auth_token else None
         pb_grpc.add_UsageIngestServicer_to_server(
-            IngestService(self.writer, auth_token=token, store_wait_timeout_s=self.settings.store_wait_timeout_ms / 1000),
+            IngestService(self.writer, auth_token=token, store_wait_timeout_s=self.settings.store_wait_timeout_ms / 1000,
+                          store=self.store),
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

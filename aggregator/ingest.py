@@ -14,12 +14,14 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 
 import grpc
 
 from ..proto import pb, pb_grpc
 from . import metrics
+from .store import Store, StoreError
 from .validation import Invalid, validate_event
 from .writer import Backpressure, RecentIds, Ticket, Writer
 
@@ -40,11 +42,14 @@ class _Accepted:
     rejected: list[pb.EventRejection] = field(default_factory=list)
     backpressure: str = ""
     malformed: str = ""
+    retry: str = ""
 
 
 class IngestService(pb_grpc.UsageIngestServicer):
-    def __init__(self, writer: Writer, *, auth_token: str | None, store_wait_timeout_s: float = 30.0) -> None:
+    def __init__(self, writer: Writer, *, auth_token: str | None, store_wait_timeout_s: float = 30.0,
+                 store: Store | None = None) -> None:  # fmt: skip
         self._writer = writer
+        self._store = store
         self._auth_token = auth_token.encode() if auth_token else None
         self._wait_s = store_wait_timeout_s
 
@@ -98,6 +103,13 @@ class IngestService(pb_grpc.UsageIngestServicer):
         if len(batch.events) > MAX_EVENTS_PER_BATCH:
             return _Accepted(batch, None, malformed=f"more than {MAX_EVENTS_PER_BATCH} events in one batch")
         _record_sender_report(batch)
+        if batch.losses and self._store is not None:
+            try:
+                _store_losses(self._store, batch)
+            except StoreError as exc:
+                metrics.STORE_ERRORS.labels("losses").inc()
+                log.warning("could not store loss records; the batch will be resent: %s", exc)
+                return _Accepted(batch, None, retry="store did not take the batch's loss records; resend")
         now_ms = int(time.time() * 1000)
         valid: list[pb.UsageEvent] = []
         rejected: list[pb.EventRejection] = []
@@ -118,7 +130,10 @@ class IngestService(pb_grpc.UsageIngestServicer):
     def _ack(self, item: _Accepted) -> pb.BatchAck:
         ack = pb.BatchAck(batch_id=item.batch.batch_id, sequence=item.batch.sequence, rejected=item.rejected)
         ticket = item.ticket
-        assert ticket is not None
+        if ticket is None:
+            ack.status, ack.detail = pb.BatchAck.STATUS_RETRY, item.retry
+            metrics.BATCHES.labels("retry").inc()
+            return ack
         if not ticket.wait(self._wait_s):
             ticket.abandoned = True
             ack.status = pb.BatchAck.STATUS_RETRY
@@ -134,6 +149,25 @@ class IngestService(pb_grpc.UsageIngestServicer):
 
 _seen_loss_ids = RecentIds(capacity=100_000)
 _seen_loss_lock = threading.Lock()
+
+
+def _store_losses(store: Store, batch: pb.UsageBatch) -> None:
+    """Loss records go to delivery_losses (deduplicated there by loss id) before the batch is acked."""
+    now = datetime.now(timezone.utc)
+    losses = list(batch.losses)
+    store.insert_columns("delivery_losses", {
+        "loss_id": [loss.loss_id[:64] for loss in losses],
+        "sender_id": [batch.sender_id[:128]] * len(losses),
+        "first_lost_at": [_utc(loss.first_lost_at_unix_ms) for loss in losses],
+        "last_lost_at": [_utc(loss.last_lost_at_unix_ms or loss.first_lost_at_unix_ms) for loss in losses],
+        "events_lost": [loss.events_lost for loss in losses],
+        "reason": [loss.reason[:128] for loss in losses],
+        "reported_at": [now] * len(losses),
+    })  # fmt: skip
+
+
+def _utc(unix_ms: int) -> datetime:
+    return datetime.fromtimestamp(max(unix_ms, 0) / 1000, tz=timezone.utc)
 
 
 def _record_sender_report(batch: pb.UsageBatch) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from .allocation import Line, allocate, round_column, round_lines
 from .allocation_config import AllocationConfig
 from .handle import Handle
+from .losses import reported_losses
 from .runner import Runner
 from .source import day_bounds, plan
 from .usage_by import COLUMNS, DIMENSIONS, render_usage_by
@@ -117,6 +118,13 @@ def build_report(
     else:
         _showback_lines(report, ordered, first, last, by, filters)
     _unpriced_totals(report, ordered)
+    lost, reasons = reported_losses(runner, start, end)
+    report.totals["events_lost_reported"] = lost
+    if lost:
+        report.warnings.append(
+            f"gateways reported {lost} events lost in this period ({', '.join(reasons)}): "
+            "those requests are not in these figures"
+        )
     return report
 
 

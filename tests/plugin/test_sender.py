@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime, timezone
 from pathlib import Path
 
 from kong_ai_chargeback.aggregator.app import Aggregator
 from kong_ai_chargeback.aggregator.metrics import REGISTRY
+from kong_ai_chargeback.aggregator.reports.report import build_report
+from kong_ai_chargeback.aggregator.reports.runner import LocalRunner
 from kong_ai_chargeback.plugin.sender import EventSender
 from support.aggregator_fixtures import count_rows, free_port, make_event, make_settings, sender_config
 
@@ -79,6 +82,13 @@ def test_overflow_is_counted_and_reported_once_to_the_aggregator(tmp_path: Path)
                 for r in reason_labels
             )
             assert lost == dropped  # each loss record counted once, though batches may be resent
+            # ...and stored, so every report over the period says so.
+            _, rows = agg.store.query("SELECT sum(events_lost), groupUniqArray(reason) FROM chargeback.delivery_losses FINAL")
+            assert rows[0][0] == dropped
+            today = datetime.now(timezone.utc).date()
+            report = build_report(LocalRunner(agg.store), first=today, last=today, by="team")
+            assert report.totals["events_lost_reported"] == dropped
+            assert any(f"reported {dropped} events lost" in warning for warning in report.warnings)
         finally:
             agg.stop(grace_s=2)
     finally:
