@@ -33,9 +33,18 @@ def is_embedded(dsn: str) -> bool:
     return dsn.startswith("chdb://")
 
 
+def normalize_dsn(dsn: str) -> str:
+    """``chdb://./var/x`` -> ``chdb:///abs/var/x``: the driver would read a relative
+    path's first part as a host and its second as a database name."""
+    if not is_embedded(dsn):
+        return dsn
+    path = dsn[len("chdb://") :]
+    return f"chdb://{Path(path).resolve()}" if path else dsn
+
+
 class Store:
     def __init__(self, dsn: str, *, database: str = "chargeback", cluster: str = "") -> None:
-        self.dsn = dsn
+        self.dsn = normalize_dsn(dsn)
         self.database = database
         self.cluster = cluster
         self._lock = threading.RLock()
