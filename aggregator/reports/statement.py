@@ -121,15 +121,18 @@ def build_statement(
         raise ValueError(f"a statement covers at most {MAX_DAYS} days")
     config = config or AllocationConfig()
     filters = {"team": team, **({"tenant": tenant} if tenant else {})}
-    common = {"first": first, "last": last, "mode": mode, "config": config, "filters": filters}
-    by_app = build_report(runner, by="app", **common)
-    by_model = build_report(runner, by="model", **common)
+
+    def report(by: str, policy: AllocationConfig) -> Report:
+        return build_report(runner, first=first, last=last, by=by, mode=mode, config=policy, filters=filters)
+
+    by_app = report("app", config)
+    by_model = report("model", config)
     # The finer cuts show usage where it happened: no unattributed-line moves inside them
     # (those are in the by-app lines, as `report --by app` shows them); fees still apply.
     own = replace(config, unattributed=UnattributedRule(), per_dimension={})
     moved = mode == "chargeback" and any(line["note"] for line in by_app.lines)
     # Same totals either way (allocation only moves cents); the own lines differ only when it moved some.
-    own_by_app = build_report(runner, by="app", **{**common, "config": own}) if moved else by_app
+    own_by_app = report("app", own) if moved else by_app
     columns = MONEY_COLUMNS[mode]
     detail = _detail(runner, own_by_app, first=first, last=last, mode=mode, config=own, filters=filters, columns=columns)
     days = _days(runner, by_app, first=first, last=last, mode=mode, config=own, filters=filters, columns=columns)
@@ -175,7 +178,7 @@ def _detail(
         for value in UNATTRIBUTED_VALUES if app["key"] == "" else (app["key"],):
             sub = build_report(runner, by="model", first=first, last=last, mode=mode, config=config, filters={**filters, "app": value})
             cells += [{**line, "app": app["label"], "app_key": app["key"], "model": line["label"], "model_key": line["key"]} for line in sub.lines]
-        _reround(cells, app, columns)
+        round_into(cells, app, columns)
         lines += cells
     return lines
 
@@ -197,7 +200,7 @@ def _days(
         reports.append((day, build_report(runner, by="app", first=day, last=day, mode=mode, config=config, filters=filters)))
         day += timedelta(days=1)
     rows = [{**report.totals} for _, report in reports]
-    _reround(rows, by_app.totals, columns)
+    round_into(rows, by_app.totals, columns)
     result = []
     for (day, report), row in zip(reports, rows):
         by_app_exact = {line["label"]: sum((Decimal(line[exact]) for _, exact in columns), Decimal(0)) for line in report.lines}
@@ -206,7 +209,7 @@ def _days(
     return result
 
 
-def _reround(rows: list[dict[str, Any]], totals: Mapping[str, Any], columns: Sequence[tuple[str, str]]) -> None:
+def round_into(rows: list[dict[str, Any]], totals: Mapping[str, Any], columns: Sequence[tuple[str, str]]) -> None:
     """Give each row cents for each money column that sum to ``totals`` (a report line or its totals).
 
     Rows hold exact amounts (the report's ``*_exact``) that add up to the exact amount behind

@@ -81,8 +81,10 @@ def daily_chart(days: Sequence[Day], series: Sequence[str], colors: Mapping[str,
     slot = plot_w / max(len(days), 1)
     bar_w = max(2.0, slot * 0.72)
     out = [
-        f'<svg class="chart" data-chart="daily" viewBox="0 0 {width} {height}" width="100%" role="img" '
-        f'aria-label="Daily spend ({attr(currency)})" xmlns="http://www.w3.org/2000/svg" {FONT}>'
+        (
+            f'<svg class="chart" data-chart="daily" viewBox="0 0 {width} {height}" width="100%" role="img" '
+            f'aria-label="Daily spend ({attr(currency)})" xmlns="http://www.w3.org/2000/svg" {FONT}>'
+        )
     ]
     tick = 0.0
     while tick <= axis_max + step / 1000:
@@ -135,8 +137,10 @@ def bar_chart(name: str, bars: Sequence[Bar], *, currency: str) -> str:
     height = max(len(bars), 1) * row_h + 4
     peak = max((float(b.value) for b in bars), default=0.0) or 1.0
     out = [
-        f'<svg class="chart" data-chart="{attr(name)}" viewBox="0 0 {width} {height}" width="100%" role="img" '
-        f'aria-label="Spend by {attr(name)} ({attr(currency)})" xmlns="http://www.w3.org/2000/svg" {FONT}>'
+        (
+            f'<svg class="chart" data-chart="{attr(name)}" viewBox="0 0 {width} {height}" width="100%" role="img" '
+            f'aria-label="Spend by {attr(name)} ({attr(currency)})" xmlns="http://www.w3.org/2000/svg" {FONT}>'
+        )
     ]
     for i, b in enumerate(bars):
         y = 2 + i * row_h
@@ -160,8 +164,8 @@ def bar_chart(name: str, bars: Sequence[Bar], *, currency: str) -> str:
 def share_bar(parts: Sequence[tuple[str, float, str]], *, name: str) -> str:
     """One 100% bar split into (label, share, colour) parts: an attribute's identity-source mix."""
     width, height = 320, 14
-    out = [f'<svg class="share" data-chart="{attr(name)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-           f'role="img" aria-label="{attr(name)}" xmlns="http://www.w3.org/2000/svg">']  # fmt: skip
+    out = [(f'<svg class="share" data-chart="{attr(name)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+            f'role="img" aria-label="{attr(name)}" xmlns="http://www.w3.org/2000/svg">')]  # fmt: skip
     x = 0.0
     for label, share, color in parts:
         w = share * width

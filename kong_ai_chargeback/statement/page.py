@@ -57,6 +57,7 @@ def render_page(statement: Statement, *, billing_account: str = "Kong AI Gateway
     title = f"{s.mode.title()} statement — {s.team} — {s.first.isoformat()} to {s.last.isoformat()}"
     body = [
         _masthead(s, billing_account),
+        _empty(s),
         _unpriced(s),
         _totals(s),
         _daily(s),
@@ -67,8 +68,10 @@ def render_page(statement: Statement, *, billing_account: str = "Kong AI Gateway
         _lines_table(s, amount),
         _attribution(s),
         _notes(s),
-        f'<footer>kong-ai-chargeback {escape(__version__)} · generated {_ts(s.generated_at)} · '
-        "one self-contained file: no scripts, fonts or network</footer>",
+        (
+            f"<footer>kong-ai-chargeback {escape(__version__)} · generated {_ts(s.generated_at)} · "
+            "one self-contained file: no scripts, fonts or network</footer>"
+        ),
     ]
     return (
         "<!DOCTYPE html>\n"
@@ -181,6 +184,16 @@ def _masthead(s: Statement, billing_account: str) -> str:
     )
 
 
+def _empty(s: Statement) -> str:
+    """A name typed wrong must not read as a team that spent nothing."""
+    if s.totals.get("events"):
+        return ""
+    return ('<section class="notice" data-section="empty"><h2>No usage recorded</h2>'
+            f"<p>The gateway recorded no requests for team <strong>{escape(s.team)}</strong> in this period"
+            f"{' and tenant ' + escape(s.filters['tenant']) if 'tenant' in s.filters else ''}. Check the team name as the "
+            "plugin records it (<code>chargeback report --by team</code> lists them).</p></section>")  # fmt: skip
+
+
 def _unpriced(s: Statement) -> str:
     events = int(s.totals.get("unpriced_events") or 0)
     if not events:
@@ -284,7 +297,8 @@ def _daily(s: Statement) -> str:
         days.append(Day(d.day, d.amount, d.events, parts))
     chart = daily_chart(days, series, colors, currency=s.currency)
     busiest = max(s.days, key=lambda d: Decimal(d.amount), default=None)
-    sub = f"{escape(s.currency)} per UTC day, stacked by app. The days add up to the total."
+    total = s.totals[s.amount_column]
+    sub = f"{escape(s.currency)} per UTC day, stacked by app. The days add up to {escape(s.currency)} {money(total)}."
     if busiest is not None and Decimal(busiest.amount) > 0:
         sub += f" Highest: {busiest.day.isoformat()}, {escape(s.currency)} {money(busiest.amount)}."
     return _section("daily", "Daily spend", chart, legend(series, colors), sub=sub)
@@ -373,9 +387,11 @@ def _attribution(s: Statement) -> str:
         rows.append(f'<tr data-attribute="{attribute}"><th>{attribute}</th><td>{share_bar(parts, name=f"identity-{attribute}")}</td><td>{words}</td></tr>')
     table = f'<table class="grid attribution"><tbody>{"".join(rows)}</tbody></table>' if rows else '<p class="sub">No usage in this period.</p>'
     notes = [
-        "The gateway records, for every request, where its tenant, team and app came from. An authenticated consumer "
-        "is the accountable source; gateway tags are configuration; a header is only as good as the client that sent it "
-        "(it is used only where trusted); default and not resolved are gaps."
+        (
+            "The gateway records, for every request, where its tenant, team and app came from. An authenticated consumer "
+            "is the accountable source; gateway tags are configuration; a header is only as good as the client that sent it "
+            "(it is used only where trusted); default and not resolved are gaps."
+        )
     ]
     conflicts = int(s.meta.get("identity_conflicts") or 0)
     notes.append(
@@ -405,13 +421,19 @@ def _notes(s: Statement) -> str:
     sources = s.by_app.sources
     notes = [
         f"Same numbers as <code>{escape(_command(s, 'app'))}</code>: this statement is built from that report.",
-        "Costs are summed exactly and each money column is rounded once to cents (half up) by the largest-remainder "
-        "method, so lines add up to totals to the cent.",
-        f"Read from {_n(sources.get('days_from_daily_rollup'))} day(s) of daily rollups, "
-        f"{_n(sources.get('hours_from_hourly_rollup'))} hour(s) of hourly rollups and "
-        f"{_n(sources.get('hours_from_raw_events'))} hour(s) of raw events (rollups are used only where they are current).",
-        "Drill down: <code>chargeback explain HANDLE</code> lists the events behind a line, with identity sources and "
-        "price provenance.",
+        (
+            "Costs are summed exactly and each money column is rounded once to cents (half up) by the largest-remainder "
+            "method, so lines add up to totals to the cent."
+        ),
+        (
+            f"Read from {_n(sources.get('days_from_daily_rollup'))} day(s) of daily rollups, "
+            f"{_n(sources.get('hours_from_hourly_rollup'))} hour(s) of hourly rollups and "
+            f"{_n(sources.get('hours_from_raw_events'))} hour(s) of raw events (rollups are used only where they are current)."
+        ),
+        (
+            "Drill down: <code>chargeback explain HANDLE</code> lists the events behind a line, with identity sources and "
+            "price provenance."
+        ),
     ]
     if s.mode == "chargeback":
         for fee in s.by_app.policy.get("platform_fee", []):
@@ -460,6 +482,8 @@ code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 1
   letter-spacing: .04em; padding: 1px 6px; border-radius: 3px; vertical-align: 1px; }
 .alert { border: 2px solid var(--bad); background: var(--badbg); padding: 12px 16px; margin-bottom: 18px; border-radius: 4px; }
 .alert h2 { color: var(--bad); }
+.notice { border: 2px solid #d97706; background: #fffbeb; padding: 12px 16px; margin-bottom: 18px; border-radius: 4px; }
+.notice p { margin: 4px 0 0; }
 .alert p { margin: 4px 0 8px; }
 .card { border: 1px solid var(--line); border-radius: 4px; padding: 14px 16px; margin-bottom: 18px; }
 .totals { display: grid; grid-template-columns: 1fr 380px; gap: 18px; margin-bottom: 18px; }
@@ -475,7 +499,7 @@ code { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 1
 .amounts tr.minor th, .amounts tr.minor td { color: var(--muted); font-size: 12px; padding-left: 12px; }
 .amounts tr.subtotal th, .amounts tr.subtotal td { border-top: 1px solid var(--ink); font-weight: 600; }
 .amounts tr.grand th, .amounts tr.grand td { border-top: 2px solid var(--ink); font-weight: 700; font-size: 17px; padding-top: 8px; }
-.two { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; }
+.two { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; align-items: start; }
 .legend { list-style: none; display: flex; flex-wrap: wrap; gap: 4px 16px; padding: 0; margin: 6px 0 0 64px; font-size: 12px; }
 .legend li { display: flex; align-items: center; gap: 6px; }
 table.grid { width: 100%; border-collapse: collapse; }

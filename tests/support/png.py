@@ -88,7 +88,7 @@ def decode(data: bytes) -> Image:
             cur = row
         elif kind == 2:  # Up: bytewise (row + prev) mod 256, every lane at once
             a, b = int.from_bytes(row, "big"), int.from_bytes(prev, "big")
-            cur = ((((a & lanes_low) + (b & lanes_low)) ^ ((a ^ b) & lanes_high))).to_bytes(stride, "big")
+            cur = (((a & lanes_low) + (b & lanes_low)) ^ ((a ^ b) & lanes_high)).to_bytes(stride, "big")
         else:
             cur = _unfilter(kind, row, prev, bpp)
         out += cur
