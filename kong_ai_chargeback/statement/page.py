@@ -232,8 +232,7 @@ def _totals(s: Statement) -> str:
     if s.mode == "chargeback":
         rows.append(("Model cost (contracted)", "model_cost", ""))
         rows.append(("Platform fee", "platform_fee", ""))
-        if t.get("allocated_in") not in (None, "0.00"):
-            rows.append(("of which moved from unattributed apps", "allocated_in", "minor"))
+        # Moves between this team's own apps (unattributed app) leave its totals as they are: not a row here.
     else:
         rows.append(("Model cost (list price)", "list_cost", ""))
     amounts = "".join(f'<tr class="{cls}"><th>{escape(label)}</th>{_money_cell(t, key, extra=f" data-total={key!r}")}</tr>' for label, key, cls in rows)
