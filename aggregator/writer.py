@@ -28,7 +28,9 @@ from .store import Store, StoreError, is_embedded
 log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "usage_events"
-RECENT_IDS_CAPACITY = 2_000_000
+# ~190 bytes an id in memory: 500k ids cost about 95 MB and cover minutes to hours of
+# traffic, the window in which senders resend; exactness past it comes from the store.
+RECENT_IDS_CAPACITY = 500_000
 RECENT_IDS_WINDOW_HOURS = 24
 RETRY_BACKOFF_MAX_S = 5.0
 

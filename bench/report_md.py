@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 PDK_GOAL = 4
@@ -36,6 +37,9 @@ def render(results: dict[str, Any]) -> str:
             out += [f"## {section}", "", "```", str(data["error"])[-1500:], "```", ""]
             continue
         out += renderer(data)
+    notes = Path(__file__).with_name("notes.md")
+    if notes.exists():
+        out += ["", notes.read_text()]
     return "\n".join(out) + "\n"
 
 

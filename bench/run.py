@@ -31,8 +31,14 @@ def run_json(script: str, args: list[str], timeout_s: float) -> dict[str, Any]:
     elapsed = round(time.time() - started, 1)
     if process.returncode != 0:
         return {"error": process.stderr[-3000:], "seconds": elapsed}
-    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {"error": "no JSON output", "stdout": process.stdout[-2000:]}
+    try:
+        result = json.loads(process.stdout)
+    except ValueError:
+        lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+        try:
+            result = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            return {"error": "no JSON output", "stdout": process.stdout[-2000:], "seconds": elapsed}
     result["_seconds"] = elapsed
     return result
 
@@ -66,8 +72,8 @@ def main() -> int:
             continue
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
         results[name] = run_json(script, extra, timeout_s)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")  # keep what is done
     from report_md import render
 
     (RESULTS / "latest.md").write_text(render(results))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,10 +25,14 @@ from support.gateway import running_gateway  # noqa: E402
 CONSUMERS = {"checkout-service": "demo-key-checkout", "fraud-scoring": "demo-key-fraud",
              "support-bot": "demo-key-support", "legacy-batch": "demo-key-legacy"}  # fmt: skip
 
+# The mock answers with as many output tokens as asked: enough for costs to show in cents.
+LONG_ANSWER = {"x-mock-output-tokens": "1500"}
+
 USAGE_BY_TEAM_APP = """
 SELECT tenant, team, app, team_source AS source, count() AS requests,
        sum(input_tokens) AS input, sum(cached_input_tokens) AS cached, sum(output_tokens) AS output,
-       sum(reasoning_tokens) AS reasoning, groupUniqArray(usage_source) AS usage_sources
+       sum(reasoning_tokens) AS reasoning, toDecimal64(sum(cost_total), 6) AS cost_usd,
+       countIf(pricing_status = 'unpriced') AS unpriced, groupUniqArray(usage_source) AS usage_sources
 FROM chargeback.usage_events FINAL
 GROUP BY tenant, team, app, team_source
 ORDER BY tenant, team, app
@@ -40,8 +45,8 @@ def send_traffic(url: str) -> int:
         client = openai.OpenAI(base_url=f"{url}/openai/v1", api_key="unused", default_headers={"apikey": key}, max_retries=0)
         for turn in range(3):
             client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": f"{consumer} question {turn}: summarize our spend"}],
-                extra_headers={"x-mock-cached-tokens": "8", "x-mock-reasoning-tokens": str(turn * 5)},
+                model="gpt-4o", messages=[{"role": "user", "content": f"{consumer} question {turn}: summarize our spend"}],
+                extra_headers={"x-mock-cached-tokens": "8", "x-mock-reasoning-tokens": str(turn * 5), **LONG_ANSWER},
             )  # fmt: skip
             sent += 1
         for _ in client.chat.completions.create(model="gpt-4o", stream=True,
@@ -53,7 +58,7 @@ def send_traffic(url: str) -> int:
     for turn in range(4):
         claude.messages.create(model="claude-3-5-sonnet-latest", max_tokens=300,
                                messages=[{"role": "user", "content": f"score transaction {turn}"}],
-                               extra_headers={"x-mock-cached-tokens": "6", "x-mock-cache-creation-tokens": "4"})  # fmt: skip
+                               extra_headers={"x-mock-cached-tokens": "6", "x-mock-cache-creation-tokens": "4", **LONG_ANSWER})  # fmt: skip
         sent += 1
     # A spoofed header from an authenticated consumer: recorded as a conflict, not obeyed.
     spoof = openai.OpenAI(base_url=f"{url}/openai/v1", api_key="unused", max_retries=0,
@@ -70,6 +75,16 @@ def table(columns: list[str], rows: list[tuple[object, ...]]) -> str:
     return "\n".join(lines)
 
 
+def report_by_team(gw: object) -> None:
+    from kong_ai_chargeback.aggregator.reports.report import build_report
+    from kong_ai_chargeback.aggregator.reports.runner import LocalRunner
+
+    today = datetime.now(timezone.utc).date()
+    report = build_report(LocalRunner(gw.aggregator.store), first=today, last=today, by="team")  # type: ignore[attr-defined]
+    rows = [(line["label"], line["events"], line.get("list_cost", line.get("cost", "")), line.get("flag", "")) for line in report.lines]
+    print(table(["team", "requests", "list cost USD", "flag"], rows))
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="chargeback-demo-") as tmp, running_gateway(Path(tmp)) as gw:
         print(f"aggregator gRPC {gw.aggregator.settings.grpc_listen}, Kong harness front {gw.url}, mock LLM {gw.llm.url}")
@@ -80,6 +95,8 @@ def main() -> int:
         print(table(columns, rows))
         conflicts = gw.query("SELECT consumer_username, team, identity_conflicts FROM chargeback.usage_events FINAL "
                              "WHERE notEmpty(identity_conflicts)")  # fmt: skip
+        print("\nThe same data as finance sees it: `chargeback report --by team` on this store:\n")
+        report_by_team(gw)
         print("\nIdentity conflicts (headers that disagreed with the authenticated consumer):")
         for consumer, team, found in conflicts:
             print(f"  {consumer} (billed to {team}): {'; '.join(found)}")
