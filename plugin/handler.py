@@ -108,7 +108,7 @@ class Plugin:
         carried = serialized.get(FACTS_KEY) if isinstance(serialized.get(FACTS_KEY), Mapping) else None
         facts = RequestFacts.from_wire(carried)
         usage = self._usage(kong, config, serialized, facts, carried)
-        if usage.source.value == "none":
+        if usage.source.value == "none" and usage.note != "not-proxied":
             sender.counters.usage_parse_failures += 1
         event = build_event(serialized, resolve(serialized, config), usage, facts, config)
         sender.offer(event)

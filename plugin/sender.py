@@ -36,7 +36,7 @@ import grpc
 from ..proto import pb, pb_grpc
 from .config import SenderConfig
 from .ids import uuid7
-from .spool import RecordKey, Spool, SpoolFull, open_spool
+from .spool import MemorySpool, RecordKey, Spool, SpoolFull, open_spool
 
 log = logging.getLogger("ai-chargeback.sender")
 
@@ -115,7 +115,10 @@ class EventSender:
         self.sender_id = sender_id or f"{socket.gethostname()}/{os.getpid()}/{uuid7()[-8:]}"
         self.counters = SenderCounters()
         self._queue: queue.Queue[pb.UsageEvent] = queue.Queue(maxsize=config.queue_max_events)
-        self._spool: Spool = open_spool(config.spool_dir, config.spool_max_bytes, ",".join(config.aggregator_addresses))
+        # Opened by the sender thread: recovering a large spool must not hold Kong's
+        # StartInstance (kong-pdk runs plugin constructors under a global lock).
+        self._spool: Spool = MemorySpool(0)
+        self._spool_ready = threading.Event()
         # sequence -> (spool key, batch); sequences are per stream attempt, ids are forever
         self._inflight: OrderedDict[int, tuple[RecordKey, pb.UsageBatch]] = OrderedDict()
         self._lock = threading.Condition()
@@ -159,6 +162,13 @@ class EventSender:
 
     # -- sender thread --------------------------------------------------------
     def _run(self) -> None:
+        config = self.config
+        try:
+            self._spool = open_spool(config.spool_dir, config.spool_max_bytes, ",".join(config.aggregator_addresses))
+        except OSError as exc:
+            log.error("ai-chargeback: cannot open spool %s (%s); spooling in memory only", config.spool_dir, exc)
+            self._spool = MemorySpool(config.spool_max_bytes)
+        self._spool_ready.set()
         while True:
             connected = self._ensure_stream()
             if self._closed.is_set() and self._queue.empty() and (not connected or self._drained()):
@@ -317,7 +327,7 @@ class EventSender:
             with self._lock:
                 # Every queued event is in the queue, being batched, spooled unsent, in flight,
                 # acked, or counted lost; only the last two are settled.
-                if (self._queue.empty() and not self._unbatched and not self._inflight
+                if (self._spool_ready.is_set() and self._queue.empty() and not self._unbatched and not self._inflight
                         and not self._spool.unsent_count and not self._loss.count):  # fmt: skip
                     return True
                 self._lock.wait(0.05)
@@ -326,6 +336,7 @@ class EventSender:
     def close(self, timeout_s: float = CLOSE_FLUSH_TIMEOUT_S) -> None:
         """Stop: deliver what can be delivered within the timeout; the rest stays spooled."""
         self._closed.set()
+        self._spool_ready.wait(timeout_s)
         self._thread.join(timeout_s)
         if self._stream is not None:
             self._stream.close()
