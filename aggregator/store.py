@@ -17,7 +17,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from .schema import Migration, load_migrations
+from .schema import Migration, distributed_tables_of, load_migrations
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,8 @@ class Store:
         return applied
 
     def _apply(self, client: Client, migration: Migration) -> None:
-        for statement in migration.render(database=self.database, cluster=self.cluster):
+        for statement in migration.render(database=self.database, cluster=self.cluster,
+                                          distributed_tables=distributed_tables_of(load_migrations())):
             try:
                 client.command(statement)
             except Exception as exc:

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kong_ai_chargeback.aggregator.schema import load_migrations
+from kong_ai_chargeback.aggregator.schema import distributed_tables_of, load_migrations
 from kong_ai_chargeback.aggregator.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,3 +38,14 @@ def test_cluster_rendering_comes_from_the_same_source() -> None:
         assert all("ReplicatedReplacingMergeTree" in s or "ReplicatedMergeTree" in s or "Replicated" in s for s in engines)
     first = load_migrations()[0].render(database="cb", cluster="prod")
     assert any("Distributed(`prod`, `cb`, usage_events_local" in s for s in first)
+
+
+def test_column_alters_reach_the_distributed_table_in_cluster_mode_only() -> None:
+    migrations = load_migrations()
+    fronted = distributed_tables_of(migrations)
+    prices = next(m for m in migrations if m.name == "event_prices")
+    single = [s for s in prices.render(database="cb", distributed_tables=fronted) if s.startswith("ALTER")]
+    cluster = [s for s in prices.render(database="cb", cluster="prod", distributed_tables=fronted) if s.startswith("ALTER")]
+    assert [s.split()[2] for s in single] == ["`cb`.usage_events", "`cb`.usage_events"]  # columns, then indexes
+    assert [s.split()[2] for s in cluster] == ["`cb`.usage_events_local", "`cb`.usage_events", "`cb`.usage_events_local"]
+    assert "ADD INDEX" in cluster[2] and "cost_total" in cluster[1]
