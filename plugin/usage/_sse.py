@@ -15,11 +15,10 @@ parser; adapters fall back to it when the fast path finds nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-_loads = json.loads
+from ._values import json_object
 
 
 def _line_bounds(buf: bytes, pos: int) -> tuple[int, int]:
@@ -41,14 +40,6 @@ def _data(line: bytes) -> bytes | None:
     return payload
 
 
-def _parse(payload: bytes) -> dict[str, Any] | None:
-    try:
-        value = _loads(payload)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def rfind_events(buf: bytes, marker: bytes, stats: list[int] | None = None) -> Iterator[dict[str, Any]]:
     """JSON ``data:`` payloads whose line holds ``marker``, last first.
 
@@ -64,7 +55,7 @@ def rfind_events(buf: bytes, marker: bytes, stats: list[int] | None = None) -> I
         payload = _data(buf[start:end])
         if payload is None:
             continue
-        event = _parse(payload)
+        event = json_object(payload)
         if event is None:
             if stats is not None:
                 stats[0] += 1
@@ -85,7 +76,7 @@ def find_events(buf: bytes, marker: bytes) -> Iterator[dict[str, Any]]:
         payload = _data(buf[start:end])
         if payload is None:
             continue
-        event = _parse(payload)
+        event = json_object(payload)
         if event is not None:
             yield event
 
@@ -140,11 +131,8 @@ def iter_json_events(buf: bytes) -> Iterator[dict[str, Any]]:
     for _, data in iter_events(buf):
         if data == "[DONE]":
             continue
-        try:
-            value = _loads(data)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(value, dict):
+        value = json_object(data)
+        if value is not None:
             yield value
 
 

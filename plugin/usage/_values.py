@@ -8,6 +8,7 @@ or huge numbers. :func:`count` keeps the good ones and reports the bad ones as
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,3 +74,12 @@ def add(*values: int | None) -> int | None:
 
 
 _EMPTY: Mapping[str, Any] = {}
+
+
+def json_object(data: bytes | str) -> dict[str, Any] | None:
+    """A JSON object from raw bytes; None for anything else (malformed, not UTF-8, too deep, not an object)."""
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

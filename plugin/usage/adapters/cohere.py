@@ -21,12 +21,11 @@ Model: Cohere's chat response names none; the dispatcher uses the request's.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from .. import _ndjson, _sse, notes
-from .._values import Invalid, count, obj
+from .._values import Invalid, count, json_object, obj
 from ..record import UsageRecord
 from ._common import none_record, provider_record
 
@@ -62,11 +61,8 @@ def parse(body: bytes, *, stream: bool) -> UsageRecord:
                 return from_usage(obj(obj(event.get("response")).get("meta")))
         if b'"event_type"' in body[:512]:
             return none_record(notes.join(notes.STREAM_TRUNCATED, notes.NO_USAGE))
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return none_record(notes.MALFORMED)
-    if not isinstance(doc, dict):
+    doc = json_object(body)
+    if doc is None:
         return none_record(notes.MALFORMED)
     usage = doc.get("usage")
     if not isinstance(usage, Mapping) and isinstance(doc.get("meta"), Mapping):

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _sse, notes
-from .._values import Invalid, count, text
+from .._values import Invalid, count, json_object, text
 from ..record import UsageRecord
 from ._common import none_record, provider_record
 
@@ -116,11 +116,8 @@ def parse(body: bytes, *, stream: bool) -> UsageRecord:
         return _parse_array(body)
     if _sse.is_stream(body, stream):
         return parse_stream(body)
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return none_record(notes.MALFORMED)
-    if not isinstance(doc, dict):
+    doc = json_object(body)
+    if doc is None:
         return none_record(notes.MALFORMED)
     return from_metadata(doc.get("usageMetadata"), model=text(doc.get("modelVersion")))
 

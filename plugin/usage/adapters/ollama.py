@@ -20,12 +20,11 @@ Model: the response's ``model`` (the same name the request used).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from .. import _ndjson, notes
-from .._values import Invalid, count, text
+from .._values import Invalid, count, json_object, text
 from ..record import UsageRecord
 from ._common import none_record, provider_record
 
@@ -55,11 +54,8 @@ def parse(body: bytes, *, stream: bool) -> UsageRecord:
             model = text(doc.get("model"))
             break  # counts only ever sit on the last object
         return none_record(notes.join(error, notes.STREAM_TRUNCATED, notes.NO_USAGE), model=model)
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return none_record(notes.MALFORMED)
-    if not isinstance(doc, dict):
+    doc = json_object(body)
+    if doc is None:
         return none_record(notes.MALFORMED)
     if "embeddings" in doc or "embedding" in doc:
         flag = Invalid()

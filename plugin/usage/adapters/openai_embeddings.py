@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import notes
-from .._values import Invalid, count, text
+from .._values import Invalid, count, json_object, text
 from ..record import UsageRecord
 from ._common import none_record, provider_record
 
@@ -47,11 +47,8 @@ def parse(body: bytes, *, stream: bool = False) -> UsageRecord:
         if isinstance(usage, Mapping) and "prompt_tokens" in usage:
             model = _value_after(body, b'"model"')
             return _record(usage, text(model))
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return none_record(notes.MALFORMED)
-    if not isinstance(doc, dict):
+    doc = json_object(body)
+    if doc is None:
         return none_record(notes.MALFORMED)
     return _record(doc.get("usage"), text(doc.get("model")))
 

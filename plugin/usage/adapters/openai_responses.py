@@ -25,12 +25,11 @@ its usage. There is no ``[DONE]``; a stream without a terminal event is noted
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from .. import _sse, notes
-from .._values import Invalid, count, obj, text
+from .._values import Invalid, count, json_object, obj, text
 from ..record import UsageRecord
 from ._common import none_record, provider_record
 
@@ -92,11 +91,8 @@ def from_response(response: Mapping[str, Any], *, note: str = "") -> UsageRecord
 def parse(body: bytes, *, stream: bool) -> UsageRecord:
     if _sse.is_stream(body, stream):
         return parse_stream(body)
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return none_record(notes.MALFORMED)
-    if not isinstance(doc, dict):
+    doc = json_object(body)
+    if doc is None:
         return none_record(notes.MALFORMED)
     return from_response(doc)
 
