@@ -37,7 +37,15 @@ from .config import PluginConfig
 from .identity import resolve
 from .meter import build_event
 from .sender import EventSender, sender_for
-from .usage import Exchange, RequestFacts, UsageRecord, estimate_usage, parse_usage, prepare_request, usage_from_ai_proxy
+from .usage import (
+    Exchange,
+    RequestFacts,
+    UsageRecord,
+    estimate_usage,
+    parse_usage,
+    prepare_request,
+    usage_from_ai_proxy,
+)
 
 log = logging.getLogger("ai-chargeback")
 
@@ -75,17 +83,16 @@ class Plugin:
         # The path tells the API family (and so whether include_usage can be injected).
         if config.api_family == "auto" and (mode == "buffered" or config.provider not in BODY_SIGNALS_STREAMING):
             path = _text(kong.request.get_path())
-        facts, _ = prepare_request(path, body, provider=config.provider, api_family=config.api_family,
-                                   inject_stream_usage=False, max_body_bytes=config.max_body_bytes)  # fmt: skip
+        # One parse answers everything access must decide: streaming or not, the
+        # include_usage rewrite (buffered mode), and a prompt estimate for answers
+        # that will not be seen (estimate mode, and streams in auto mode).
+        facts, new_body = prepare_request(
+            path, body, provider=config.provider, api_family=config.api_family,
+            inject_stream_usage=mode == "buffered" and config.inject_stream_usage,
+            estimate_prompt=mode == "estimate", estimate_streaming_prompt=mode == "auto",
+            max_body_bytes=config.max_body_bytes,
+        )  # fmt: skip
         buffer = mode == "buffered" or (mode == "auto" and not facts.streaming)
-        new_body = None
-        if mode == "buffered" and facts.streaming and config.inject_stream_usage:
-            facts, new_body = prepare_request(path, body, provider=config.provider, api_family=config.api_family,
-                                              inject_stream_usage=True, max_body_bytes=config.max_body_bytes)  # fmt: skip
-        elif not buffer:
-            facts, _ = prepare_request(path, body, provider=config.provider, api_family=config.api_family,
-                                       inject_stream_usage=False, estimate_prompt=True,
-                                       max_body_bytes=config.max_body_bytes)  # fmt: skip
         if new_body is not None:
             kong.service.request.set_raw_body(new_body)
         if buffer:

@@ -136,6 +136,7 @@ def prepare_request(
     api_family: str = "auto",
     inject_stream_usage: bool = True,
     estimate_prompt: bool = False,
+    estimate_streaming_prompt: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> tuple[RequestFacts, bytes | None]:
     """Inspect the client's request (Kong access phase). Never raises.
@@ -145,13 +146,16 @@ def prepare_request(
     ``provider`` / ``api_family`` (``"auto"`` to detect, else pinned by plugin
     config), ``inject_stream_usage`` (allow the rewrite), ``estimate_prompt``
     (count prompt tokens offline into ``estimated_prompt_tokens``),
-    ``max_body_bytes`` (bodies larger than this are not parsed).
+    ``estimate_streaming_prompt`` (the same, only when the request streams: its
+    answer will not be seen, so the count must be estimated; one parse serves
+    both decisions), ``max_body_bytes`` (bodies larger than this are not parsed).
 
     Returns the facts and the rewritten body when ``include_usage`` was
     injected, else None (forward the original body).
     """
     try:
-        return _prepare(path, body, host, provider, api_family, inject_stream_usage, estimate_prompt, max_body_bytes)
+        return _prepare(path, body, host, provider, api_family, inject_stream_usage, estimate_prompt,
+                        estimate_streaming_prompt, max_body_bytes)  # fmt: skip
     except Exception:  # noqa: BLE001 - contract: never raises on the hot path
         try:
             prov, fam = detect.detect_family(path or "", host=host or "")
@@ -172,6 +176,7 @@ def _prepare(
     family_cfg: str,
     inject: bool,
     estimate_prompt: bool,
+    estimate_streaming_prompt: bool,
     max_body_bytes: int,
 ) -> tuple[RequestFacts, bytes | None]:
     path = path or ""
@@ -219,7 +224,7 @@ def _prepare(
             new_body = _reserialize(doc)
 
     estimated = None
-    if estimate_prompt:
+    if estimate_prompt or (estimate_streaming_prompt and streaming):
         from .estimate import estimate_prompt_tokens
 
         estimated = estimate_prompt_tokens(doc, api_family=family, model=requested_model)

@@ -302,3 +302,12 @@ def test_prepare_request_more_cases() -> None:
     # injection disabled by config
     facts, new = prepare_request("/v1/chat/completions", b'{"stream":true}', inject_stream_usage=False)
     assert new is None and not facts.usage_injected
+
+
+def test_prompt_estimate_only_for_streaming_requests_when_asked_so() -> None:
+    streaming = b'{"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "count me please"}]}'
+    plain = streaming.replace(b'"stream": true', b'"stream": false')
+    facts, _ = prepare_request("/v1/chat/completions", streaming, provider="openai", estimate_streaming_prompt=True)
+    assert facts.streaming and facts.estimated_prompt_tokens and facts.estimated_prompt_tokens > 0
+    facts, _ = prepare_request("/v1/chat/completions", plain, provider="openai", estimate_streaming_prompt=True)
+    assert not facts.streaming and facts.estimated_prompt_tokens is None
