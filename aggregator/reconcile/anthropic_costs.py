@@ -15,10 +15,9 @@ with ``cost_usd`` in dollars and ``model`` a display name ("Claude Sonnet 4").
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
-from .json_pages import buckets, first_result, load_pages
+from .json_pages import daily_results, first_result
 from .lines import (
     BillLine,
     ExportError,
@@ -52,24 +51,18 @@ def parse(data: bytes, *, path: str = "") -> ProviderExport:
 
 def _parse_json(data: bytes, path: str) -> ProviderExport:
     lines: list[BillLine] = []
-    days = []
-    for bucket in buckets(load_pages(data)):
-        if "starting_at" not in bucket:
-            raise ExportError("Anthropic cost bucket without starting_at")
-        day = as_day(bucket["starting_at"])
-        days.append(day)
-        for r in bucket.get("results") or []:
-            currency = text(r.get("currency")).upper() or "USD"
-            if currency not in MINOR_UNITS:
-                raise ExportError(f"Anthropic cost report in {currency}: minor unit unknown")
-            amount = as_decimal(r.get("amount"))
-            workspace = text(r.get("workspace_id"))
-            lines.append(BillLine(
-                day=day, provider=PROVIDER, model=text(r.get("model")),
-                account=workspace, account_kind="workspace_id" if workspace else "",
-                cost=None if amount is None else amount / MINOR_UNITS[currency], currency=currency,
-            ))  # fmt: skip
-    coverage = (min(days), max(days) + timedelta(days=1)) if days else None
+    results, coverage = daily_results(data, start_key="starting_at", export="Anthropic cost")
+    for day, r in results:
+        currency = text(r.get("currency")).upper() or "USD"
+        if currency not in MINOR_UNITS:
+            raise ExportError(f"Anthropic cost report in {currency}: minor unit unknown")
+        amount = as_decimal(r.get("amount"))
+        workspace = text(r.get("workspace_id"))
+        lines.append(BillLine(
+            day=day, provider=PROVIDER, model=text(r.get("model")),
+            account=workspace, account_kind="workspace_id" if workspace else "",
+            cost=None if amount is None else amount / MINOR_UNITS[currency], currency=currency,
+        ))  # fmt: skip
     return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_cost=True)
 
 

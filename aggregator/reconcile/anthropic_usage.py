@@ -18,13 +18,11 @@ Input follows the gateway rule: uncached + cache reads + cache writes.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from .json_pages import buckets, first_result, load_pages
+from .json_pages import daily_results, first_result
 from .lines import (
     BillLine,
-    ExportError,
     ProviderExport,
     add,
     as_day,
@@ -74,23 +72,17 @@ def _line(day: Any, *, model: Any, uncached: Any, cache_read: Any, write_5m: Any
 
 def _parse_json(data: bytes, path: str) -> ProviderExport:
     lines: list[BillLine] = []
-    days = []
-    for bucket in buckets(load_pages(data)):
-        if "starting_at" not in bucket:
-            raise ExportError("Anthropic usage bucket without starting_at")
-        day = as_day(bucket["starting_at"])
-        days.append(day)
-        for r in bucket.get("results") or []:
-            creation = r.get("cache_creation") or {}
-            lines.append(_line(
-                day, model=r.get("model"), uncached=r.get("uncached_input_tokens"),
-                cache_read=r.get("cache_read_input_tokens"),
-                # older reports had the two cache-write counts flat on the result
-                write_5m=creation.get("ephemeral_5m_input_tokens", r.get("cache_creation_5m_input_tokens")),
-                write_1h=creation.get("ephemeral_1h_input_tokens", r.get("cache_creation_1h_input_tokens")),
-                output=r.get("output_tokens"), api_key=r.get("api_key_id"), workspace=r.get("workspace_id"),
-            ))  # fmt: skip
-    coverage = (min(days), max(days) + timedelta(days=1)) if days else None
+    results, coverage = daily_results(data, start_key="starting_at", export="Anthropic usage")
+    for day, r in results:
+        creation = r.get("cache_creation") or {}
+        lines.append(_line(
+            day, model=r.get("model"), uncached=r.get("uncached_input_tokens"),
+            cache_read=r.get("cache_read_input_tokens"),
+            # older reports had the two cache-write counts flat on the result
+            write_5m=creation.get("ephemeral_5m_input_tokens", r.get("cache_creation_5m_input_tokens")),
+            write_1h=creation.get("ephemeral_1h_input_tokens", r.get("cache_creation_1h_input_tokens")),
+            output=r.get("output_tokens"), api_key=r.get("api_key_id"), workspace=r.get("workspace_id"),
+        ))  # fmt: skip
     return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_tokens=True,
                           notes=("Anthropic usage export: tokens only, no cost",))  # fmt: skip
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 from typing import Any
 
-from .lines import ExportError
+from .lines import ExportError, as_day
 
 
 def load_pages(data: bytes) -> list[dict[str, Any]]:
@@ -43,3 +44,18 @@ def first_result(data: bytes) -> dict[str, Any] | None:
     except (ExportError, UnicodeDecodeError):
         return None
     return None
+
+
+def daily_results(data: bytes, *, start_key: str, export: str) -> tuple[list[tuple[date, Any]], tuple[date, date] | None]:
+    """Every result of every daily bucket with its day, and the days the export covers
+    (first day, day after the last); `start_key` names the bucket's start field."""
+    results: list[tuple[date, Any]] = []
+    days: list[date] = []
+    for bucket in buckets(load_pages(data)):
+        if start_key not in bucket:
+            raise ExportError(f"{export} bucket without {start_key}")
+        day = as_day(bucket[start_key])
+        days.append(day)
+        results.extend((day, result) for result in bucket.get("results") or [])
+    coverage = (min(days), max(days) + timedelta(days=1)) if days else None
+    return results, coverage

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from .json_pages import buckets, first_result, load_pages
+from .json_pages import daily_results, first_result
 from .lines import (
     BillLine,
     ExportError,
@@ -69,18 +69,12 @@ def _line(day: Any, amount: Any, currency: Any, line_item: Any, project_id: Any)
 
 def _parse_json(data: bytes, path: str) -> ProviderExport:
     lines: list[BillLine] = []
-    days = []
-    for bucket in buckets(load_pages(data)):
-        if "start_time" not in bucket:
-            raise ExportError("OpenAI costs bucket without start_time")
-        day = as_day(bucket["start_time"])
-        days.append(day)
-        for result in bucket.get("results") or []:
-            amount = result.get("amount") or {}
-            if not isinstance(amount, dict):
-                raise ExportError(f"OpenAI costs result with amount {amount!r}")
-            lines.append(_line(day, amount.get("value"), amount.get("currency"), result.get("line_item"), result.get("project_id")))
-    coverage = (min(days), max(days) + timedelta(days=1)) if days else None
+    results, coverage = daily_results(data, start_key="start_time", export="OpenAI costs")
+    for day, result in results:
+        amount = result.get("amount") or {}
+        if not isinstance(amount, dict):
+            raise ExportError(f"OpenAI costs result with amount {amount!r}")
+        lines.append(_line(day, amount.get("value"), amount.get("currency"), result.get("line_item"), result.get("project_id")))
     return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_cost=True)
 
 

@@ -20,10 +20,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from .json_pages import buckets, first_result, load_pages
+from .json_pages import daily_results, first_result
 from .lines import (
     BillLine,
-    ExportError,
     ProviderExport,
     as_day,
     as_int,
@@ -78,15 +77,9 @@ def _account(result: dict[str, Any]) -> tuple[str, str]:
 
 def _parse_json(data: bytes, path: str) -> ProviderExport:
     lines: list[BillLine] = []
-    days = []
-    for bucket in buckets(load_pages(data)):
-        if "start_time" not in bucket:
-            raise ExportError("OpenAI usage bucket without start_time")
-        start = as_day(bucket["start_time"])
-        days.append(start)
-        for result in bucket.get("results") or []:
-            lines.append(_line(start, result))
-    coverage = (min(days), max(days) + timedelta(days=1)) if days else None
+    results, coverage = daily_results(data, start_key="start_time", export="OpenAI usage")
+    for start, result in results:
+        lines.append(_line(start, result))
     return ProviderExport(format=FORMAT, path=path, provider=PROVIDER, lines=tuple(lines), coverage=coverage, has_tokens=True,
                           notes=("OpenAI usage export: tokens only, no cost",))  # fmt: skip
 
