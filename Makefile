@@ -3,22 +3,43 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# uv installs from uv.lock; it comes from tools/uv-requirements.txt (version pinned, hashes checked).
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run test demo bench proto proto-check clean up down deploy-configs
+.PHONY: install lock lock-check lint run test demo bench proto proto-check clean up down deploy-configs
 
-$(STAMP): pyproject.toml setup.py
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(UV): tools/uv-requirements.txt
+	@echo "== installing uv (pinned in tools/uv-requirements.txt)"
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --disable-pip-version-check --require-hashes -r tools/uv-requirements.txt
+	touch $(UV)
+
+$(STAMP): $(UV) uv.lock pyproject.toml proto/pyproject.toml plugin/pyproject.toml aggregator/pyproject.toml
+	@echo "== installing the workspace from uv.lock into $(VENV) (first time: about a minute)"
+	$(UV) sync --locked --python $(PYTHON)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Refresh uv.lock after editing any pyproject.toml (the one command that changes pins).
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+
+# Fails when a pyproject.toml and uv.lock disagree.
+lock-check: $(UV)
+	$(UV) lock --check --python $(PYTHON)
 
 # The aggregator on the embedded store in ./var/: gRPC 127.0.0.1:50051, HTTP 127.0.0.1:8080.
 run: $(STAMP)
 	$(BIN)/chargeback serve --store-dsn chdb://./var/chargeback
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lock-check lint $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The whole path without Kong: aggregator + real plugin server + Kong harness front + mock LLM.
@@ -49,4 +70,4 @@ deploy-configs: $(STAMP)
 	$(BIN)/python deploy/grafana/dashboard.py
 
 clean:
-	rm -rf $(VENV) var build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache

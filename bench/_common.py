@@ -6,7 +6,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -58,7 +57,7 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
 def start_aggregator(store_dir: Path, *, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
     grpc_listen, http_listen = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "kong_ai_chargeback.cli", "serve", "--store-dsn", f"chdb://{store_dir}",
+        [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "serve", "--store-dsn", f"chdb://{store_dir}",
          "--grpc-listen", grpc_listen, "--http-listen", http_listen, "--log-level", "WARNING"],
         env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=open(store_dir.parent / f"{store_dir.name}.log", "ab"),  # noqa: SIM115
     )  # fmt: skip

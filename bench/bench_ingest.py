@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import metric, peak_rss_mb, start_aggregator
-
 import grpc
-
-from kong_ai_chargeback.proto import pb
+from _common import metric, peak_rss_mb, start_aggregator
 from support.aggregator_fixtures import make_event
+
+from ai_chargeback_proto import pb
 
 METHOD = "/chargeback.v1.UsageIngest/StreamUsage"
 MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022", "o3-mini-2025-01-31")
@@ -105,8 +104,8 @@ def run_ceiling(workdir: Path, total: int, rows_per_insert: int) -> dict[str, An
 
 
 def ceiling_child(store_dir: str, total: int, rows_per_insert: int) -> None:
-    from kong_ai_chargeback.aggregator.rows import events_to_columns
-    from kong_ai_chargeback.aggregator.store import Store
+    from ai_chargeback_aggregator.ingest.rows import events_to_columns
+    from ai_chargeback_aggregator.store.clickhouse import Store
 
     store = Store(f"chdb://{store_dir}")
     store.migrate()

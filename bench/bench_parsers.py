@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kong_ai_chargeback.plugin.usage import Exchange, parse_usage
-from kong_ai_chargeback.plugin.usage._eventstream import encode_event
+from ai_chargeback_plugin.usage import Exchange, parse_usage
+from ai_chargeback_plugin.usage._eventstream import encode_event
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "and", "keeps", "running", "through", "the", "forest"]
 

@@ -17,23 +17,20 @@ import json
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import _common  # noqa: F401  (puts tests/ on sys.path)
-from _common import peak_rss_mb, summary_ms
-
 import httpx
 import yaml
-
+from _common import peak_rss_mb, summary_ms
 from kong_harness import PluginServerProcess
 from kong_harness.ai_proxy import ai_proxy_hook
 from kong_harness.bridge import ExternalPlugin
 from kong_harness.front import KongFront
-from support.gateway import KONG_YML, kong_config_for, running_gateway
+from support.gateway import KONG_YML, running_gateway
 from support.mock_llm import MockLLM
 
 MESSAGES = [{"role": "user", "content": "Give me three reasons to meter LLM traffic at the gateway."}]

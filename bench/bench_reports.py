@@ -31,14 +31,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from kong_ai_chargeback.aggregator.pricing.pricer import Pricer
-from kong_ai_chargeback.aggregator.pricing.rates import LIST_RATE_COLUMNS, RATE_COLUMNS
-from kong_ai_chargeback.aggregator.reports.allocation_config import parse
-from kong_ai_chargeback.aggregator.reports.focus import export
-from kong_ai_chargeback.aggregator.reports.report import build_report
-from kong_ai_chargeback.aggregator.reports.runner import LocalRunner
-from kong_ai_chargeback.aggregator.rollups.maintainer import RollupMaintainer, day_start
-from kong_ai_chargeback.aggregator.store import Store
+from ai_chargeback_aggregator.analytics.reports.allocation_config import parse
+from ai_chargeback_aggregator.analytics.reports.focus import export
+from ai_chargeback_aggregator.analytics.reports.report import build_report
+from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
+from ai_chargeback_aggregator.pricing.pricer import Pricer
+from ai_chargeback_aggregator.pricing.rates import LIST_RATE_COLUMNS, RATE_COLUMNS
+from ai_chargeback_aggregator.rollups.maintainer import RollupMaintainer, day_start
+from ai_chargeback_aggregator.store.clickhouse import Store
 
 DAYS = 30
 DUPLICATE_SHARE = 0.01

@@ -15,10 +15,8 @@ import time
 from pathlib import Path
 
 import _common  # noqa: F401  (puts tests/ on sys.path)
-from _common import rss_mb, start_aggregator
-
 import httpx
-
+from _common import rss_mb, start_aggregator
 from kong_harness import PluginServerProcess
 from kong_harness.front import KongFront
 from support.gateway import PLUGIN, kong_config_for

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,7 +19,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # the Kong harness and the mock LLM are
 
 import anthropic  # noqa: E402
 import openai  # noqa: E402
-
 from support.gateway import running_gateway  # noqa: E402
 
 CONSUMERS = {"checkout-service": "demo-key-checkout", "fraud-scoring": "demo-key-fraud",
@@ -76,10 +75,10 @@ def table(columns: list[str], rows: list[tuple[object, ...]]) -> str:
 
 
 def report_by_team(gw: object) -> None:
-    from kong_ai_chargeback.aggregator.reports.report import build_report
-    from kong_ai_chargeback.aggregator.reports.runner import LocalRunner
+    from ai_chargeback_aggregator.analytics.reports.report import build_report
+    from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
 
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     report = build_report(LocalRunner(gw.aggregator.store), first=today, last=today, by="team")  # type: ignore[attr-defined]
     rows = [(line["label"], line["events"], line.get("list_cost", line.get("cost", "")), line.get("flag", "")) for line in report.lines]
     print(table(["team", "requests", "list cost USD", "flag"], rows))

@@ -13,11 +13,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTO_ROOT = ROOT / "proto"
+PROTO_ROOT = ROOT / "proto" / "ai_chargeback_proto"
 PROTO_FILE = "chargeback/v1/usage.proto"
 GENERATED = ("usage_pb2.py", "usage_pb2_grpc.py", "usage_pb2.pyi")
 # grpc_tools writes an absolute import of the proto path; the package is
-# installed under kong_ai_chargeback.proto, so make it relative.
+# installed under ai_chargeback_proto, so make it relative.
 ABSOLUTE_IMPORT = "from chargeback.v1 import usage_pb2"
 RELATIVE_IMPORT = "from . import usage_pb2"
 

@@ -8,8 +8,9 @@ the harness recorded failures the test did not claim (`front.take_failures()`).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 

@@ -9,12 +9,12 @@ which also applies the metaschema checks Kong runs on the dumped schema).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
-
 from kong_harness import ConfigSchema, ConfigValidationError, PluginServerProcess, find_console_script
 from kong_harness.declarative import load_declarative_config
 from kong_harness.key_auth import SCHEMA as KEY_AUTH_SCHEMA

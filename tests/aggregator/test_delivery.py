@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import grpc
 import pytest
-
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.aggregator.store import Store
-from kong_ai_chargeback.plugin.sender import EventSender
-from kong_ai_chargeback.proto import pb
 from support.aggregator_fixtures import count_rows, make_event, make_settings, sender_config, stub_for
 from support.aggregator_process import start_serve, store_counts
+
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_plugin.sender import EventSender
+from ai_chargeback_proto import pb
 
 
 @pytest.mark.slow
@@ -51,7 +47,7 @@ def test_sigterm_drains_in_flight_batches_before_exit(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     server = start_serve(settings.store_dsn, settings.grpc_listen, settings.http_listen, tmp_path / "agg.log")
     channel = grpc.insecure_channel(settings.grpc_listen)
-    from kong_ai_chargeback.proto import pb_grpc
+    from ai_chargeback_proto import pb_grpc
 
     stub = pb_grpc.UsageIngestStub(channel)
     batches = [pb.UsageBatch(batch_id=f"b{i}", sequence=i, events=[make_event() for _ in range(100)]) for i in range(1, 21)]

@@ -10,11 +10,10 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.proto import pb
-
 from support.aggregator_fixtures import count_rows, make_event, make_settings, stub_for
+
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_proto import pb
 
 
 def test_ack_comes_after_rows_are_queryable(aggregator: Aggregator) -> None:

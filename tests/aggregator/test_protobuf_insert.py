@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from kong_ai_chargeback.aggregator.protobuf_insert import EmbeddedProtobufInserter
-from kong_ai_chargeback.aggregator.rows import EVENT_COLUMNS, events_to_columns
-from kong_ai_chargeback.aggregator.store import Store
-from kong_ai_chargeback.proto import pb
 from support.aggregator_fixtures import make_event
+
+from ai_chargeback_aggregator.ingest.protobuf_insert import EmbeddedProtobufInserter
+from ai_chargeback_aggregator.ingest.rows import EVENT_COLUMNS, events_to_columns
+from ai_chargeback_aggregator.store.clickhouse import Store
+from ai_chargeback_proto import pb
 
 
 def varied_events() -> list[pb.UsageEvent]:

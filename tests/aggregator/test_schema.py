@@ -4,8 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kong_ai_chargeback.aggregator.schema import distributed_tables_of, load_migrations
-from kong_ai_chargeback.aggregator.store import Store
+from ai_chargeback_aggregator.store.clickhouse import Store
+from ai_chargeback_aggregator.store.schema import distributed_tables_of, load_migrations
 
 ROOT = Path(__file__).resolve().parents[2]
 

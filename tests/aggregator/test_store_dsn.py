@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kong_ai_chargeback.aggregator.store import Store, normalize_dsn
+from ai_chargeback_aggregator.store.clickhouse import Store, normalize_dsn
 
 
 def test_relative_embedded_paths_are_made_absolute(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

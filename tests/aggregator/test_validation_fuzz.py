@@ -9,11 +9,11 @@ import threading
 import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.aggregator.validation import Invalid, validate_event
-from kong_ai_chargeback.proto import pb
 from support.aggregator_fixtures import count_rows, make_event, stub_for
+
+from ai_chargeback_aggregator.ingest.validation import Invalid, validate_event
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_proto import pb
 
 METHOD = "/chargeback.v1.UsageIngest/StreamUsage"
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from kong_ai_chargeback.query_source import add_period_options, period_from
+from ai_chargeback_aggregator.cli.query_source import add_period_options, period_from
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -19,7 +19,7 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_to_is_the_last_day_included() -> None:
     period = period_from(parse("--from", "2026-11-01", "--to", "2026-11-30"))
     assert period is not None
-    assert (period.start, period.end) == (datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc))
+    assert (period.start, period.end) == (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
     assert period == period_from(parse("--month", "2026-11"))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from kong_ai_chargeback.aggregator.store import Store
+from ai_chargeback_aggregator.store.clickhouse import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 CH_USER = "chargeback"

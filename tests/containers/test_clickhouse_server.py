@@ -15,17 +15,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.aggregator.reports.report import build_report
-from kong_ai_chargeback.aggregator.reports.runner import LocalRunner
-from kong_ai_chargeback.aggregator.schema import _DISTRIBUTED, load_migrations
-from kong_ai_chargeback.aggregator.settings import AggregatorSettings
-from kong_ai_chargeback.aggregator.store import Store
-from kong_ai_chargeback.plugin.sender import EventSender
-from kong_ai_chargeback.proto import pb
 from support.aggregator_fixtures import free_port, make_event, sender_config
 from support.grafana_sql import expand, targets
+
+from ai_chargeback_aggregator.analytics.reports.report import build_report
+from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_aggregator.settings import AggregatorSettings
+from ai_chargeback_aggregator.store.clickhouse import Store
+from ai_chargeback_aggregator.store.schema import _DISTRIBUTED, load_migrations
+from ai_chargeback_plugin.sender import EventSender
+from ai_chargeback_proto import pb
 
 from . import stack
 
@@ -166,7 +166,7 @@ def test_dashboard_queries_run_on_the_server(aggregator: Aggregator, server: tup
     db = aggregator.settings.database
     now = datetime.now(UTC)
     with stack.logs_on_failure(container):
-        for title, sql in targets(dashboard):
+        for _title, sql in targets(dashboard):
             query = expand(sql.replace("chargeback.", f"`{db}`."), start=now - timedelta(days=1), end=now + timedelta(hours=1),
                            interval_s=300, variables={"tenant": ["acme"], "team": ["payments", "unattributed"]})  # fmt: skip
             aggregator.store.query(query)  # raises on any SQL error, in either mode

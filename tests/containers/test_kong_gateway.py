@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-
-from kong_ai_chargeback.aggregator.store import Store
 from support.mock_llm import expected_usage
+
+from ai_chargeback_aggregator.store.clickhouse import Store
 
 from . import stack
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from kong_harness import MsgpackRpcClient, PluginServerProcess
 from kong_harness.front import KongFront
-from kong_ai_chargeback.aggregator.app import Aggregator
 from support.aggregator_fixtures import make_settings
 from support.aggregator_process import remote_count, start_serve, store_counts
 from support.gateway import PLUGIN, kong_config_for
 from support.mock_llm import MockLLM
+
+from ai_chargeback_aggregator.server.app import Aggregator
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "meter me"}]}
 SQL_TOKEN = "e2e-sql-token-0123456789"

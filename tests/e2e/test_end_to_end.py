@@ -14,7 +14,6 @@ import anthropic
 import httpx
 import openai
 import pytest
-
 from support.gateway import Gateway, running_gateway
 from support.mock_llm import expected_usage
 

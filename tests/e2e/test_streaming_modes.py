@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import openai
-
 from kong_harness.ai_proxy import ai_proxy_hook
 from support.gateway import Gateway, running_gateway
 from support.mock_llm import expected_usage

@@ -6,8 +6,9 @@ import base64
 import http.client
 import json
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 PROBE_PLUGIN = Path(__file__).resolve().parent / "probe_plugin.py"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kong_harness import ConfigSchema, DeclarativeConfigError, load_declarative_config, stable_id
 from kong_harness.key_auth import SCHEMA as KEY_AUTH_SCHEMA
 

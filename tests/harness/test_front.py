@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kong_harness import KongFront, ai_proxy_hook
 from kong_harness.declarative import Route, RouteMatch, upstream_path
 from support.mock_llm import MockLLM

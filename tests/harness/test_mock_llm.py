@@ -9,10 +9,9 @@ import json
 import anthropic
 import openai
 import pytest
-
 from support.mock_llm import MockLLM, expected_usage
 
-from .helpers import chat_body, probe_kong_yml, request, PROBE_PLUGIN
+from .helpers import PROBE_PLUGIN, chat_body, probe_kong_yml, request
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is metering, in one line?"}]
 

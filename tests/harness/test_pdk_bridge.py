@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kong_harness import KongFront, MsgpackRpcClient
 
 from .helpers import PROBE_PLUGIN, chat_body, decode_value, probe_headers, probe_kong_yml, read_report, request

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from kong_harness import ConfigSchema, ConfigValidationError, PluginServerProcess, SchemaDefinitionError, cjson_encode
 from kong_harness.luaisms import LuaArray
 

@@ -12,8 +12,9 @@ import functools
 import inspect
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .context import PdkCall, RequestContext
 from .errors import LuaError, PdkSoftError, RpcError, RpcProtocolError, RpcTimeout
@@ -274,7 +275,7 @@ class ExternalPlugin:
 _UNKNOWN = object()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _max_positional(func: Callable[..., Any]) -> int:
     params = list(inspect.signature(func).parameters.values())[1:]  # drop ctx
     if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .phases import Phase
 

@@ -16,19 +16,20 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .bridge import ExternalPlugin, PluginEntity
 from .context import Headers, RequestContext
 from .declarative import DeclarativeConfig, load_declarative_config, upstream_path
 from .errors import HarnessFailures
-from .key_auth import KeyAuth
 from .key_auth import NAME as KEY_AUTH
 from .key_auth import PRIORITY as KEY_AUTH_PRIORITY
 from .key_auth import SCHEMA as KEY_AUTH_SCHEMA
+from .key_auth import KeyAuth
 from .pdk import PdkEnvironment, kong_error_exit
 from .phases import Phase
 from .process import PluginServerProcess

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import phases as ph
 from .context import ExitRecord, Headers, RequestContext

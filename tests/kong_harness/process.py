@@ -23,14 +23,15 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .errors import PluginInfoError, PluginServerStartError
 
 _PR_SET_PDEATHSIG = 1
-_LIVE_PROCESSES: "weakref.WeakSet[PluginServerProcess]" = weakref.WeakSet()
+_LIVE_PROCESSES: weakref.WeakSet[PluginServerProcess] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)

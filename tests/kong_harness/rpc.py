@@ -89,7 +89,7 @@ class MsgpackRpcClient:
         try:
             conn.sock.sendall(payload)
             reply = self._read_reply(conn, msgid, method)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             conn.close()
             raise RpcTimeout(
                 f"{method}: no answer from the plugin server within {self.timeout}s "

@@ -18,7 +18,8 @@ import math
 import re
 import secrets
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .errors import ConfigValidationError, SchemaDefinitionError
 from .lua_pattern import LuaPatternError, lua_match

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from kong_harness import MsgpackRpcClient, validate_plugin_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,7 +139,7 @@ def test_compose_kong_config_keeps_kong_yml_and_retargets_only_upstreams(compose
     assert f'"--port", "{mock_port}"' in mock_docker
     assert {s["url"] for s in generated["services"]} == {f"http://mock-llm:{mock_port}"}
 
-    dump = subprocess.run([sys.executable, "-m", "kong_ai_chargeback.plugin.server", "--dump"],
+    dump = subprocess.run([sys.executable, "-m", "ai_chargeback_plugin.server", "--dump"],
                           capture_output=True, text=True, check=True, cwd=tmp_path)  # fmt: skip
     schema = json.loads(dump.stdout)[0]["Schema"]
     aggregator_env = dockerfile_env(ROOT / "deploy/aggregator/Dockerfile")

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from kong_ai_chargeback.aggregator.store import Store
-
 from support.grafana_sql import expand, targets
+
+from ai_chargeback_aggregator.store.clickhouse import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "chargeback.json"

@@ -6,12 +6,11 @@ import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
-
-from kong_ai_chargeback import __version__
-from kong_ai_chargeback.aggregator import metrics
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.proto import pb
 from support.aggregator_fixtures import make_event, stub_for
+
+from ai_chargeback_aggregator import __version__, metrics
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_proto import pb
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from kong_ai_chargeback.logs import JsonFormatter
-from kong_ai_chargeback.plugin.sender import EventSender
 from support.aggregator_fixtures import free_port, make_event, sender_config
 from support.gateway import running_gateway
+
+from ai_chargeback_aggregator.cli.logs import json_formatter
+from ai_chargeback_plugin.sender import EventSender
 
 AUTH_TOKEN = "agg-token-6f0c2d9e7b1a4c55"
 SQL_TOKEN = "sql-token-93be4412aa07e1f0"
@@ -37,7 +37,7 @@ CONSUMER_KEY = "demo-key-checkout"  # kong.yml's key-auth credential for checkou
 DSN_PASSWORD = "dsn-password-c47a1e0b92f3d865"
 SECRETS = (AUTH_TOKEN, SQL_TOKEN, HMAC_SECRET, WRONG_TOKEN, CONSUMER_KEY, DSN_PASSWORD)
 # Our processes' loggers; the test harness (Kong's stand-in) logs what it likes.
-OURS = ("kong_ai_chargeback", "ai-chargeback")
+OURS = ("ai_chargeback_aggregator", "ai-chargeback")
 
 
 def leaked(text: str) -> list[str]:
@@ -51,7 +51,7 @@ def debug_logs() -> Iterator[io.StringIO]:
     """Every record of our loggers at DEBUG, formatted as production formats them."""
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(json_formatter())
     handler.addFilter(lambda record: record.name.startswith(OURS))
     root = logging.getLogger()
     level = root.level
@@ -137,7 +137,7 @@ def test_store_failures_at_start_do_not_print_the_dsn_password(store: str, tmp_p
     }
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "kong_ai_chargeback.cli", "serve", "--log-level", "DEBUG",
+            [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "serve", "--log-level", "DEBUG",
              "--grpc-listen", f"127.0.0.1:{free_port()}", "--http-listen", f"127.0.0.1:{free_port()}"],
             env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
         )  # fmt: skip

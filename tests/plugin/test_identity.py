@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kong_ai_chargeback.plugin.config import PluginConfig
-from kong_ai_chargeback.plugin.identity import fingerprint, resolve
-from kong_ai_chargeback.proto import pb
+from ai_chargeback_plugin.config import PluginConfig
+from ai_chargeback_plugin.identity import fingerprint, resolve
+from ai_chargeback_proto import pb
 
 CONSUMER = {"id": "c-1", "username": "checkout-service", "custom_id": "spiffe://acme/checkout",
             "tags": ["tenant:acme", "team:payments", "app:checkout"]}  # fmt: skip

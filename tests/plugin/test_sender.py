@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.aggregator.metrics import REGISTRY
-from kong_ai_chargeback.aggregator.reports.report import build_report
-from kong_ai_chargeback.aggregator.reports.runner import LocalRunner
-from kong_ai_chargeback.plugin.sender import EventSender
 from support.aggregator_fixtures import count_rows, free_port, make_event, make_settings, sender_config
+
+from ai_chargeback_aggregator.analytics.reports.report import build_report
+from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
+from ai_chargeback_aggregator.metrics import REGISTRY
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_plugin.sender import EventSender
 
 
 def test_events_are_batched_streamed_and_acked(aggregator: Aggregator) -> None:
@@ -85,7 +86,7 @@ def test_overflow_is_counted_and_reported_once_to_the_aggregator(tmp_path: Path)
             # ...and stored, so every report over the period says so.
             _, rows = agg.store.query("SELECT sum(events_lost), groupUniqArray(reason) FROM chargeback.delivery_losses FINAL")
             assert rows[0][0] == dropped
-            today = datetime.now(timezone.utc).date()
+            today = datetime.now(UTC).date()
             report = build_report(LocalRunner(agg.store), first=today, last=today, by="team")
             assert report.totals["events_lost_reported"] == dropped
             assert any(f"reported {dropped} events lost" in warning for warning in report.warnings)

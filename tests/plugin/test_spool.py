@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.plugin.sender import EventSender
-from kong_ai_chargeback.plugin.spool import DiskSpool, SpoolFull
-from kong_ai_chargeback.proto import pb
 from support.aggregator_fixtures import count_rows, make_event, make_settings, sender_config
+
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_plugin.sender import EventSender
+from ai_chargeback_plugin.spool import DiskSpool, SpoolFull
+from ai_chargeback_proto import pb
 
 
 def batch(n: int) -> pb.UsageBatch:

@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.plugin.sender import EventSender
 from support.aggregator_fixtures import count_rows, make_event, make_settings, sender_config
+
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_plugin.sender import EventSender
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make test certificates")
 

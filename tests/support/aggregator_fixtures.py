@@ -8,11 +8,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.aggregator.settings import AggregatorSettings
-from kong_ai_chargeback.plugin.config import SenderConfig
-from kong_ai_chargeback.plugin.ids import uuid7
-from kong_ai_chargeback.proto import pb, pb_grpc
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_aggregator.settings import AggregatorSettings
+from ai_chargeback_plugin.config import SenderConfig
+from ai_chargeback_plugin.ids import uuid7
+from ai_chargeback_proto import pb, pb_grpc
 
 
 def free_port() -> int:

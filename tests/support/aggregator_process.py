@@ -9,7 +9,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from kong_ai_chargeback.aggregator.store import Store
+from ai_chargeback_aggregator.store.clickhouse import Store
 from support.aggregator_fixtures import wait_http_ok
 
 
@@ -19,7 +19,7 @@ def start_serve(settings_dsn: str, grpc_listen: str, http_listen: str, log_path:
     if sql_token:
         env["CHARGEBACK_SQL_TOKEN"] = sql_token
     process = subprocess.Popen(
-        [sys.executable, "-m", "kong_ai_chargeback.cli", "serve", "--store-dsn", settings_dsn,
+        [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "serve", "--store-dsn", settings_dsn,
          "--grpc-listen", grpc_listen, "--http-listen", http_listen],
         stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"), env=env,  # noqa: SIM115
     )  # fmt: skip

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from kong_ai_chargeback.aggregator.app import Aggregator
-from kong_ai_chargeback.aggregator.settings import AggregatorSettings
 from kong_harness import PluginServerProcess
 from kong_harness.front import KongFront
+
+from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_aggregator.settings import AggregatorSettings
 from support.aggregator_fixtures import free_port
 from support.mock_llm import MockLLM
 

@@ -31,9 +31,10 @@ import math
 import threading
 import time
 import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 OPENAI_SNAPSHOTS = {
     "gpt-4o-mini": "gpt-4o-mini-2024-07-18",

@@ -25,16 +25,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kong_ai_chargeback.aggregator.pricing.override_store import save_overrides
-from kong_ai_chargeback.aggregator.pricing.overrides import Override, parse_records
-from kong_ai_chargeback.aggregator.pricing.pricer import Pricer
-from kong_ai_chargeback.aggregator.reports.runner import LocalRunner
-from kong_ai_chargeback.aggregator.rollups.maintainer import RollupMaintainer
-from kong_ai_chargeback.aggregator.rows import events_to_columns
-from kong_ai_chargeback.aggregator.store import Store
-from kong_ai_chargeback.aggregator.writer import EVENTS_TABLE, Writer
-from kong_ai_chargeback.plugin.ids import uuid7
-from kong_ai_chargeback.proto import pb
+from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
+from ai_chargeback_aggregator.ingest.rows import events_to_columns
+from ai_chargeback_aggregator.ingest.writer import EVENTS_TABLE, Writer
+from ai_chargeback_aggregator.pricing.override_store import save_overrides
+from ai_chargeback_aggregator.pricing.overrides import Override, parse_records
+from ai_chargeback_aggregator.pricing.pricer import Pricer
+from ai_chargeback_aggregator.rollups.maintainer import RollupMaintainer
+from ai_chargeback_aggregator.store.clickhouse import Store
+from ai_chargeback_plugin.ids import uuid7
+from ai_chargeback_proto import pb
 
 STORE_WAIT_S = 30.0
 

@@ -1,1 +1,0 @@
-"""The aggregator: receives usage streams, validates, dedups, prices and stores them."""

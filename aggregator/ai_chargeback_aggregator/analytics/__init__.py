@@ -1,0 +1,1 @@
+"""Read-only answers over the store: reports, statements, governance, reconciliation."""

@@ -1,0 +1,41 @@
+"""Governance checks over raw usage events: attribution quality, shared
+credentials, usage exceptions and spend anomalies.
+
+Each check is a frozen dataclass of parameters rendering ``(sql, params)`` from
+``governance/sql/<name>.sql``; ``run(runner)`` returns a :class:`CheckResult`.
+"""
+
+from __future__ import annotations
+
+from .attribution import IdentityConflicts, IdentitySources, Unattributed
+from .base import CheckResult, GovernanceError, Period, Runner, Scope, Verdict, load_sql
+from .bursts import Bursts
+from .cache_misses import CacheMisses
+from .fan_out import FanOut
+from .premium_models import PremiumModels
+from .readiness import Readiness, Thresholds
+from .retries import Retries
+from .shared_credentials import SharedCredentials
+from .spend_anomalies import SpendAnomalies
+
+__all__ = [
+    "Bursts",
+    "CacheMisses",
+    "CheckResult",
+    "FanOut",
+    "GovernanceError",
+    "IdentityConflicts",
+    "IdentitySources",
+    "Period",
+    "PremiumModels",
+    "Readiness",
+    "Retries",
+    "Runner",
+    "Scope",
+    "SharedCredentials",
+    "SpendAnomalies",
+    "Thresholds",
+    "Unattributed",
+    "Verdict",
+    "load_sql",
+]

@@ -1,0 +1,166 @@
+"""Is showback ready to become chargeback? One verdict with its reasons.
+
+Chargeback bills teams; it is fair only when nearly every request and dollar
+ties to an accountable team through an authenticated identity. The verdict
+compares the period's attribution summary (governance/sql/attribution_summary.sql)
+with thresholds; every threshold that fails is a reason, explained with the
+largest contributors so the reader knows what to fix first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from .attribution import IdentityConflicts, Unattributed
+from .base import (
+    CheckResult,
+    GovernanceError,
+    Row,
+    Runner,
+    Scope,
+    Verdict,
+    check_all,
+    load_sql,
+    require,
+    run_query,
+)
+
+# Shares are fractions (0.02 = 2%). Defaults: a few percent of unattributed
+# spend is what a finance team can still spread as overhead; conflicts should
+# be rare, since each one is a client claiming an identity it was not given.
+DEFAULT_MAX_UNATTRIBUTED_REQUEST_SHARE = 0.02
+DEFAULT_MAX_UNATTRIBUTED_COST_SHARE = 0.02
+DEFAULT_MAX_CONFLICT_SHARE = 0.01
+# Unpriced requests have no cost at all, so a bill built on them is short.
+DEFAULT_MAX_UNPRICED_SHARE = 0.05
+# Header-sourced teams are only as trustworthy as the client; off by default
+# because some deployments attribute by trusted internal headers on purpose.
+DEFAULT_MAX_HEADER_TEAM_SHARE: float | None = None
+DEFAULT_MIN_REQUESTS = 1
+TOP_CONTRIBUTORS = 3
+
+READY = "ready for chargeback"
+NOT_READY = "not ready for chargeback"
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    max_unattributed_request_share: float = DEFAULT_MAX_UNATTRIBUTED_REQUEST_SHARE
+    max_unattributed_cost_share: float = DEFAULT_MAX_UNATTRIBUTED_COST_SHARE
+    max_conflict_share: float = DEFAULT_MAX_CONFLICT_SHARE
+    max_unpriced_share: float | None = DEFAULT_MAX_UNPRICED_SHARE
+    max_header_team_share: float | None = DEFAULT_MAX_HEADER_TEAM_SHARE
+    min_requests: int = DEFAULT_MIN_REQUESTS
+
+    def validate(self) -> None:
+        errors: list[str] = []
+        for name in ("max_unattributed_request_share", "max_unattributed_cost_share", "max_conflict_share",
+                     "max_unpriced_share", "max_header_team_share"):  # fmt: skip
+            value = getattr(self, name)
+            require(errors, value is None or 0 <= value <= 1, f"{name} must be a fraction in 0..1, got {value}")
+        require(errors, self.min_requests >= 0, f"min_requests must be >= 0, got {self.min_requests}")
+        check_all(errors)
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    scope: Scope
+    thresholds: Thresholds = Thresholds()
+    NAME: ClassVar[str] = "attribution_summary"
+
+    def render(self) -> tuple[str, dict[str, Any]]:
+        self.thresholds.validate()
+        return load_sql(self.NAME), self.scope.params()
+
+    def run(self, runner: Runner) -> CheckResult:
+        sql, params = self.render()
+        _, rows = run_query(runner, sql, params)
+        if len(rows) != 1:
+            raise GovernanceError(f"attribution summary returned {len(rows)} rows, expected 1")
+        summary = rows[0]
+        unattributed = Unattributed(self.scope).run(runner).rows
+        conflicts = IdentityConflicts(self.scope).run(runner).rows
+        metrics = judge(summary, self.thresholds, unattributed=unattributed, conflicts=conflicts)
+        failed = [m for m in metrics if not m["passed"]]
+        if failed:
+            verdict = Verdict(ok=False, label=NOT_READY, reasons=tuple(m["detail"] for m in failed))
+        else:
+            verdict = Verdict(ok=True, label=READY, reasons=tuple(m["detail"] for m in metrics))
+        return CheckResult(
+            check="readiness",
+            title=f"Chargeback readiness: {verdict.label}",
+            columns=("metric", "value", "limit", "passed", "detail"),
+            rows=tuple(metrics),
+            verdict=verdict,
+            scope=self.scope,
+            extra={"summary": summary},
+        )
+
+
+def judge(summary: Row, t: Thresholds, *, unattributed: Sequence[Row] = (), conflicts: Sequence[Row] = ()) -> list[Row]:
+    """One row per criterion: metric, value, limit, passed, detail (a sentence)."""
+    requests = int(summary["requests"])
+    metrics: list[Row] = []
+
+    def add(metric: str, value: float, limit: float, passed: bool, detail: str) -> None:
+        metrics.append({"metric": metric, "value": value, "limit": limit, "passed": passed, "detail": detail})
+
+    add("requests", requests, t.min_requests, requests >= t.min_requests,
+        f"{requests} requests in the period" + ("" if requests >= t.min_requests else f", fewer than {t.min_requests}: nothing to charge back"))  # fmt: skip
+
+    share = float(summary["unattributed_request_share"])
+    passed = share <= t.max_unattributed_request_share
+    detail = (f"unattributed requests {_pct(share)} ({summary['unattributed_requests']} of {requests}) "
+              f"{'<=' if passed else '>'} {_pct(t.max_unattributed_request_share)}")  # fmt: skip
+    if not passed:
+        detail += _top(unattributed, "unattributed_requests", lambda r: f"{r['service']}/{r['route']} ({r['reason']})")
+    add("unattributed_request_share", share, t.max_unattributed_request_share, passed, detail)
+
+    share = float(summary["unattributed_cost_share"])
+    passed = share <= t.max_unattributed_cost_share
+    detail = (f"unattributed cost {_pct(share)} ({_usd(summary['unattributed_cost'])} of {_usd(summary['cost'])}) "
+              f"{'<=' if passed else '>'} {_pct(t.max_unattributed_cost_share)}")  # fmt: skip
+    if not passed:
+        detail += _top(unattributed, "unattributed_cost", lambda r: f"{r['service']}/{r['route']} ({r['reason']})", _usd)
+    add("unattributed_cost_share", share, t.max_unattributed_cost_share, passed, detail)
+
+    share = float(summary["conflict_share"])
+    passed = share <= t.max_conflict_share
+    detail = (f"identity conflicts on {_pct(share)} of requests ({summary['conflict_requests']}) "
+              f"{'<=' if passed else '>'} {_pct(t.max_conflict_share)}")  # fmt: skip
+    if not passed:
+        detail += _top(conflicts, "requests",
+                       lambda r: f"{r['consumer'] or 'anonymous'} claimed {r['attribute']}={r['header_value']}, resolved {r['resolved_value'] or '(none)'}")  # fmt: skip
+    add("conflict_share", share, t.max_conflict_share, passed, detail)
+
+    if t.max_unpriced_share is not None:
+        share = float(summary["unpriced_share"])
+        passed = share <= t.max_unpriced_share
+        add("unpriced_share", share, t.max_unpriced_share, passed,
+            f"unpriced requests {_pct(share)} ({summary['unpriced_requests']}) {'<=' if passed else '>'} "
+            f"{_pct(t.max_unpriced_share)}" + ("" if passed else ": their cost is missing from every bill"))  # fmt: skip
+
+    if t.max_header_team_share is not None:
+        share = float(summary["header_team_share"])
+        passed = share <= t.max_header_team_share
+        add("header_team_share", share, t.max_header_team_share, passed,
+            f"teams taken from request headers on {_pct(share)} of requests {'<=' if passed else '>'} "
+            f"{_pct(t.max_header_team_share)}" + ("" if passed else ": a header is only as accountable as the client sending it"))  # fmt: skip
+    return metrics
+
+
+def _top(rows: Sequence[Row], key: str, label: Callable[[Row], str], fmt: Callable[[Any], str] = str) -> str:
+    ranked = sorted(rows, key=lambda r: r[key], reverse=True)[:TOP_CONTRIBUTORS]
+    if not ranked:
+        return ""
+    return "; largest: " + ", ".join(f"{label(r)} {fmt(r[key])}" for r in ranked)
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.2f}%"
+
+
+def _usd(amount: Any) -> str:
+    return f"${float(amount):,.2f}"

@@ -1,0 +1,1 @@
+"""Showback and chargeback reports, drill-down handles and the FOCUS export."""

@@ -1,0 +1,210 @@
+"""Showback and chargeback reports: one line per dimension value, totals that add up to the cent.
+
+Showback: usage and list cost. Chargeback: contracted model cost, plus the
+platform fee, with unattributed usage kept, moved to an owner or split pro
+rata (allocation config). Every line carries its event count, tokens, cost,
+a drill-down handle, and the usage that could not be priced, which is never
+folded into the cost as $0: it is counted and named on the line and in the
+totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from ...periods import day_bounds
+from .allocation import Line, allocate, round_column, round_lines
+from .allocation_config import AllocationConfig
+from .handle import Handle
+from .losses import reported_losses
+from .runner import Runner
+from .source import plan
+from .usage_by import COLUMNS, DIMENSIONS, render_usage_by
+
+MODES = ("showback", "chargeback")
+CURRENCY = "USD"
+UNATTRIBUTED_LABEL = "(unattributed)"
+TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_tokens")
+UNPRICED_FLAG = "UNPRICED"
+
+
+@dataclass
+class Report:
+    mode: str
+    by: str
+    first: date
+    last: date
+    start: datetime
+    end: datetime
+    generated_at: datetime
+    sources: dict[str, int]
+    policy: dict[str, Any]
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    currency: str = CURRENCY
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "by": self.by,
+            "period": {"from": self.first.isoformat(), "to": self.last.isoformat(), "start": _iso(self.start), "end_exclusive": _iso(self.end)},
+            "currency": self.currency,
+            "generated_at": _iso(self.generated_at),
+            "sources": self.sources,
+            "policy": self.policy,
+            "lines": self.lines,
+            "totals": self.totals,
+            "warnings": self.warnings,
+        }
+
+
+def build_report(
+    runner: Runner,
+    *,
+    first: date,
+    last: date,
+    by: str,
+    mode: str = "showback",
+    config: AllocationConfig | None = None,
+    filters: Mapping[str, str] | None = None,
+) -> Report:
+    if mode not in MODES:
+        raise ValueError(f"--mode must be one of {', '.join(MODES)}")
+    if by not in DIMENSIONS:
+        raise ValueError(f"--by must be one of {', '.join(DIMENSIONS)}")
+    config = config or AllocationConfig()
+    start, end = day_bounds(first, last)
+    source_plan = plan(runner, start, end, filters)
+    fee_starts = config.fee_starts() if mode == "chargeback" else []
+    sql, params = render_usage_by(source_plan, runner.database, by, fee_starts)
+    _, rows = runner.query(sql, params)
+
+    lines: dict[str, Line] = {}
+    for row in rows:
+        r = dict(zip(COLUMNS, row))
+        key = str(r["key"])
+        line = lines.get(key)
+        if line is None:
+            label = UNATTRIBUTED_LABEL if key == "" else str(r["label"] or "") or key
+            line = lines[key] = Line(key=key, label=label)
+            line.tokens = dict.fromkeys(TOKEN_FIELDS, 0)
+        line.events += int(r["events"])
+        for name in TOKEN_FIELDS:
+            line.tokens[name] += int(r[name])
+        line.cost += r["cost"]
+        line.list_cost += r["list_cost"]
+        line.unpriced_events += int(r["unpriced_events"])
+        line.unpriced_tokens += int(r["unpriced_tokens"])
+        line.unpriced_models = sorted(set(line.unpriced_models) | set(r["unpriced_models"]))
+        period = config.fee_period(int(r["fee_period"])) if mode == "chargeback" else None
+        if period is not None:
+            line.fee += Decimal(int(r["events"])) * period.per_request + r["cost"] * period.uplift_percent / Decimal(100)
+
+    ordered = sorted(lines.values(), key=lambda line: (line.key == "", line.key))
+    rule = config.rule_for(by)
+    if mode == "chargeback":
+        ordered = allocate(ordered, strategy=rule.strategy, owner=rule.owner)
+    report = Report(
+        mode=mode, by=by, first=first, last=last, start=start, end=end, generated_at=datetime.now(UTC),
+        sources=source_plan.describe(),
+        policy=config.describe() if mode == "chargeback" else {"cost_basis": "list price"},
+    )  # fmt: skip
+    if mode == "chargeback":
+        _chargeback_lines(report, ordered, first, last, by, filters)
+    else:
+        _showback_lines(report, ordered, first, last, by, filters)
+    _unpriced_totals(report, ordered)
+    lost, reasons = reported_losses(runner, start, end)
+    report.totals["events_lost_reported"] = lost
+    if lost:
+        report.warnings.append(
+            f"gateways reported {lost} events lost in this period ({', '.join(reasons)}): "
+            "those requests are not in these figures"
+        )
+    return report
+
+
+def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, str] | None) -> dict[str, Any]:
+    return {
+        "key": line.key,
+        "label": line.label,
+        "events": line.events,
+        **line.tokens,
+        "unpriced_events": line.unpriced_events,
+        "unpriced_tokens": line.unpriced_tokens,
+        "unpriced_models": line.unpriced_models,
+        "flag": UNPRICED_FLAG if line.unpriced_events else "",
+        # The filters go into the handle: explain then lists exactly this line's events.
+        "handle": Handle.of(first, last, by, line.key, filters).encode(),
+    }
+
+
+def _showback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None) -> None:
+    cents, total = round_column([line.list_cost for line in lines])
+    for line, c in zip(lines, cents):
+        report.lines.append({**_base(line, first, last, by, filters), "list_cost": money_text(c), "list_cost_exact": str(line.list_cost), "cost_exact": str(line.cost)})
+    report.totals = {
+        **_sum_usage(lines),
+        "list_cost": money_text(total),
+        "list_cost_exact": str(sum((line.list_cost for line in lines), Decimal(0))),
+        "cost_exact": str(sum((line.cost for line in lines), Decimal(0))),
+    }
+
+
+def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None) -> None:
+    per_line, total = round_lines(lines)
+    source = next((line for line in lines if line.gives), None)
+    for line, c in zip(lines, per_line):
+        moved_cost, moved_fee = line.allocated_exact(source)
+        report.lines.append(
+            {
+                **_base(line, first, last, by, filters),
+                "model_cost": money_text(c.model_cost),
+                "platform_fee": money_text(c.platform_fee),
+                "allocated_in": money_text(c.allocated_in),
+                "total": money_text(c.total),
+                "model_cost_exact": str(line.cost + moved_cost),
+                "platform_fee_exact": str(line.fee + moved_fee),
+                "note": line.note,
+            }
+        )
+    report.totals = {
+        **_sum_usage(lines),
+        "model_cost": money_text(total.model_cost),
+        "platform_fee": money_text(total.platform_fee),
+        "allocated_in": money_text(total.allocated_in),
+        "total": money_text(total.total),
+        "model_cost_exact": str(sum((line.cost for line in lines), Decimal(0))),
+        "platform_fee_exact": str(sum((line.fee for line in lines), Decimal(0))),
+    }
+
+
+def _sum_usage(lines: list[Line]) -> dict[str, Any]:
+    return {"events": sum(line.events for line in lines), **{t: sum(line.tokens.get(t, 0) for line in lines) for t in TOKEN_FIELDS}}
+
+
+def _unpriced_totals(report: Report, lines: list[Line]) -> None:
+    events = sum(line.unpriced_events for line in lines)
+    tokens = sum(line.unpriced_tokens for line in lines)
+    models = sorted({m for line in lines for m in line.unpriced_models})
+    report.totals.update({"unpriced_events": events, "unpriced_tokens": tokens, "unpriced_models": models, "flag": UNPRICED_FLAG if events else ""})
+    if events:
+        report.warnings.append(
+            f"{UNPRICED_FLAG}: {events} event(s), {tokens} token(s) have no known price and are NOT in the costs "
+            f"(models: {', '.join(models) or '?'}); add a price override and reprice"
+        )
+
+
+def money_text(cents: int) -> str:
+    """Cents as the reports print money: '-12.30'. Public so every view of a report prints the same text."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

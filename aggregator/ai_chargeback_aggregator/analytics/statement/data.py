@@ -1,0 +1,264 @@
+"""One team's statement for a period: the report's numbers, broken down for a page.
+
+Every amount comes from ``build_report`` (report.py); nothing here queries cost:
+
+* totals and lines by app: ``build_report(by="app", filters={team})``, the same
+  numbers ``chargeback report --by app --team T`` prints;
+* lines by model: ``build_report(by="model")`` with the same filters;
+* app x model lines: ``build_report(by="model")`` per app (filters team + app);
+* the daily series: ``build_report(by="app")`` one UTC day at a time.
+
+The app x model lines and the days are finer cuts of the same usage. Their exact
+amounts are rounded to cents again with the reports' largest-remainder method:
+an app's model lines against that app's line, the days against the totals. So
+the table adds up to the app lines and they to the totals, to the cent (each
+cut rounded on its own would not). What is not money (tenants seen, catalog
+versions, freshness, identity sources) comes from two small queries on the
+team's raw events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from ...periods import day_bounds
+from ..reports.allocation import largest_remainder
+from ..reports.allocation_config import AllocationConfig, UnattributedRule
+from ..reports.report import Report, build_report, money_text
+from ..reports.runner import Runner
+from ..reports.source import FILTERABLE
+from ..reports.usage_by import UNATTRIBUTED_VALUES
+
+# Money columns a statement shows, per mode: (cents column, exact column) from the report.
+MONEY_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "showback": (("list_cost", "list_cost_exact"),),
+    "chargeback": (("model_cost", "model_cost_exact"), ("platform_fee", "platform_fee_exact")),
+}
+MAX_DAYS = 366  # one report per day: a year is the most a page should chart
+_RAW = {"model": "billing_model"}  # raw events name the billed model differently
+
+META_SQL = """
+SELECT count() AS events,
+       arraySort(groupUniqArray(50)(tenant)) AS tenants,
+       arraySort(groupUniqArrayIf(20)(catalog_version, catalog_version != '')) AS catalog_versions,
+       arraySort(groupUniqArray(20)(price_source)) AS price_sources,
+       min(started_at) AS first_event_at,
+       max(started_at) AS last_event_at,
+       max(ingested_at) AS last_written_at,
+       countIf(notEmpty(identity_conflicts)) AS identity_conflicts
+FROM {{db:Identifier}}.usage_events FINAL
+PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}
+WHERE 1{where}
+"""
+
+IDENTITY_SQL = """
+SELECT pair.1 AS attribute, pair.2 AS source, count() AS requests
+FROM {{db:Identifier}}.usage_events FINAL
+ARRAY JOIN [('tenant', toString(tenant_source)), ('team', toString(team_source)), ('app', toString(app_source))] AS pair
+PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}
+WHERE 1{where}
+GROUP BY attribute, source
+ORDER BY indexOf(['tenant', 'team', 'app'], attribute), requests DESC, source
+"""
+
+
+@dataclass
+class DaySpend:
+    day: date
+    events: int
+    amount: str  # cents text: this day's share of the statement total
+    by_app: dict[str, Decimal] = field(default_factory=dict)  # app label -> exact amount (chart geometry)
+
+
+@dataclass
+class Statement:
+    team: str
+    filters: dict[str, str]
+    mode: str
+    first: date
+    last: date
+    generated_at: datetime
+    by_app: Report
+    by_model: Report
+    own_by_app: Report  # the by-app lines before unattributed apps are moved (== by_app when nothing moved)
+    detail: list[dict[str, Any]]  # app x model lines, grouped by app in own_by_app's order
+    days: list[DaySpend]
+    identity: list[dict[str, Any]]
+    meta: dict[str, Any]
+    team_line: dict[str, Any] | None = None  # chargeback: this team's line in the report by team
+    team_policy: dict[str, Any] | None = None
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        return self.by_app.totals
+
+    @property
+    def currency(self) -> str:
+        return self.by_app.currency
+
+    @property
+    def amount_column(self) -> str:
+        """The column that is 'what this team is charged': list cost in showback, total in chargeback."""
+        return "total" if self.mode == "chargeback" else "list_cost"
+
+
+def build_statement(
+    runner: Runner,
+    *,
+    team: str,
+    first: date,
+    last: date,
+    mode: str = "showback",
+    config: AllocationConfig | None = None,
+    tenant: str | None = None,
+) -> Statement:
+    if not team:
+        raise ValueError("--team is required")
+    if (last - first).days + 1 > MAX_DAYS:
+        raise ValueError(f"a statement covers at most {MAX_DAYS} days")
+    config = config or AllocationConfig()
+    filters = {"team": team, **({"tenant": tenant} if tenant else {})}
+
+    def report(by: str, policy: AllocationConfig) -> Report:
+        return build_report(runner, first=first, last=last, by=by, mode=mode, config=policy, filters=filters)
+
+    by_app = report("app", config)
+    by_model = report("model", config)
+    # The finer cuts show usage where it happened: no unattributed-line moves inside them
+    # (those are in the by-app lines, as `report --by app` shows them); fees still apply.
+    own = replace(config, unattributed=UnattributedRule(), per_dimension={})
+    moved = mode == "chargeback" and any(line["note"] for line in by_app.lines)
+    # Same totals either way (allocation only moves cents); the own lines differ only when it moved some.
+    own_by_app = report("app", own) if moved else by_app
+    columns = MONEY_COLUMNS[mode]
+    detail = _detail(runner, own_by_app, first=first, last=last, mode=mode, config=own, filters=filters, columns=columns)
+    days = _days(runner, by_app, first=first, last=last, mode=mode, config=own, filters=filters, columns=columns)
+    statement = Statement(
+        team=team, filters=filters, mode=mode, first=first, last=last, generated_at=datetime.now(UTC),
+        by_app=by_app, by_model=by_model, own_by_app=own_by_app, detail=detail, days=days,
+        identity=_identity(runner, first, last, filters), meta=_meta(runner, first, last, filters),
+    )  # fmt: skip
+    if mode == "chargeback":
+        # What the team is charged once unattributed usage is allocated between teams:
+        # the team's line of the report by team (same tenant scope), shown beside the totals.
+        by_team = build_report(runner, by="team", first=first, last=last, mode=mode, config=config,
+                               filters={"tenant": tenant} if tenant else None)  # fmt: skip
+        statement.team_line = next((line for line in by_team.lines if line["key"] == team), None)
+        rule = config.rule_for("team")
+        statement.team_policy = {"strategy": rule.strategy, "owner": rule.owner}
+    return statement
+
+
+def cents(text: str) -> int:
+    """'12.34' (a report's money text) -> 1234."""
+    value = Decimal(text) * 100
+    if value != value.to_integral_value():
+        raise ValueError(f"not an amount in cents: {text!r}")
+    return int(value)
+
+
+def _detail(
+    runner: Runner,
+    by_app: Report,
+    *,
+    first: date,
+    last: date,
+    mode: str,
+    config: AllocationConfig,
+    filters: Mapping[str, str],
+    columns: Sequence[tuple[str, str]],
+) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for app in by_app.lines:
+        cells: list[dict[str, Any]] = []
+        # The unattributed app line is every spelling of 'nobody'; a filter matches one each.
+        for value in UNATTRIBUTED_VALUES if app["key"] == "" else (app["key"],):
+            sub = build_report(runner, by="model", first=first, last=last, mode=mode, config=config, filters={**filters, "app": value})
+            cells += [{**line, "app": app["label"], "app_key": app["key"], "model": line["label"], "model_key": line["key"]} for line in sub.lines]
+        round_into(cells, app, columns)
+        lines += cells
+    return lines
+
+
+def _days(
+    runner: Runner,
+    by_app: Report,
+    *,
+    first: date,
+    last: date,
+    mode: str,
+    config: AllocationConfig,
+    filters: Mapping[str, str],
+    columns: Sequence[tuple[str, str]],
+) -> list[DaySpend]:
+    reports: list[tuple[date, Report]] = []
+    day = first
+    while day <= last:
+        reports.append((day, build_report(runner, by="app", first=day, last=day, mode=mode, config=config, filters=filters)))
+        day += timedelta(days=1)
+    rows = [{**report.totals} for _, report in reports]
+    round_into(rows, by_app.totals, columns)
+    result = []
+    for (day, report), row in zip(reports, rows):
+        by_app_exact = {line["label"]: sum((Decimal(line[exact]) for _, exact in columns), Decimal(0)) for line in report.lines}
+        amount = sum(cents(row[c]) for c, _ in columns)
+        result.append(DaySpend(day=day, events=int(row["events"]), amount=money_text(amount), by_app=by_app_exact))
+    return result
+
+
+def round_into(rows: list[dict[str, Any]], totals: Mapping[str, Any], columns: Sequence[tuple[str, str]]) -> None:
+    """Give each row cents for each money column that sum to ``totals`` (a report line or its totals).
+
+    Rows hold exact amounts (the report's ``*_exact``) that add up to the exact amount behind
+    ``totals``, whose cents lie within one cent per row of the rows' floors: largest remainder
+    (as the report rounds) then hands out exactly those cents.
+    """
+    for column, exact in columns:
+        split = largest_remainder([Decimal(row[exact]) for row in rows], cents(totals[column])) if rows else []
+        for row, c in zip(rows, split):
+            row[column] = money_text(c)
+    if len(columns) > 1:
+        for row in rows:
+            row["total"] = money_text(sum(cents(row[c]) for c, _ in columns))
+
+
+def _where(filters: Mapping[str, str], params: dict[str, Any]) -> str:
+    clauses = ""
+    for i, (name, value) in enumerate(sorted(filters.items())):
+        if name not in FILTERABLE:
+            raise ValueError(f"cannot filter on {name!r}")
+        params[f"w{i}"] = value
+        clauses += f" AND {_RAW.get(name, name)} = {{w{i}:String}}"
+    return clauses
+
+
+def _params(runner: Runner, first: date, last: date) -> dict[str, Any]:
+    start, end = day_bounds(first, last)
+    return {"db": runner.database, "start": start, "end": end}
+
+
+def _meta(runner: Runner, first: date, last: date, filters: Mapping[str, str]) -> dict[str, Any]:
+    params = _params(runner, first, last)
+    columns, rows = runner.query(META_SQL.format(where=_where(filters, params)), params)
+    meta = dict(zip(columns, rows[0])) if rows else {}
+    if not meta.get("events"):
+        # min/max over no rows are the epoch, not "never"
+        meta.update(first_event_at=None, last_event_at=None, last_written_at=None)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in meta.items()}
+
+
+def _identity(runner: Runner, first: date, last: date, filters: Mapping[str, str]) -> list[dict[str, Any]]:
+    params = _params(runner, first, last)
+    columns, rows = runner.query(IDENTITY_SQL.format(where=_where(filters, params)), params)
+    found = [dict(zip(columns, row)) for row in rows]
+    totals: dict[str, int] = {}
+    for row in found:
+        totals[row["attribute"]] = totals.get(row["attribute"], 0) + int(row["requests"])
+    for row in found:
+        row["requests"] = int(row["requests"])
+        row["share"] = row["requests"] / totals[row["attribute"]] if totals[row["attribute"]] else 0.0
+    return found

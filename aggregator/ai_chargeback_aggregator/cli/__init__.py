@@ -1,0 +1,1 @@
+"""The `chargeback` command line."""

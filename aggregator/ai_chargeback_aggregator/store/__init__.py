@@ -1,0 +1,1 @@
+"""ClickHouse access (embedded chDB or a server), the schema migrations and retention."""

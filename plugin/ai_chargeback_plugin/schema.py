@@ -1,0 +1,105 @@
+"""The plugin's configuration schema, in Kong's schema syntax: the one source of every default.
+
+Kong validates each `ai-chargeback` config block (kong.yml, Admin API) against
+this schema, fills the defaults, and hands the plugin a JSON string of the
+result. ``config.PluginConfig`` reads that same result, and falls back to the
+defaults here for anything missing, so there is no second copy of a default.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+PLUGIN_NAME = "ai-chargeback"
+VERSION = version("kong-ai-chargeback-plugin")
+# Runs after auth plugins (key-auth 1250, jwt 1450...) so the consumer is known,
+# and before logging plugins; ai-proxy (770) records analytics we may read in log.
+PRIORITY = 760
+
+IDENTITY_SOURCES = ("consumer", "route_tags", "service_tags", "headers")
+USAGE_CAPTURE_MODES = ("auto", "ai_proxy", "buffered", "estimate")
+PROVIDERS = (
+    "auto", "openai", "azure", "anthropic", "gemini", "vertex", "bedrock", "cohere", "mistral", "ollama",
+    "openai-compatible",
+)  # fmt: skip
+API_FAMILIES = (
+    "auto", "openai.chat", "openai.responses", "openai.completions", "openai.embeddings", "anthropic.messages",
+    "gemini.generate_content", "bedrock.converse", "bedrock.invoke", "cohere.chat", "ollama.chat", "ollama.generate",
+)  # fmt: skip
+
+
+def _string(default: str | None = None, *, required: bool = True, **extra: Any) -> dict[str, Any]:
+    field: dict[str, Any] = {"type": "string", "required": required, **extra}
+    if default is not None:
+        field["default"] = default
+    return field
+
+
+def _integer(default: int, low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "required": True, "default": default, "between": [low, high]}
+
+
+def _boolean(default: bool) -> dict[str, Any]:
+    return {"type": "boolean", "required": True, "default": default}
+
+
+Schema: list[dict[str, Any]] = [
+    # -- where events go --
+    {"aggregator_addresses": {
+        "type": "array", "required": True, "len_min": 1, "default": ["127.0.0.1:50051"],
+        "elements": {"type": "string"},
+        "description": "host:port of aggregators; the sender fails over in this order",
+    }},
+    {"aggregator_tls": _boolean(False)},
+    {"aggregator_ca_cert_path": _string(required=False, description="PEM bundle to verify the aggregator (TLS)")},
+    {"aggregator_client_cert_path": _string(required=False, description="PEM client certificate (mutual TLS)")},
+    {"aggregator_client_key_path": _string(required=False, description="PEM client key (mutual TLS)")},
+    {"aggregator_token": _string(required=False, referenceable=True, description="bearer token for the aggregator")},
+    # -- who: identity resolution --
+    {"identity_sources": {
+        "type": "array", "required": True, "default": ["consumer", "route_tags", "service_tags"],
+        "elements": {"type": "string", "one_of": list(IDENTITY_SOURCES)},
+        "description": "trusted sources in precedence order; 'headers' only when listed",
+    }},
+    {"header_tenant": _string("x-tenant")},
+    {"header_team": _string("x-team")},
+    {"header_app": _string("x-app")},
+    {"header_workload": _string("x-workload")},
+    {"default_tenant": _string("default")},
+    {"credential_hmac_secret": _string(
+        required=False, referenceable=True, description="key for credential fingerprints (HMAC-SHA256)",
+    )},
+    {"trace_header": _string("traceparent", description="header grouping calls of one agent run")},
+    {"client_retry_header": _string("x-stainless-retry-count", description="header carrying the client's retry count")},
+    {"static_tags": {
+        "type": "map", "required": True, "default": {},
+        "keys": {"type": "string"}, "values": {"type": "string"},
+    }},
+    # -- what: usage capture --
+    {"usage_capture": _string("auto", one_of=list(USAGE_CAPTURE_MODES))},
+    {"provider": _string("auto", one_of=list(PROVIDERS))},
+    {"api_family": _string("auto", one_of=list(API_FAMILIES))},
+    {"inject_stream_usage": _boolean(True)},
+    {"deployment_models": {
+        "type": "map", "required": True, "default": {},
+        "keys": {"type": "string"}, "values": {"type": "string"},
+        "description": "Azure OpenAI deployment name -> model, for answers that do not name the model",
+    }},
+    {"max_body_bytes": _integer(10 * 1024 * 1024, 1024, 256 * 1024 * 1024)},
+    # -- delivery --
+    {"queue_max_events": _integer(10_000, 100, 1_000_000)},
+    {"batch_max_events": _integer(500, 1, 10_000)},
+    {"flush_interval_ms": _integer(1000, 10, 60_000)},
+    {"spool_dir": _string("/tmp/ai-chargeback-spool", description="durable spool for events the aggregator has not acked")},
+    {"spool_max_bytes": _integer(256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024)},
+]  # fmt: skip
+
+
+def defaults() -> dict[str, Any]:
+    """Every field's default, as Kong would fill it."""
+    values: dict[str, Any] = {}
+    for entry in Schema:
+        ((name, field),) = entry.items()
+        values[name] = field.get("default")
+    return values
