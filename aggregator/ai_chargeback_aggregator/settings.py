@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STORE_DSN = "chdb://./var/chargeback"
 DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8080"
+
+
+class BudgetWebhook(BaseModel):
+    """One named target for budget alerts: generic JSON, or a Slack-compatible body."""
+
+    model_config = {"extra": "forbid"}
+
+    url: SecretStr  # Slack webhook URLs are credentials
+    format: Literal["json", "slack"] = "json"
+    token: SecretStr | None = None  # sent as a bearer token
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("a webhook url starts with http:// or https://")
+        return value
 
 
 class AggregatorSettings(BaseSettings):
@@ -55,11 +75,34 @@ class AggregatorSettings(BaseSettings):
     # Chargeback policy (platform fee, unattributed usage, FOCUS billing account): one YAML file.
     allocation_config_path: str = ""
 
+    # Budgets (aggregator/budgets, docs/budgets.md). Evaluated every budget_interval_s, and after
+    # stored inserts at most every budget_min_interval_s (the gateway's enforcement latency).
+    budget_interval_s: float = Field(default=10.0, gt=0)
+    budget_min_interval_s: float = Field(default=1.0, ge=0)
+    # Alert claims: how long a claimant waits before reading who claimed first (the
+    # double-firing bound), and how long a delivery may go silent before it is taken over.
+    budget_claim_settle_s: float = Field(default=2.0, ge=0)
+    budget_alert_lease_s: float = Field(default=300.0, gt=0)
+    # name -> {"url": ..., "format": "json"|"slack", "token": ...} (JSON in CHARGEBACK_BUDGET_WEBHOOKS)
+    budget_webhooks: dict[str, BudgetWebhook] = Field(default_factory=dict)
+    budget_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    budget_webhook_max_attempts: int = Field(default=12, ge=1, le=1000)
+    # How often the budget feed tells gateways the state is still current (also when it did not change).
+    budget_feed_heartbeat_s: float = Field(default=5.0, gt=0)
+
     @field_validator("auth_token", "sql_token", "admin_token", mode="before")
     @classmethod
     def _empty_token_is_unset(cls, value: object) -> object:
         # An empty variable means "not configured" everywhere, never "the empty token".
         return None if value in ("", b"") else value
+
+    @field_validator("budget_webhooks")
+    @classmethod
+    def _webhook_names(cls, value: dict[str, BudgetWebhook]) -> dict[str, BudgetWebhook]:
+        for name in value:
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
+                raise ValueError(f"webhook name {name!r}: letters, digits, . _ - (at most 64)")
+        return value
 
     @field_validator("grpc_listen", "http_listen")
     @classmethod

@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ai_chargeback_proto import pb, pb_grpc
 
+from ..budgets.alerts import Alerter
+from ..budgets.monitor import BudgetMonitor, claimant_id
+from ..budgets.webhooks import targets_from
 from ..ingest.service import IngestService
 from ..ingest.writer import Enricher, Writer
 from ..pricing.pricer import Pricer
@@ -18,7 +22,7 @@ from ..rollups.maintainer import RollupMaintainer
 from ..settings import AggregatorSettings
 from ..store.clickhouse import Store, StoreError, redact_dsn
 from ..store.retention import apply_raw_retention
-from . import sql_api
+from . import budget_api, sql_api
 from .http_api import HttpApi
 
 log = logging.getLogger(__name__)
@@ -41,22 +45,37 @@ class Aggregator:
             settle_s=settings.rollup_settle_s,
             raw_retention_days=settings.raw_retention_days,
         )
+        self.budgets = self._budget_monitor(settings)
         self.writer = Writer(
             self.store,
             flush_interval_ms=settings.flush_interval_ms,
             flush_max_events=settings.flush_max_events,
             max_pending_events=settings.max_pending_events,
             enrich=enrich or self.pricer.enrich,
-            after_insert=self.rollups.after_insert,
+            after_insert=self._after_insert,
         )
         self.health = health.HealthServicer()
         self.http = HttpApi(settings.http_listen, self.readiness)
         self.http.routes.update(sql_api.routes(self))
+        self.http.routes.update(budget_api.routes(self))
         self._grpc: grpc.Server | None = None
         self.grpc_port = 0
         self._stop = threading.Event()
         self._store_ok = False
         self._store_reason = "not checked yet"
+
+    def _budget_monitor(self, settings: AggregatorSettings) -> BudgetMonitor:
+        # Own session, as the rollups: a budget pass never holds the insert path.
+        store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
+        alerter = Alerter(store, claimant=claimant_id(), targets=targets_from(settings.budget_webhooks),
+                          settle_s=settings.budget_claim_settle_s, lease_s=settings.budget_alert_lease_s,
+                          max_attempts=settings.budget_webhook_max_attempts, timeout_s=settings.budget_webhook_timeout_s)  # fmt: skip
+        return BudgetMonitor(store, interval_s=settings.budget_interval_s, min_interval_s=settings.budget_min_interval_s,
+                             allocation_config_path=settings.allocation_config_path, alerter=alerter)  # fmt: skip
+
+    def _after_insert(self, columns: dict[str, list[Any]]) -> None:
+        self.rollups.after_insert(columns)
+        self.budgets.kick()
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         ready = self._store_ok and self.writer.store_healthy
@@ -74,6 +93,7 @@ class Aggregator:
         self._store_ok, self._store_reason = True, "ok"
         self.writer.start()
         self.rollups.start()
+        self.budgets.start()
         threading.Thread(target=self._refresh_prices, name="chargeback-prices", daemon=True).start()
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.settings.grpc_max_workers, thread_name_prefix="chargeback-grpc"),
@@ -136,6 +156,8 @@ class Aggregator:
         if self._grpc is not None:
             self._grpc.stop(grace_s).wait(grace_s + 1)
         self.writer.stop(drain_timeout_s=grace_s)
+        self.budgets.stop(timeout_s=grace_s)
+        self.budgets.store.close()
         self.rollups.stop(timeout_s=grace_s)
         self.rollups.close()
         self.http.stop()

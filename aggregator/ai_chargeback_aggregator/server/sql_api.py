@@ -48,13 +48,13 @@ Response = tuple[int, str, bytes]
 def routes(aggregator: Aggregator) -> dict[str, Route]:
     settings = aggregator.settings
     return {
-        SQL_PATH: _guarded(settings.sql_token, "SQL endpoint", lambda body: _sql(aggregator, body)),
-        PRICES_PATH: _guarded(settings.admin_token, "price loading", lambda body: _prices(aggregator, body)),
-        REPRICE_PATH: _guarded(settings.admin_token, "reprice", lambda body: _reprice(aggregator, body)),
+        SQL_PATH: guarded(settings.sql_token, "SQL endpoint", lambda body: _sql(aggregator, body)),
+        PRICES_PATH: guarded(settings.admin_token, "price loading", lambda body: _prices(aggregator, body)),
+        REPRICE_PATH: guarded(settings.admin_token, "reprice", lambda body: _reprice(aggregator, body)),
     }
 
 
-def _guarded(token: SecretStr | None, what: str, handler: Callable[[dict[str, Any]], Response]) -> Route:
+def guarded(token: SecretStr | None, what: str, handler: Callable[[dict[str, Any]], Response]) -> Route:
     expected = token.get_secret_value().encode() if token else None
 
     def route(method: str, headers: dict[str, str], body: bytes) -> Response:

@@ -12,7 +12,7 @@ from typing import Any
 from ...periods import day_bounds
 from .handle import Handle
 from .runner import Runner
-from .source import FILTERABLE
+from .source import filter_clause
 from .usage_by import DIMENSIONS, key_expression
 
 DEFAULT_LIMIT = 100
@@ -45,13 +45,14 @@ def _where(handle: Handle, params: dict[str, Any]) -> str:
     column = _RAW.get(handle.by, DIMENSIONS[handle.by][0])
     start, end = day_bounds(handle.first, handle.last)
     params.update({"start": start, "end": end, "key": handle.key})
-    # The report's own filters, as the report applied them: exact equality on the raw value.
-    extra = ""
-    for i, (name, value) in enumerate(handle.filters):
-        if name not in FILTERABLE:
-            raise ValueError(f"handle filters on an unknown dimension {name!r}")
+    # The report's own filters, as the report applied them (the same clause on the raw columns).
+    filters = dict(handle.filters)
+    try:
+        extra = filter_clause(filters, raw=True, prefix="w")
+    except ValueError as exc:
+        raise ValueError(f"handle {exc}") from exc
+    for i, (_, value) in enumerate(sorted(filters.items())):
         params[f"w{i}"] = value
-        extra += f" AND {_RAW.get(name, name)} = {{w{i}:String}}"
     # PREWHERE (before FINAL) only on started_at, the same in every version of an event;
     # the line's key is checked in WHERE, after FINAL picked each event's latest version.
     return (

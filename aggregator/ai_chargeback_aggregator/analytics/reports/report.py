@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,7 +22,7 @@ from .allocation_config import AllocationConfig
 from .handle import Handle
 from .losses import reported_losses
 from .runner import Runner
-from .source import plan
+from .source import RAW_ONLY, plan
 from .usage_by import COLUMNS, DIMENSIONS, render_usage_by
 
 MODES = ("showback", "chargeback")
@@ -73,13 +73,35 @@ def build_report(
     config: AllocationConfig | None = None,
     filters: Mapping[str, str] | None = None,
 ) -> Report:
+    start, end = day_bounds(first, last)
+    return build_window_report(runner, start=start, end=end, by=by, mode=mode, config=config, filters=filters)
+
+
+def build_window_report(
+    runner: Runner,
+    *,
+    start: datetime,
+    end: datetime,
+    by: str,
+    mode: str = "showback",
+    config: AllocationConfig | None = None,
+    filters: Mapping[str, str] | None = None,
+) -> Report:
+    """The report over any window [start, end), e.g. a budget period in its own time zone.
+
+    The same query and arithmetic as ``build_report``; a window of whole UTC days is
+    exactly ``build_report`` of those days. Lines carry drill-down handles only then
+    (a handle addresses UTC days).
+    """
     if mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}")
     if by not in DIMENSIONS:
         raise ValueError(f"--by must be one of {', '.join(DIMENSIONS)}")
     config = config or AllocationConfig()
-    start, end = day_bounds(first, last)
-    source_plan = plan(runner, start, end, filters)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    first, last = start.date(), (end - timedelta(microseconds=1)).date() if end > start else start.date()
+    whole_days = (start, end) == day_bounds(first, last) if end > start else False
+    source_plan = plan(runner, start, end, filters, raw_only=DIMENSIONS[by][0] in RAW_ONLY)
     fee_starts = config.fee_starts() if mode == "chargeback" else []
     sql, params = render_usage_by(source_plan, runner.database, by, fee_starts)
     _, rows = runner.query(sql, params)
@@ -114,10 +136,11 @@ def build_report(
         sources=source_plan.describe(),
         policy=config.describe() if mode == "chargeback" else {"cost_basis": "list price"},
     )  # fmt: skip
+    handles = whole_days
     if mode == "chargeback":
-        _chargeback_lines(report, ordered, first, last, by, filters)
+        _chargeback_lines(report, ordered, first, last, by, filters, handles)
     else:
-        _showback_lines(report, ordered, first, last, by, filters)
+        _showback_lines(report, ordered, first, last, by, filters, handles)
     _unpriced_totals(report, ordered)
     lost, reasons = reported_losses(runner, start, end)
     report.totals["events_lost_reported"] = lost
@@ -129,7 +152,7 @@ def build_report(
     return report
 
 
-def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, str] | None) -> dict[str, Any]:
+def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, str] | None, handles: bool) -> dict[str, Any]:
     return {
         "key": line.key,
         "label": line.label,
@@ -140,14 +163,15 @@ def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, st
         "unpriced_models": line.unpriced_models,
         "flag": UNPRICED_FLAG if line.unpriced_events else "",
         # The filters go into the handle: explain then lists exactly this line's events.
-        "handle": Handle.of(first, last, by, line.key, filters).encode(),
+        "handle": Handle.of(first, last, by, line.key, filters).encode() if handles else "",
     }
 
 
-def _showback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None) -> None:
+def _showback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None,
+                    handles: bool) -> None:  # fmt: skip
     cents, total = round_column([line.list_cost for line in lines])
     for line, c in zip(lines, cents):
-        report.lines.append({**_base(line, first, last, by, filters), "list_cost": money_text(c), "list_cost_exact": str(line.list_cost), "cost_exact": str(line.cost)})
+        report.lines.append({**_base(line, first, last, by, filters, handles), "list_cost": money_text(c), "list_cost_exact": str(line.list_cost), "cost_exact": str(line.cost)})
     report.totals = {
         **_sum_usage(lines),
         "list_cost": money_text(total),
@@ -156,14 +180,15 @@ def _showback_lines(report: Report, lines: list[Line], first: date, last: date, 
     }
 
 
-def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None) -> None:
+def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None,
+                      handles: bool) -> None:  # fmt: skip
     per_line, total = round_lines(lines)
     source = next((line for line in lines if line.gives), None)
     for line, c in zip(lines, per_line):
         moved_cost, moved_fee = line.allocated_exact(source)
         report.lines.append(
             {
-                **_base(line, first, last, by, filters),
+                **_base(line, first, last, by, filters, handles),
                 "model_cost": money_text(c.model_cost),
                 "platform_fee": money_text(c.platform_fee),
                 "allocated_in": money_text(c.allocated_in),

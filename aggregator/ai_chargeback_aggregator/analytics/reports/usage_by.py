@@ -22,6 +22,8 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
     "provider": ("provider", "any(provider)"),
     "consumer": ("consumer_id", "max(consumer_name)"),
     "route": ("route_id", "max(route_name)"),
+    # Raw events only (not a rollup dimension): a report by workload scans its period's events.
+    "workload": ("workload", "any(workload)"),
 }
 MAX_UNPRICED_MODELS = 20
 # Values meaning "nobody": the plugin records a team it could not resolve as 'unattributed'.

@@ -22,7 +22,7 @@ from ..aggregator_client import AggregatorError, open_reader, whole_days
 from ..query_source import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, add_period_options, add_source_options
 from ..render import FORMATS, Report, Section, render
 
-BY = ("team", "tenant", "app", "model", "consumer", "route", "provider")
+BY = ("team", "tenant", "app", "model", "consumer", "route", "provider", "workload")  # workload: read from raw events
 USAGE_COLUMNS = ("events", "input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_tokens")
 SHOWBACK_COLUMNS = ("label", "key", *USAGE_COLUMNS, "list_cost", "list_cost_exact", "cost_exact",
                     "unpriced_events", "unpriced_tokens", "unpriced_models", "flag", "handle")  # fmt: skip

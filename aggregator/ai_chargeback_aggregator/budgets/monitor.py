@@ -1,0 +1,135 @@
+"""The aggregator's budget loop: evaluate every budget in force, show gauges, fire alerts, feed gateways.
+
+Runs on its own thread and its own store session. Every pass reads the
+budgets table (so a loaded file applies without a restart), the allocation
+config (same), and the spend from the reports. A pass runs every
+``interval_s``, and soon after stored inserts (``kick``), at most every
+``min_interval_s``: that spacing is part of the gateway's enforcement
+latency. Every aggregator runs it over the same store and reaches the same
+numbers; alerts are claimed through the store so only one fires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from ..analytics.reports import allocation_config
+from ..analytics.reports.runner import LocalRunner
+from ..store.clickhouse import Store, StoreError
+from . import metrics
+from .alerts import Alerter, alert_for
+from .evaluate import BudgetStatus, evaluate
+from .store import list_budgets
+
+log = logging.getLogger(__name__)
+
+TAKEOVER_SCAN_EVERY_S = 30.0
+
+Listener = Callable[[list[BudgetStatus], datetime], None]
+
+
+def claimant_id() -> str:
+    """Names this aggregator process in alert claims."""
+    return f"{socket.gethostname()}/{os.getpid()}/{time.time_ns() % 10**9:09d}"
+
+
+class BudgetMonitor:
+    def __init__(self, store: Store, *, interval_s: float, min_interval_s: float, allocation_config_path: str = "",
+                 alerter: Alerter | None = None, on_evaluated: Listener | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:  # fmt: skip
+        self.store = store
+        self.interval_s = interval_s
+        self.min_interval_s = min_interval_s
+        self.allocation_config_path = allocation_config_path
+        self.alerter = alerter
+        self.on_evaluated = on_evaluated
+        self.clock = clock
+        self.last_statuses: list[BudgetStatus] = []
+        self.last_error = ""
+        self.passes = 0
+        self._kicked = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_run = 0.0
+        self._last_takeover_scan = float("-inf")
+
+    def kick(self, *_: object) -> None:
+        """New usage was stored: evaluate soon (writer after-insert hook; never blocks, never raises)."""
+        self._kicked.set()
+
+    def run_once(self) -> list[BudgetStatus] | None:
+        """One pass; None when the store could not be read (the previous state stands)."""
+        started = time.perf_counter()
+        at = self.clock()
+        try:
+            runner = LocalRunner(self.store)
+            config = allocation_config.load(self.allocation_config_path)
+            statuses = evaluate(runner, list_budgets(runner), at=at, config=config)
+        except (StoreError, allocation_config.ConfigError, ValueError) as exc:
+            metrics.EVALUATIONS.labels("failed").inc()
+            if str(exc) != self.last_error:
+                log.error("budget evaluation failed; gateways keep the last state: %s", exc)
+            self.last_error = str(exc)
+            return None
+        self.last_error = ""
+        self.passes += 1
+        metrics.EVALUATIONS.labels("ok").inc()
+        metrics.EVALUATION_SECONDS.observe(time.perf_counter() - started)
+        metrics.LAST_EVALUATION.set(time.time())
+        self.last_statuses = statuses
+        metrics.show(
+            ((s.budget.budget_id, s.budget.scope.text(), s.budget.period, s.budget.unit, s.budget.action), float(s.spend),
+             float(s.limit), float(s.utilization), s.period_end.timestamp())
+            for s in statuses
+        )  # fmt: skip
+        if self.on_evaluated is not None:
+            try:
+                self.on_evaluated(statuses, at)
+            except Exception:
+                log.exception("budget state listener failed")
+        if self.alerter is not None:
+            for status in statuses:
+                targets = self.alerter.targets_for(status.budget.notify)
+                for threshold in status.thresholds_crossed:
+                    self.alerter.offer(alert_for(status, threshold, targets, detected_at=at), now=at)
+            if time.monotonic() - self._last_takeover_scan >= TAKEOVER_SCAN_EVERY_S:
+                self._last_takeover_scan = time.monotonic()
+                try:
+                    self.alerter.take_over_stalled()
+                except StoreError as exc:
+                    log.warning("could not scan for stalled alert deliveries: %s", exc)
+        return statuses
+
+    # -- the thread -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.alerter is not None:
+            self.alerter.start()
+        self._thread = threading.Thread(target=self._run, name="chargeback-budgets", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._kicked.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self.alerter is not None:
+            self.alerter.stop(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._kicked.clear()  # before the pass: a kick during it means new data it may not have read
+            self.run_once()
+            self._last_run = time.monotonic()
+            # Wait for the interval, or for a kick, but never run sooner than min_interval_s after the last pass.
+            self._kicked.wait(self.interval_s)
+            if self._stop.is_set():
+                return
+            spacing = self.min_interval_s - (time.monotonic() - self._last_run)
+            if spacing > 0:
+                self._stop.wait(spacing)
