@@ -95,10 +95,9 @@ class Forecast:
         if spend >= limit:
             return cls(None, projected, per_day, "exhausted")
         seconds = (limit - spend) / rate
-        if at + timedelta(seconds=float(seconds)) >= end:
+        if seconds >= Decimal(str((end - at).total_seconds())):  # compared first: a far-off date may not fit a datetime
             return cls(None, projected, per_day, "holds this period")
-        exhausts = at + timedelta(seconds=float(seconds))
-        return cls(exhausts, projected, per_day, "exhausts before the period ends")
+        return cls(at + timedelta(seconds=float(seconds)), projected, per_day, "exhausts before the period ends")
 
 
 @dataclass
