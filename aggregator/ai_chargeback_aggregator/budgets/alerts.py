@@ -42,6 +42,7 @@ from typing import Any
 from ..analytics.reports.runner import Runner
 from ..store.clickhouse import Store, StoreError
 from . import metrics
+from .definitions import decimal_text
 from .evaluate import BudgetStatus
 from .webhooks import Attempt, Target, send
 
@@ -59,7 +60,7 @@ TAKEOVER_HORIZON_DAYS = 40
 
 def alert_id(budget_id: str, period_start: datetime, threshold: Decimal, limit: Decimal) -> str:
     """Names one firing: this budget, this period, this threshold of this limit (a raised limit fires anew)."""
-    key = f"{budget_id}|{period_start.astimezone(UTC).isoformat()}|{threshold.normalize()}|{limit.normalize()}"
+    key = f"{budget_id}|{period_start.astimezone(UTC).isoformat()}|{decimal_text(threshold)}|{decimal_text(limit)}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -216,8 +217,8 @@ def alert_history(runner: Runner, budget_ids: Sequence[str], since: datetime) ->
         entry = by_alert.get(identifier)
         if entry is None:
             entry = by_alert[identifier] = {
-                "alert_id": identifier, "period_start": _iso(period_start), "threshold_percent": str(Decimal(threshold).normalize()),
-                "limit": str(Decimal(limit).normalize()), "spend_at_firing": str(Decimal(spend).normalize()),
+                "alert_id": identifier, "period_start": _iso(period_start), "threshold_percent": decimal_text(Decimal(threshold)),
+                "limit": decimal_text(Decimal(limit)), "spend_at_firing": decimal_text(Decimal(spend)),
                 "fired_at": _iso(first_claimed), "deliveries": {name: {"state": "pending"} for name in targets},
             }  # fmt: skip
             result.setdefault(str(budget_id), []).append(entry)
@@ -260,6 +261,7 @@ class Alerter:
         self._offered: dict[str, datetime] = {}  # alert id -> period end (forgotten after it)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._busy = False
 
     def targets_for(self, notify: Sequence[str]) -> tuple[str, ...]:
         return tuple(notify) if notify else tuple(sorted(self.targets))
@@ -300,9 +302,9 @@ class Alerter:
             self._thread.join(timeout_s)
 
     def idle(self) -> bool:
-        """Nothing queued (tests wait for this)."""
+        """Nothing queued or running (tests wait for this)."""
         with self._wake:
-            return not self._jobs
+            return not self._jobs and not self._busy
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -312,6 +314,7 @@ class Alerter:
                     self._wake.wait(max(min(delay, 1.0), 0.0))
                     continue
                 job = heapq.heappop(self._jobs)
+                self._busy = True
             try:
                 self._do(job)
             except StoreError as exc:
@@ -321,6 +324,9 @@ class Alerter:
                                     job.target, job.attempts))  # fmt: skip
             except Exception:
                 log.exception("budget alert %s: %s step failed", job.alert.alert_id, job.kind)
+            finally:
+                with self._wake:
+                    self._busy = False
 
     def _do(self, job: _Job) -> None:
         if job.kind == "claim":
@@ -373,7 +379,7 @@ class Alerter:
                                error=outcome.error, next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay),
                                deliverer=self.claimant)  # fmt: skip
             metrics.WEBHOOK_DELIVERIES.labels(name, "retry").inc()
-            log.warning("budget alert %s to %s failed (attempt %d: %s); retrying in %.0f s", alert.alert_id, name, attempts,
+            log.warning("budget alert %s to %s failed (attempt %d: %s); retrying in %.1f s", alert.alert_id, name, attempts,
                         outcome.error, delay)  # fmt: skip
             with self._wake:
                 self._push(_Job(time.monotonic() + delay, next(self._seq), "send", alert, job.claim_round, name, attempts))

@@ -133,11 +133,17 @@ class Budget:
     def describe(self) -> dict[str, Any]:
         return {
             "budget_id": self.budget_id, "scope": self.scope.to_dict(), "period": self.period, "timezone": self.timezone,
-            "amount": str(self.amount), "unit": self.unit, "cost_basis": self.cost_basis,
-            "thresholds": [str(t) for t in self.thresholds], "action": self.action, "notify": list(self.notify),
+            "amount": decimal_text(self.amount), "unit": self.unit, "cost_basis": self.cost_basis,
+            "thresholds": [decimal_text(t) for t in self.thresholds], "action": self.action, "notify": list(self.notify),
             "effective_from": self.effective_from.isoformat(),
             "effective_to": self.effective_to.isoformat() if self.effective_to else None, "note": self.note,
         }  # fmt: skip
+
+
+def decimal_text(value: Decimal) -> str:
+    """Plain text of an amount or percent without padding zeros: 10000.000000000 -> '10000', 2.50 -> '2.5'."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 # -- files ----------------------------------------------------------------------
@@ -311,7 +317,7 @@ def _thresholds(value: Any, errors: list[str]) -> tuple[Decimal, ...] | None:
         if isinstance(exponent, int) and -exponent > 4:
             errors.append("thresholds: at most 4 decimals")
             return None
-        found.append(number.normalize() if number != number.to_integral_value() else number.quantize(Decimal(1)))
+        found.append(Decimal(decimal_text(number)))
     if len(set(found)) != len(found):
         errors.append("thresholds: a percent appears twice")
         return None

@@ -31,7 +31,7 @@ from typing import Any
 from ..analytics.reports.allocation_config import AllocationConfig
 from ..analytics.reports.report import Report, build_window_report
 from ..analytics.reports.runner import Runner
-from .definitions import OWNER_DIMENSIONS, Budget
+from .definitions import OWNER_DIMENSIONS, Budget, decimal_text
 from .periods import period_label, period_window
 
 # Budget scope dimension -> report --by dimension / report filter.
@@ -152,7 +152,7 @@ class BudgetStatus:
             "limit": _amount(self.limit, self.budget.unit),
             "utilization_percent": str((self.utilization * HUNDRED).quantize(Decimal("0.01"))),
             "state": self.state,
-            "thresholds_crossed": [str(t) for t in self.thresholds_crossed],
+            "thresholds_crossed": [decimal_text(t) for t in self.thresholds_crossed],
             "events": self.events,
             "unpriced_events": self.unpriced_events,
             "unpriced_models": self.unpriced_models,

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..analytics.reports.runner import Runner
 from ..store.clickhouse import Store
-from .definitions import Budget, Scope
+from .definitions import Budget, Scope, decimal_text
 
 TABLE = "budgets"
 _COLUMNS = (
@@ -86,4 +86,4 @@ def _row(b: Budget, now: datetime, version: int, *, deleted: bool) -> list[Any]:
 
 def _exact(value: Decimal) -> Decimal:
     """Drop the column's padding zeros: 10000.000000000 -> 10000, 2.500000000 -> 2.5."""
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+    return Decimal(decimal_text(value))
