@@ -11,7 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import generate_latest
 from support.seed import Seed, usage_event
 from support.webhook_receiver import WebhookReceiver

@@ -91,7 +91,7 @@ class Forecast:
             return cls(None, spend, Decimal(0), "no spend yet")
         rate = spend / elapsed  # per second
         projected = spend * length / elapsed
-        per_day = rate * 86400
+        per_day = spend * 86400 / elapsed
         if spend >= limit:
             return cls(None, projected, per_day, "exhausted")
         seconds = (limit - spend) / rate

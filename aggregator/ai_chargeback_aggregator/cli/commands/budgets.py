@@ -32,10 +32,10 @@ LIST_COLUMNS = ("budget_id", "scope", "period", "timezone", "amount", "unit", "c
                 "effective_from", "effective_to", "note", "loaded_from")  # fmt: skip
 LIST_TABLE = ("budget_id", "scope", "period", "timezone", "amount", "unit", "action", "thresholds", "effective_from", "effective_to")
 STATUS_COLUMNS = ("budget_id", "scope", "period_label", "timezone", "action", "unit", "spend", "limit", "utilization_percent",
-                  "state", "thresholds_crossed", "resets_at", "exhausts_at", "projected_spend", "run_rate_per_day",
+                  "state", "thresholds_crossed", "resets_at", "forecast", "exhausts_at", "projected_spend", "run_rate_per_day",
                   "events", "unpriced_events", "alerts", "handle")  # fmt: skip
 STATUS_TABLE = ("budget_id", "scope", "period_label", "spend", "limit", "utilization_percent", "state", "resets_at",
-                "exhausts_at", "alerts")  # fmt: skip
+                "forecast", "alerts")  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -186,6 +186,8 @@ def _status_row(d: dict[str, Any]) -> dict[str, Any]:
         "scope": ", ".join(f"{k}={v}" for k, v in d["scope"].items()),
         "thresholds_crossed": ", ".join(d["thresholds_crossed"]),
         "exhausts_at": d["forecast"]["exhausts_at"] or "",
+        "forecast": f"exhausted by {d['forecast']['exhausts_at']}" if d["forecast"]["exhausts_at"]
+                    else f"{d['forecast']['verdict']} (projected {d['forecast']['projected_spend']})",
         "projected_spend": d["forecast"]["projected_spend"],
         "run_rate_per_day": d["forecast"]["run_rate_per_day"],
         "alerts": "; ".join(alerts),
