@@ -50,6 +50,9 @@ class PluginConfig:
     max_body_bytes: int
     route_id: str
     service_id: str
+    budget_enforcement: bool
+    budget_fail_mode: str
+    budget_state_max_age_s: int
 
     @property
     def trust_headers(self) -> bool:
@@ -104,6 +107,9 @@ class PluginConfig:
             max_body_bytes=int(get("max_body_bytes")),
             route_id=_entity_id(data.get("route_id")),
             service_id=_entity_id(data.get("service_id")),
+            budget_enforcement=bool(get("budget_enforcement")),
+            budget_fail_mode=get("budget_fail_mode"),
+            budget_state_max_age_s=int(get("budget_state_max_age_s")),
         )
 
 

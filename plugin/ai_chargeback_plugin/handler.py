@@ -33,6 +33,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from . import budgets
 from .config import PluginConfig
 from .identity import resolve
 from .meter import build_event
@@ -60,9 +61,11 @@ class Plugin:
         # Runs under kong-pdk's global instance lock: keep it cheap, never block.
         self.config: PluginConfig | None = None
         self.sender: EventSender | None = None
+        self.budgets: budgets.BudgetGate | None = None
         try:
             self.config = PluginConfig.from_kong(config)
             self.sender = sender_for(self.config.sender)
+            self.budgets = budgets.gate_for(self.config)
         except Exception:
             log.exception("ai-chargeback: invalid config; this instance will not meter")
 
@@ -75,6 +78,9 @@ class Plugin:
             log.exception("ai-chargeback: access phase failed; request continues unmetered-by-body")
 
     def _access(self, kong: Any, config: PluginConfig) -> None:
+        verdict = self.budgets.check(kong) if self.budgets is not None else None  # budgets.md: 0 PDK calls unless one is exhausted
+        if verdict is not None and verdict.refused:
+            return
         mode = config.usage_capture
         if mode == "ai_proxy":
             return
@@ -92,6 +98,8 @@ class Plugin:
             estimate_prompt=mode == "estimate", estimate_streaming_prompt=mode == "auto",
             max_body_bytes=config.max_body_bytes,
         )  # fmt: skip
+        if verdict is not None and verdict.pending is not None and self.budgets.check(kong, facts, verdict.pending).refused:  # type: ignore[union-attr]
+            return
         buffer = mode == "buffered" or (mode == "auto" and not facts.streaming)
         if new_body is not None:
             kong.service.request.set_raw_body(new_body)
@@ -118,6 +126,9 @@ class Plugin:
         if usage.source.value == "none" and usage.note != "not-proxied":
             sender.counters.usage_parse_failures += 1
         event = build_event(serialized, resolve(serialized, config), usage, facts, config)
+        budgets.annotate(event, serialized)
+        if self.budgets is not None:
+            self.budgets.learn(serialized)
         sender.offer(event)
 
     def _usage(self, kong: Any, config: PluginConfig, serialized: Mapping[str, Any], facts: RequestFacts | None,

@@ -19,6 +19,7 @@ PRIORITY = 760
 
 IDENTITY_SOURCES = ("consumer", "route_tags", "service_tags", "headers")
 USAGE_CAPTURE_MODES = ("auto", "ai_proxy", "buffered", "estimate")
+BUDGET_FAIL_MODES = ("open", "closed")
 PROVIDERS = (
     "auto", "openai", "azure", "anthropic", "gemini", "vertex", "bedrock", "cohere", "mistral", "ollama",
     "openai-compatible",
@@ -93,6 +94,17 @@ Schema: list[dict[str, Any]] = [
     {"flush_interval_ms": _integer(1000, 10, 60_000)},
     {"spool_dir": _string("/tmp/ai-chargeback-spool", description="durable spool for events the aggregator has not acked")},
     {"spool_max_bytes": _integer(256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024)},
+    # -- budgets (docs/budgets.md) --
+    {"budget_enforcement": {**_boolean(False),
+        "description": "refuse requests in scopes over an enforced budget (HTTP 429); costs one PDK call only while one is exhausted",
+    }},
+    {"budget_fail_mode": _string("open", one_of=list(BUDGET_FAIL_MODES),
+        description="with no budget state, or one older than budget_state_max_age_s: open lets requests through, "
+                    "closed refuses those an enforced budget covers (HTTP 503)",
+    )},
+    {"budget_state_max_age_s": {**_integer(300, 0, 86_400),
+        "description": "how long the last budget state is followed without news from an aggregator (0: for ever)",
+    }},
 ]  # fmt: skip
 
 

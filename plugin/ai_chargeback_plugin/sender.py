@@ -35,6 +35,7 @@ import grpc
 
 from ai_chargeback_proto import pb, pb_grpc
 
+from .channel import open_channel
 from .config import SenderConfig
 from .ids import uuid7
 from .spool import MemorySpool, RecordKey, Spool, SpoolFull, open_spool
@@ -283,14 +284,7 @@ class EventSender:
         return True
 
     def _open_channel(self, address: str) -> grpc.Channel:
-        options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)]
-        if not self.config.aggregator_tls:
-            return grpc.insecure_channel(address, options=options)
-        config = self.config
-        root, key, chain = (_read(path) for path in (config.aggregator_ca_cert_path, config.aggregator_client_key_path,
-                                                     config.aggregator_client_cert_path))  # fmt: skip
-        credentials = grpc.ssl_channel_credentials(root_certificates=root, private_key=key, certificate_chain=chain)
-        return grpc.secure_channel(address, credentials, options=options)
+        return open_channel(self.config, address)
 
     def _on_ack(self, ack: pb.BatchAck) -> None:
         with self._lock:
@@ -344,13 +338,6 @@ class EventSender:
         if self._channel is not None:
             self._channel.close()
         self._spool.close()
-
-
-def _read(path: str) -> bytes | None:
-    if not path:
-        return None
-    with open(path, "rb") as handle:
-        return handle.read()
 
 
 _senders: dict[SenderConfig, EventSender] = {}

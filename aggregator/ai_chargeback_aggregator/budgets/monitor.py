@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 TAKEOVER_SCAN_EVERY_S = 30.0
 
-Listener = Callable[[list[BudgetStatus], datetime], None]
+# Gets every successful pass: its statuses and when (time.monotonic()) it began reading the store.
+Listener = Callable[[list[BudgetStatus], float], None]
 
 
 def claimant_id() -> str:
@@ -66,6 +67,7 @@ class BudgetMonitor:
     def run_once(self) -> list[BudgetStatus] | None:
         """One pass; None when the store could not be read (the previous state stands)."""
         started = time.perf_counter()
+        began = time.monotonic()
         at = self.clock()
         try:
             runner = LocalRunner(self.store)
@@ -90,7 +92,7 @@ class BudgetMonitor:
         )  # fmt: skip
         if self.on_evaluated is not None:
             try:
-                self.on_evaluated(statuses, at)
+                self.on_evaluated(statuses, began)
             except Exception:
                 log.exception("budget state listener failed")
         if self.alerter is not None:

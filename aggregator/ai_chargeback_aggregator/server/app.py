@@ -13,8 +13,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ai_chargeback_proto import pb, pb_grpc
 
 from ..budgets.alerts import Alerter
+from ..budgets.evaluate import BudgetStatus
+from ..budgets.feed_state import enforced_state
 from ..budgets.monitor import BudgetMonitor, claimant_id
 from ..budgets.webhooks import targets_from
+from ..ingest.budget_feed import BudgetFeed
 from ..ingest.service import IngestService
 from ..ingest.writer import Enricher, Writer
 from ..pricing.pricer import Pricer
@@ -45,6 +48,9 @@ class Aggregator:
             settle_s=settings.rollup_settle_s,
             raw_retention_days=settings.raw_retention_days,
         )
+        self.instance_id = claimant_id()
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        self.budget_feed = BudgetFeed(auth_token=token, heartbeat_s=settings.budget_feed_heartbeat_s, aggregator_id=self.instance_id)
         self.budgets = self._budget_monitor(settings)
         self.writer = Writer(
             self.store,
@@ -67,11 +73,15 @@ class Aggregator:
     def _budget_monitor(self, settings: AggregatorSettings) -> BudgetMonitor:
         # Own session, as the rollups: a budget pass never holds the insert path.
         store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
-        alerter = Alerter(store, claimant=claimant_id(), targets=targets_from(settings.budget_webhooks),
+        alerter = Alerter(store, claimant=self.instance_id, targets=targets_from(settings.budget_webhooks),
                           settle_s=settings.budget_claim_settle_s, lease_s=settings.budget_alert_lease_s,
                           max_attempts=settings.budget_webhook_max_attempts, timeout_s=settings.budget_webhook_timeout_s)  # fmt: skip
         return BudgetMonitor(store, interval_s=settings.budget_interval_s, min_interval_s=settings.budget_min_interval_s,
-                             allocation_config_path=settings.allocation_config_path, alerter=alerter)  # fmt: skip
+                             allocation_config_path=settings.allocation_config_path, alerter=alerter,
+                             on_evaluated=self._publish_budgets)  # fmt: skip
+
+    def _publish_budgets(self, statuses: list[BudgetStatus], began: float) -> None:
+        self.budget_feed.publish(enforced_state(statuses, aggregator_id=self.instance_id), evaluated_at=began)
 
     def _after_insert(self, columns: dict[str, list[Any]]) -> None:
         self.rollups.after_insert(columns)
@@ -108,6 +118,7 @@ class Aggregator:
                           store=self.store),
             server,
         )
+        pb_grpc.add_BudgetFeedServicer_to_server(self.budget_feed, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         self.grpc_port = server.add_secure_port(self.settings.grpc_listen, self._credentials()) if self._tls() else server.add_insecure_port(self.settings.grpc_listen)
         if not self.grpc_port:
@@ -153,6 +164,7 @@ class Aggregator:
         """Graceful: refuse new streams, let in-flight batches finish and flush, then close."""
         self._stop.set()
         self._set_serving(False)
+        self.budget_feed.close()  # budget streams would otherwise hold the grace period
         if self._grpc is not None:
             self._grpc.stop(grace_s).wait(grace_s + 1)
         self.writer.stop(drain_timeout_s=grace_s)

@@ -33,6 +33,8 @@ class PolicyOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POLICY_OUTCOME_REJECTED_AUTH: _ClassVar[PolicyOutcome]
     POLICY_OUTCOME_RATE_LIMITED: _ClassVar[PolicyOutcome]
     POLICY_OUTCOME_REJECTED_OTHER: _ClassVar[PolicyOutcome]
+    POLICY_OUTCOME_BUDGET_EXCEEDED: _ClassVar[PolicyOutcome]
+    POLICY_OUTCOME_BUDGET_UNVERIFIED: _ClassVar[PolicyOutcome]
 IDENTITY_SOURCE_UNSPECIFIED: IdentitySource
 IDENTITY_SOURCE_CONSUMER: IdentitySource
 IDENTITY_SOURCE_ROUTE_TAG: IdentitySource
@@ -51,6 +53,8 @@ POLICY_OUTCOME_UPSTREAM_ERROR: PolicyOutcome
 POLICY_OUTCOME_REJECTED_AUTH: PolicyOutcome
 POLICY_OUTCOME_RATE_LIMITED: PolicyOutcome
 POLICY_OUTCOME_REJECTED_OTHER: PolicyOutcome
+POLICY_OUTCOME_BUDGET_EXCEEDED: PolicyOutcome
+POLICY_OUTCOME_BUDGET_UNVERIFIED: PolicyOutcome
 
 class UsageEvent(_message.Message):
     __slots__ = ("event_id", "kong_request_id", "started_at_unix_ms", "observed_at_unix_ms", "gateway_node", "tenant", "tenant_source", "team", "team_source", "app", "app_source", "workload", "workload_source", "unattributed_reason", "identity_conflicts", "consumer_id", "consumer_username", "consumer_custom_id", "credential_fingerprint", "client_ip", "trace_id", "route_id", "route_name", "service_id", "service_name", "provider", "api_family", "requested_model", "served_model", "input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_tokens", "billable_extras", "usage_source", "usage_note", "streaming", "service_tier", "latency_total_ms", "latency_upstream_ms", "latency_gateway_ms", "http_status", "upstream_tries", "client_retry_count", "policy_outcome", "tags")
@@ -243,3 +247,73 @@ class BatchAck(_message.Message):
     rejected: _containers.RepeatedCompositeFieldContainer[EventRejection]
     detail: str
     def __init__(self, batch_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchAck.Status, str]] = ..., events_stored: _Optional[int] = ..., events_duplicate: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[EventRejection, _Mapping]]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class BudgetScope(_message.Message):
+    __slots__ = ("tenant", "team", "app", "workload", "consumer_id", "provider", "model")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    WORKLOAD_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    team: str
+    app: str
+    workload: str
+    consumer_id: str
+    provider: str
+    model: str
+    def __init__(self, tenant: _Optional[str] = ..., team: _Optional[str] = ..., app: _Optional[str] = ..., workload: _Optional[str] = ..., consumer_id: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ...) -> None: ...
+
+class EnforcedBudget(_message.Message):
+    __slots__ = ("budget_id", "scope", "period", "period_label", "timezone", "unit", "limit", "spend", "exhausted", "period_start_unix_ms", "resets_at_unix_ms")
+    BUDGET_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_LABEL_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SPEND_FIELD_NUMBER: _ClassVar[int]
+    EXHAUSTED_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    RESETS_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    budget_id: str
+    scope: BudgetScope
+    period: str
+    period_label: str
+    timezone: str
+    unit: str
+    limit: str
+    spend: str
+    exhausted: bool
+    period_start_unix_ms: int
+    resets_at_unix_ms: int
+    def __init__(self, budget_id: _Optional[str] = ..., scope: _Optional[_Union[BudgetScope, _Mapping]] = ..., period: _Optional[str] = ..., period_label: _Optional[str] = ..., timezone: _Optional[str] = ..., unit: _Optional[str] = ..., limit: _Optional[str] = ..., spend: _Optional[str] = ..., exhausted: _Optional[bool] = ..., period_start_unix_ms: _Optional[int] = ..., resets_at_unix_ms: _Optional[int] = ...) -> None: ...
+
+class BudgetState(_message.Message):
+    __slots__ = ("version", "evaluated_age_ms", "budgets", "model_snapshot_pattern", "aggregator_id", "evaluated", "heartbeat", "sent_at_unix_ms")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EVALUATED_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SNAPSHOT_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    evaluated_age_ms: int
+    budgets: _containers.RepeatedCompositeFieldContainer[EnforcedBudget]
+    model_snapshot_pattern: str
+    aggregator_id: str
+    evaluated: bool
+    heartbeat: bool
+    sent_at_unix_ms: int
+    def __init__(self, version: _Optional[str] = ..., evaluated_age_ms: _Optional[int] = ..., budgets: _Optional[_Iterable[_Union[EnforcedBudget, _Mapping]]] = ..., model_snapshot_pattern: _Optional[str] = ..., aggregator_id: _Optional[str] = ..., evaluated: _Optional[bool] = ..., heartbeat: _Optional[bool] = ..., sent_at_unix_ms: _Optional[int] = ...) -> None: ...
+
+class WatchBudgetsRequest(_message.Message):
+    __slots__ = ("sender_id",)
+    SENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    sender_id: str
+    def __init__(self, sender_id: _Optional[str] = ...) -> None: ...

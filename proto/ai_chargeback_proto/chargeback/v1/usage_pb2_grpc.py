@@ -97,3 +97,77 @@ class UsageIngest:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class BudgetFeedStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.WatchBudgets = channel.unary_stream(
+                '/chargeback.v1.BudgetFeed/WatchBudgets',
+                request_serializer=chargeback_dot_v1_dot_usage__pb2.WatchBudgetsRequest.SerializeToString,
+                response_deserializer=chargeback_dot_v1_dot_usage__pb2.BudgetState.FromString,
+                _registered_method=True)
+
+
+class BudgetFeedServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def WatchBudgets(self, request, context):
+        """The current state at once, then on every change, and at least every
+        heartbeat interval (CHARGEBACK_BUDGET_FEED_HEARTBEAT_S) while unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_BudgetFeedServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'WatchBudgets': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBudgets,
+                    request_deserializer=chargeback_dot_v1_dot_usage__pb2.WatchBudgetsRequest.FromString,
+                    response_serializer=chargeback_dot_v1_dot_usage__pb2.BudgetState.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'chargeback.v1.BudgetFeed', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('chargeback.v1.BudgetFeed', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class BudgetFeed:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def WatchBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/chargeback.v1.BudgetFeed/WatchBudgets',
+            chargeback_dot_v1_dot_usage__pb2.WatchBudgetsRequest.SerializeToString,
+            chargeback_dot_v1_dot_usage__pb2.BudgetState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -1,7 +1,7 @@
 -- reconcile_gateway: the gateway's side of a provider-bill reconciliation.
 -- Usage and cost per UTC day x provider x billed model x identity, from raw
 -- events read with FINAL (each request once). Providers bill what reached
--- them, so requests Kong answered itself (auth, rate limit) are not counted
+-- them, so requests Kong answered itself (auth, rate limit, budget) are not counted
 -- as requests; their tokens are zero anyway. Cost is the contracted cost the
 -- pricer computed (cost_total), compared with what the provider billed.
 --
@@ -27,7 +27,7 @@ SELECT
     consumer_custom_id,
     credential_fingerprint,
     currency,
-    countIf(policy_outcome NOT IN ('rejected_auth', 'rate_limited', 'rejected_other')) AS requests,
+    countIf(policy_outcome NOT IN ('rejected_auth', 'rate_limited', 'rejected_other', 'budget_exceeded', 'budget_unverified')) AS requests,
     sum(input_tokens) AS input_sum,
     sum(cached_input_tokens) AS cached_sum,
     sum(cache_write_input_tokens) AS cache_write_sum,
