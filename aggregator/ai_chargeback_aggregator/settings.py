@@ -75,10 +75,12 @@ class AggregatorSettings(BaseSettings):
     # Chargeback policy (platform fee, unattributed usage, FOCUS billing account): one YAML file.
     allocation_config_path: str = ""
 
-    # Budgets (aggregator/budgets, docs/budgets.md). Evaluated every budget_interval_s, and after
-    # stored inserts at most every budget_min_interval_s (the gateway's enforcement latency).
+    # Budgets (aggregator/budgets, docs/budgets.md). Evaluated every budget_interval_s; sooner after
+    # usage is stored (here at once, by another aggregator within budget_poll_s), at most every
+    # budget_min_interval_s: part of the gateways' enforcement latency.
     budget_interval_s: float = Field(default=10.0, gt=0)
     budget_min_interval_s: float = Field(default=1.0, ge=0)
+    budget_poll_s: float = Field(default=0.5, gt=0)
     # Alert claims: how long a claimant waits before reading who claimed first (the
     # double-firing bound), and how long a delivery may go silent before it is taken over.
     budget_claim_settle_s: float = Field(default=2.0, ge=0)

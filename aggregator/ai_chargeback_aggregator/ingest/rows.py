@@ -86,7 +86,7 @@ def events_to_columns(events: Sequence[pb.UsageEvent], sender_ids: Sequence[str]
 
 
 # What the pricer and the rollup maintainer read, for inserts where ClickHouse builds the row.
-KEY_COLUMNS = ("provider", "served_model", "requested_model", "service_tier", "tenant", "started_at", "input_tokens")
+KEY_COLUMNS = ("provider", "served_model", "requested_model", "service_tier", "tenant", "started_at", "input_tokens", "policy_outcome")
 
 
 def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, list[Any]]:
@@ -98,4 +98,5 @@ def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, list[Any]]:
         "tenant": [e.tenant for e in events],
         "started_at": [_ts(e.started_at_unix_ms) for e in events],
         "input_tokens": [e.input_tokens for e in events],
+        "policy_outcome": [_OUTCOME[e.policy_outcome] for e in events],  # the pricer does not bill what the gateway refused
     }

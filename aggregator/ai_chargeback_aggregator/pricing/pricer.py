@@ -27,9 +27,10 @@ from ..store.clickhouse import Store
 from .catalog import CatalogMatch, TokenTiers, catalog_version, lookup, normalize_tier
 from .override_store import list_overrides
 from .overrides import Override, best
-from .rates import CATALOG_SOURCE, PRICE_COLUMNS, Price, Rates, Schedule, Tiers
+from .rates import CATALOG_SOURCE, NOT_BILLED_OUTCOMES, PRICE_COLUMNS, Price, Rates, Schedule, Tiers
 
 log = logging.getLogger(__name__)
+NOT_BILLED = Price.not_billed()
 
 CACHE_CAPACITY = 100_000  # price keys; a day's worth for a large fleet, cleared when exceeded
 CATALOG_CACHE_CAPACITY = 8192
@@ -101,10 +102,14 @@ class Pricer:
         cache = state.cache
         prices: list[Price] = []
         append = prices.append
-        for provider, served, requested, tier, tenant, started, input_tokens in zip(
+        not_billed = NOT_BILLED
+        for provider, served, requested, tier, tenant, started, input_tokens, outcome in zip(
             columns["provider"], columns["served_model"], columns["requested_model"], columns["service_tier"],
-            columns["tenant"], columns["started_at"], columns["input_tokens"],
+            columns["tenant"], columns["started_at"], columns["input_tokens"], columns["policy_outcome"],
         ):  # fmt: skip
+            if outcome in NOT_BILLED_OUTCOMES:
+                append(not_billed)
+                continue
             key = (provider, served or requested, tier, tenant, started.date())
             schedule = cache.get(key)
             if schedule is None:

@@ -19,6 +19,11 @@ PRICED = "priced"
 UNPRICED = "unpriced"
 CATALOG_SOURCE = "catalog"
 OVERRIDE_PREFIX = "override:"
+# Requests the gateway answered itself (an auth plugin, a rate limit, a budget): no provider
+# saw them, so there is nothing to bill and no price to look up. Priced at zero with this
+# source, never repriced, and outside the per-request platform fee.
+NOT_BILLED_SOURCE = "not-billed:answered-by-gateway"
+NOT_BILLED_OUTCOMES: tuple[str, ...] = ("rejected_auth", "rate_limited", "rejected_other", "budget_exceeded", "budget_unverified")
 
 # Half-hour slots: the finest time-of-day boundary in the catalog (off-peak prices).
 SLOTS_PER_DAY = 48
@@ -100,6 +105,11 @@ class Price:
     def unpriced(cls, *, tier: str, model_id: str) -> Price:
         zero = Rates.zero().as_tuple()
         return cls(*zero, *zero, UNPRICED, tier, "", "", "", model_id)
+
+    @classmethod
+    def not_billed(cls) -> Price:
+        zero = Rates.zero().as_tuple()
+        return cls(*zero, *zero, PRICED, "", NOT_BILLED_SOURCE, NOT_BILLED_SOURCE, "", "")
 
     @property
     def rates(self) -> Rates:

@@ -34,7 +34,7 @@ from ..rollups.maintainer import RollupMaintainer, hour_of
 from ..store.clickhouse import Store
 from .catalog import catalog_version
 from .pricer import Pricer, price_rows
-from .rates import LIST_RATE_COLUMNS, PROVENANCE_COLUMNS, RATE_COLUMNS, SLOTS_PER_DAY
+from .rates import LIST_RATE_COLUMNS, NOT_BILLED_OUTCOMES, PROVENANCE_COLUMNS, RATE_COLUMNS, SLOTS_PER_DAY
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,12 @@ class RepriceResult:
         return {k: (str(v) if isinstance(v, (Decimal, date)) else v) for k, v in data.items()}
 
 
+# Requests the gateway answered itself keep their not-billed price: never looked up, never repriced.
 KEYS_SQL = """
 SELECT provider, billing_model, service_tier, tenant, toDate(started_at) AS day
 FROM {db:Identifier}.usage_events FINAL
 PREWHERE started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')}
+WHERE policy_outcome NOT IN {not_billed:Array(String)}
 GROUP BY provider, billing_model, service_tier, tenant, day
 """
 
@@ -119,6 +121,7 @@ FROM (
               toUInt8(intDiv(toHour(started_at) * 3600 + toMinute(started_at) * 60 + toSecond(started_at), 1800)), 0) AS key_slot
     FROM {{db:Identifier}}.usage_events FINAL
     PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}
+    WHERE policy_outcome NOT IN {{not_billed:Array(String)}}
 ) AS e
 ASOF INNER JOIN (
     SELECT * FROM {{db:Identifier}}.reprice_rates WHERE run_id = {{run:String}}
@@ -159,7 +162,8 @@ def reprice(
         _, before = store.query(TOTALS_SQL, {"db": db, "start": start, "end": end}, read_only=False)
         slotted = _write_rates(store, pricer, run_id, start, end)
         _, cols = store.query(WRITABLE_COLUMNS_SQL, {"db": db}, read_only=False)
-        store.command(render_reinsert([c for (c,) in cols]), {"db": db, "run": run_id, "start": start, "end": end, "slotted": slotted})
+        store.command(render_reinsert([c for (c,) in cols]), {"db": db, "run": run_id, "start": start, "end": end, "slotted": slotted,
+                                                              "not_billed": list(NOT_BILLED_OUTCOMES)})  # fmt: skip
         _, counted = store.query(COUNT_SQL, {"db": db, "run": run_id}, read_only=False)
         _, hours = store.query(TOUCHED_HOURS_SQL, {"db": db, "run": run_id}, read_only=False)
         touched = [hour_of(h.replace(tzinfo=UTC) if h.tzinfo is None else h) for (h,) in hours]
@@ -184,7 +188,8 @@ def reprice(
 
 def _write_rates(store: Store, pricer: Pricer, run_id: str, start: datetime, end: datetime) -> list[tuple[str, str]]:
     """Resolve every price key in range into reprice_rates; returns the time-of-day (provider, model) pairs."""
-    _, keys = store.query(KEYS_SQL, {"db": store.database, "start": start, "end": end}, read_only=False)
+    _, keys = store.query(KEYS_SQL, {"db": store.database, "start": start, "end": end, "not_billed": list(NOT_BILLED_OUTCOMES)},
+                          read_only=False)  # fmt: skip
     schedules = [(key, pricer.schedule(*key)) for key in keys]
     # Events of a time-of-day model look up their half-hour slot, so every key of
     # that model needs a row per slot, even on a day its price does not vary.

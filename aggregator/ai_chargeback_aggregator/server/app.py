@@ -77,7 +77,7 @@ class Aggregator:
                           settle_s=settings.budget_claim_settle_s, lease_s=settings.budget_alert_lease_s,
                           max_attempts=settings.budget_webhook_max_attempts, timeout_s=settings.budget_webhook_timeout_s)  # fmt: skip
         return BudgetMonitor(store, interval_s=settings.budget_interval_s, min_interval_s=settings.budget_min_interval_s,
-                             allocation_config_path=settings.allocation_config_path, alerter=alerter,
+                             poll_s=settings.budget_poll_s, allocation_config_path=settings.allocation_config_path, alerter=alerter,
                              on_evaluated=self._publish_budgets)  # fmt: skip
 
     def _publish_budgets(self, statuses: list[BudgetStatus], began: float) -> None:

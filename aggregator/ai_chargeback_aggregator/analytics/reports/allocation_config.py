@@ -5,7 +5,7 @@ CHARGEBACK_ALLOCATION_CONFIG_PATH, or ``--config``)::
 
     platform_fee:                 # policy overhead, reported apart from model cost
       - effective_from: 2026-01-01
-        per_request_usd: "0.0004"  # on every metered request
+        per_request_usd: "0.0004"  # on every metered request a provider saw (not those the gateway refused)
         uplift_percent: "3"        # on the model cost (contracted)
     unattributed:
       strategy: pro_rata           # keep | owner | pro_rata

@@ -125,7 +125,8 @@ def build_window_report(
         line.unpriced_models = sorted(set(line.unpriced_models) | set(r["unpriced_models"]))
         period = config.fee_period(int(r["fee_period"])) if mode == "chargeback" else None
         if period is not None:
-            line.fee += Decimal(int(r["events"])) * period.per_request + r["cost"] * period.uplift_percent / Decimal(100)
+            # Per request only on requests a provider saw: one the gateway refused (auth, budget) is not billed.
+            line.fee += Decimal(int(r["fee_events"])) * period.per_request + r["cost"] * period.uplift_percent / Decimal(100)
 
     ordered = sorted(lines.values(), key=lambda line: (line.key == "", line.key))
     rule = config.rule_for(by)

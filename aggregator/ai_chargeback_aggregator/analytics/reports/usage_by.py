@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+from ...pricing.rates import NOT_BILLED_SOURCE
 from .source import SourcePlan, render
 
 # --by value -> (grouping column, display label expression); constants, never user text.
@@ -35,7 +36,7 @@ def key_expression(column: str) -> str:
     return f"if({column} IN ('', 'unattributed'), '', {column})"
 
 COLUMNS = (
-    "key", "label", "fee_period", "events", "input_tokens", "cached_input_tokens", "cache_write_input_tokens",
+    "key", "label", "fee_period", "events", "fee_events", "input_tokens", "cached_input_tokens", "cache_write_input_tokens",
     "output_tokens", "reasoning_tokens", "cost", "list_cost", "unpriced_events", "unpriced_tokens", "unpriced_models",
 )  # fmt: skip
 
@@ -44,14 +45,16 @@ def render_usage_by(plan: SourcePlan, database: str, by: str, fee_starts: Sequen
     if by not in DIMENSIONS:
         raise ValueError(f"--by must be one of {', '.join(DIMENSIONS)}")
     column, label = DIMENSIONS[by]
-    needed = {column, "model", "pricing_status", *(n for n in ("consumer_name", "route_name") if n in label)}
+    needed = {column, "model", "pricing_status", "price_source", *(n for n in ("consumer_name", "route_name") if n in label)}
     source, params = render(plan, database, sorted(needed))
     params["fee_starts"] = list(fee_starts)
+    params["not_billed"] = NOT_BILLED_SOURCE
     sql = f"""
 SELECT {key_expression(column)} AS key,
        {label} AS label,
        arrayCount(s -> s <= toDate(period_start), {{fee_starts:Array(Date)}}) AS fee_period,
        sum(events),
+       sumIf(events, price_source != {{not_billed:String}}) AS fee_events,
        sum(input_tokens), sum(cached_input_tokens), sum(cache_write_input_tokens), sum(output_tokens), sum(reasoning_tokens),
        sum(cost_total) AS cost,
        sum(list_cost_total) AS list_cost,
