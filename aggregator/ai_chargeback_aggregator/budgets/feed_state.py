@@ -17,7 +17,7 @@ from ..analytics.reports.source import SNAPSHOT_SUFFIX
 from .evaluate import BudgetStatus
 
 
-def enforced_state(statuses: Sequence[BudgetStatus], *, aggregator_id: str) -> pb.BudgetState:
+def enforced_state(statuses: Sequence[BudgetStatus]) -> pb.BudgetState:
     """The enforced budgets of one evaluation; ``version`` names their content (not the time)."""
     budgets = []
     for status in sorted(statuses, key=lambda s: s.budget.budget_id):
@@ -35,13 +35,12 @@ def enforced_state(statuses: Sequence[BudgetStatus], *, aggregator_id: str) -> p
             period_start_unix_ms=int(status.period_start.timestamp() * 1000),
             resets_at_unix_ms=int(status.period_end.timestamp() * 1000),
         ))  # fmt: skip
-    state = pb.BudgetState(budgets=budgets, model_snapshot_pattern=SNAPSHOT_SUFFIX, aggregator_id=aggregator_id, evaluated=True)
+    state = pb.BudgetState(budgets=budgets, model_snapshot_pattern=SNAPSHOT_SUFFIX, evaluated=True)
     # The spend of a budget under its limit changes with every request and decides nothing at the
     # gateway: it stays out of the version, so the feed pushes the budgets again only when what a
     # gateway does (or tells a refused client) changes, and heartbeats otherwise.
     versioned = pb.BudgetState()
     versioned.CopyFrom(state)
-    versioned.aggregator_id = ""
     for budget in versioned.budgets:
         if not budget.exhausted:
             budget.spend = ""

@@ -33,7 +33,7 @@ class BudgetFeed(pb_grpc.BudgetFeedServicer):
         self._heartbeat_s = heartbeat_s
         self._aggregator_id = aggregator_id
         self._changed = threading.Condition()
-        self._state = pb.BudgetState(aggregator_id=aggregator_id, evaluated=False)
+        self._state = pb.BudgetState(evaluated=False)
         self._evaluated_at = time.monotonic()
         self._closed = False
         self.watchers = 0
@@ -77,9 +77,9 @@ class BudgetFeed(pb_grpc.BudgetFeedServicer):
                 message = pb.BudgetState()
                 if state.evaluated and state.version == sent_version:
                     message.version, message.evaluated, message.heartbeat = state.version, True, True
-                    message.aggregator_id = state.aggregator_id
                 else:
                     message.CopyFrom(state)
+                message.aggregator_id = self._aggregator_id
                 message.evaluated_age_ms = int(max(time.monotonic() - evaluated_at, 0.0) * 1000)
                 message.sent_at_unix_ms = int(time.time() * 1000)
                 yield message

@@ -81,7 +81,7 @@ class Aggregator:
                              on_evaluated=self._publish_budgets)  # fmt: skip
 
     def _publish_budgets(self, statuses: list[BudgetStatus], began: float) -> None:
-        self.budget_feed.publish(enforced_state(statuses, aggregator_id=self.instance_id), evaluated_at=began)
+        self.budget_feed.publish(enforced_state(statuses), evaluated_at=began)
 
     def _after_insert(self, columns: dict[str, list[Any]]) -> None:
         self.rollups.after_insert(columns)

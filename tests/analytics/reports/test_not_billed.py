@@ -17,9 +17,10 @@ FEE = parse({"platform_fee": [{"effective_from": "2026-01-01", "per_request_usd"
 
 
 def refused(outcome: int, **fields: object) -> pb.UsageEvent:
-    return usage_event(datetime.now(UTC) - timedelta(minutes=5), policy_outcome=outcome, usage_source=pb.USAGE_SOURCE_NONE,
-                       usage_note="not-proxied", input_tokens=0, cached_input_tokens=0, output_tokens=0, http_status=429,
-                       upstream_tries=0, **fields)  # fmt: skip
+    values: dict[str, object] = {"policy_outcome": outcome, "usage_source": pb.USAGE_SOURCE_NONE, "usage_note": "not-proxied",
+                                 "input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0, "http_status": 429,
+                                 "upstream_tries": 0, **fields}  # fmt: skip
+    return usage_event(datetime.now(UTC) - timedelta(minutes=5), **values)
 
 
 def test_refusals_cost_nothing_are_not_unpriced_and_pay_no_per_request_fee(seed: Seed) -> None:
