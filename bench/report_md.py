@@ -28,8 +28,8 @@ def render(results: dict[str, Any]) -> str:
             f"{' (quick smoke run: small sizes)' if results.get('quick') else ''}. "
             "Figures are from one run on a shared 2-core machine; compare the ratios, which pair each figure "
             "with its baseline measured in the same run.", ""]  # fmt: skip
-    for section, renderer in (("plugin", _plugin), ("parsers", _parsers), ("ingest", _ingest), ("reports", _reports),
-                              ("soak", _soak)):  # fmt: skip
+    for section, renderer in (("plugin", _plugin), ("budgets", _budgets), ("parsers", _parsers), ("ingest", _ingest),
+                              ("reports", _reports), ("soak", _soak)):  # fmt: skip
         data = results.get(section)
         if data is None:
             continue
@@ -64,6 +64,28 @@ def _plugin(data: dict[str, Any]) -> list[str]:
             f"| {a['plugin_server_peak_rss_mb']} ({n['plugin_server_peak_rss_mb']}) |"
         )
     return out + [""]
+
+
+def _budgets(data: dict[str, Any]) -> list[str]:
+    cost, over = data["cost"], data["overshoot"]
+    off = cost["off"]
+    out = ["## 1b. Budget enforcement in the plugin (gevent, non-streaming, same harness; docs/budgets.md)", "",
+           "| run | access PDK calls/req | access p50/p99 ms | added to access p50 | access ratio | client p50 ratio |",
+           "|---|---|---|---|---|---|",
+           f"| off | {off['pdk_calls_per_request_by_phase'].get('access')} | {off['handler']['access']['p50_ms']}/"
+           f"{off['handler']['access']['p99_ms']} | | 1× | 1× |"]  # fmt: skip
+    for name, label in (("on_none_exhausted", "on, none exhausted"), ("on_other_exhausted", "on, another team exhausted"),
+                        ("on_refused", "on, this team refused (429)")):  # fmt: skip
+        run = cost[name]
+        out.append(f"| {label} | {run['pdk_calls_per_request_by_phase'].get('access')} | {run['handler']['access']['p50_ms']}/"
+                   f"{run['handler']['access']['p99_ms']} | {run['access_p50_added_ms']} ms | {run['ratio_access_handler_p50']}× "
+                   f"| {run['ratio_client_latency_p50']}× |")  # fmt: skip
+    out += ["", f"Overshoot: one team at {over['rate_req_s']} req/s crossed a {over['limit_requests']}-request token budget; "
+            f"{over['admitted_past_limit']} requests were admitted past it, the first 429 came "
+            f"{over['crossing_to_first_429_ms']} ms after the crossing request; the other team was refused "
+            f"{over['other_team_refused']} times; longest budget evaluation {over['longest_evaluation_ms']} ms "
+            f"({over['config']}).", ""]  # fmt: skip
+    return out
 
 
 def _parsers(data: dict[str, Any]) -> list[str]:

@@ -46,13 +46,14 @@ def run_json(script: str, args: list[str], timeout_s: float) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--skip", default="", help="comma-separated: plugin,parsers,ingest,reports,soak")
+    parser.add_argument("--skip", default="", help="comma-separated: plugin,budgets,parsers,ingest,reports,soak")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     quick = ["--quick"] if args.quick else []
     plan = [
         ("plugin", "bench_plugin.py", quick, 1800),
+        ("budgets", "bench_budgets.py", quick, 1800),
         ("parsers", "bench_parsers.py", quick, 1800),
         ("ingest", "bench_ingest.py", quick, 3600),
         ("reports", "bench_reports.py", quick, 3600),
