@@ -65,6 +65,9 @@ class BudgetMonitor:
         self.last_error = ""
         self.passes = 0
         self.longest_pass_s = 0.0  # the evaluation term of the enforcement latency, as measured
+        # Until a pass finds a budget in force, stored usage and other aggregators' news wake nothing:
+        # an aggregator without budgets reads the budgets table once per interval and nothing else.
+        self._in_force = False
         self._kicked = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,8 +75,13 @@ class BudgetMonitor:
         self._last_takeover_scan = float("-inf")
 
     def kick(self, *_: object) -> None:
-        """New usage was stored: evaluate soon (writer after-insert hook; never blocks, never raises)."""
+        """Evaluate now (budgets were loaded): never blocks, never raises."""
         self._kicked.set()
+
+    def usage_stored(self, *_: object) -> None:
+        """Writer after-insert hook: evaluate soon, when there is a budget in force to evaluate."""
+        if self._in_force:
+            self._kicked.set()
 
     def run_once(self) -> list[BudgetStatus] | None:
         """One pass; None when the store could not be read (the previous state stands)."""
@@ -98,6 +106,7 @@ class BudgetMonitor:
         metrics.EVALUATION_SECONDS.observe(elapsed)
         metrics.LAST_EVALUATION.set(time.time())
         self.last_statuses = statuses
+        self._in_force = bool(statuses)
         metrics.show(
             ((s.budget.budget_id, s.budget.scope.text(), s.budget.period, s.budget.unit, s.budget.action), float(s.spend),
              float(s.limit), float(s.utilization), s.period_end.timestamp())
@@ -148,12 +157,14 @@ class BudgetMonitor:
     def _run(self) -> None:
         while not self._stop.is_set():
             self._kicked.clear()  # before the pass: a kick during it means new data it may not have read
-            seen = self._news()  # likewise: marks newer than this are news for the next pass
+            seen = self._news() if self._in_force else 0  # likewise: marks newer than this are news for the next pass
             self.run_once()
             self._last_run = time.monotonic()
             # Until the interval ends, a kick, or another aggregator's marks; never sooner than min_interval_s.
             while not self._kicked.wait(self.poll_s):
-                if self._stop.is_set() or time.monotonic() - self._last_run >= self.interval_s or self._news() > seen:
+                if self._stop.is_set() or time.monotonic() - self._last_run >= self.interval_s:
+                    break
+                if self._in_force and self._news() > seen:
                     break
             if self._stop.is_set():
                 return

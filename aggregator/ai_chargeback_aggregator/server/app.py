@@ -85,7 +85,7 @@ class Aggregator:
 
     def _after_insert(self, columns: dict[str, list[Any]]) -> None:
         self.rollups.after_insert(columns)
-        self.budgets.kick()
+        self.budgets.usage_stored()
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
         ready = self._store_ok and self.writer.store_healthy
