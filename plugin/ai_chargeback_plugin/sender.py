@@ -35,7 +35,7 @@ import grpc
 
 from ai_chargeback_proto import pb, pb_grpc
 
-from .channel import open_channel
+from .channel import bearer_metadata, open_channel
 from .config import SenderConfig
 from .ids import uuid7
 from .spool import MemorySpool, RecordKey, Spool, SpoolFull, open_spool
@@ -270,7 +270,7 @@ class EventSender:
             if self._channel is not None:
                 self._channel.close()
             self._channel = self._open_channel(address)
-            metadata = [("authorization", f"Bearer {self.config.aggregator_token}")] if self.config.aggregator_token else []
+            metadata = bearer_metadata(self.config)
             stream = _Stream(self._channel, metadata, self._on_ack, self._on_broken)
         except Exception as exc:
             log.warning("ai-chargeback: cannot open stream to %s: %s", address, exc)

@@ -5,7 +5,8 @@ budgets table (so a loaded file applies without a restart), the allocation
 config (same), and the spend from the reports. A pass runs every
 ``interval_s``; sooner after this aggregator stored usage (the writer's
 ``kick``), or when the store shows usage stored by another aggregator (the
-dirty marks every writer leaves in rollup_state, polled every ``poll_s``);
+dirty marks every writer leaves in rollup_state, polled every ``poll_s``,
+as is the budgets table, so budgets loaded through another aggregator apply);
 never sooner than ``min_interval_s`` after the last pass. That spacing is part
 of the gateway's enforcement latency (docs/budgets.md). Every aggregator runs
 it over the same store and reaches the same numbers; alerts are claimed
@@ -34,10 +35,12 @@ log = logging.getLogger(__name__)
 
 TAKEOVER_SCAN_EVERY_S = 30.0
 NEWS_LOOKBACK = timedelta(hours=3)  # marks of older hours (late events) wait for the interval
-# The newest dirty mark any writer left: usage stored, by any aggregator, since the last look.
+# News another aggregator may have made: budgets loaded through it (their newest version), and
+# usage it stored (the newest dirty mark every writer leaves in rollup_state).
 NEWS_SQL = """
-SELECT max(version) FROM {db:Identifier}.rollup_state
-WHERE grain = 'hour' AND state = 'dirty' AND period_start >= {since:DateTime('UTC')}
+SELECT (SELECT max(version) FROM {db:Identifier}.budgets),
+       (SELECT max(version) FROM {db:Identifier}.rollup_state
+        WHERE grain = 'hour' AND state = 'dirty' AND period_start >= {since:DateTime('UTC')})
 """
 
 # Gets every successful pass: its statuses and when (time.monotonic()) it began reading the store.
@@ -65,8 +68,8 @@ class BudgetMonitor:
         self.last_error = ""
         self.passes = 0
         self.longest_pass_s = 0.0  # the evaluation term of the enforcement latency, as measured
-        # Until a pass finds a budget in force, stored usage and other aggregators' news wake nothing:
-        # an aggregator without budgets reads the budgets table once per interval and nothing else.
+        # Until a pass finds a budget in force, stored usage wakes nothing: an aggregator without
+        # budgets only watches the budgets table's newest version (one tiny read per poll_s).
         self._in_force = False
         self._kicked = threading.Event()
         self._stop = threading.Event()
@@ -145,26 +148,28 @@ class BudgetMonitor:
         if self.alerter is not None:
             self.alerter.stop(timeout_s)
 
-    def _news(self) -> int:
-        """The newest dirty mark in the store (0: none, or the store did not answer)."""
+    def _news(self) -> tuple[int, int]:
+        """(newest budgets version, newest dirty mark); usage counts only while a budget is in force."""
         since = (self.clock() - NEWS_LOOKBACK).replace(minute=0, second=0, microsecond=0)
         try:
             _, rows = self.store.query(NEWS_SQL, {"db": self.store.database, "since": since})
         except StoreError:
-            return 0
-        return int(rows[0][0] or 0) if rows else 0
+            return (0, 0)
+        budgets, usage = rows[0] if rows else (0, 0)
+        return int(budgets or 0), int(usage or 0) if self._in_force else 0
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._kicked.clear()  # before the pass: a kick during it means new data it may not have read
-            seen = self._news() if self._in_force else 0  # likewise: marks newer than this are news for the next pass
+            seen = self._news()  # likewise: news after this is for the next pass
             self.run_once()
             self._last_run = time.monotonic()
-            # Until the interval ends, a kick, or another aggregator's marks; never sooner than min_interval_s.
+            # Until the interval ends, a kick, or news in the store; never sooner than min_interval_s.
             while not self._kicked.wait(self.poll_s):
                 if self._stop.is_set() or time.monotonic() - self._last_run >= self.interval_s:
                     break
-                if self._in_force and self._news() > seen:
+                news = self._news()
+                if news[0] > seen[0] or news[1] > seen[1]:
                     break
             if self._stop.is_set():
                 return
