@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import grpc
 
@@ -85,7 +86,7 @@ class BudgetFeed(pb_grpc.BudgetFeedServicer):
                 yield message
                 sent_version = state.version if state.evaluated else None
                 with self._changed:
-                    self._changed.wait_for(lambda sent=sent_version: self._news(context, sent), timeout=self._heartbeat_s)
+                    self._changed.wait_for(partial(self._news, context, sent_version), timeout=self._heartbeat_s)
         finally:
             with self._changed:
                 self.watchers -= 1
