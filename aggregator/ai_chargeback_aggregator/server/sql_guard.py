@@ -108,6 +108,11 @@ class SqlGuard:
             parsed = self._parse(sql)
         except QueryParseError as exc:
             raise _parse_failure(exc) from exc
+        root = parsed.tree.get("type")
+        if root == "SetQuery":
+            raise SqlRefused(f"SET {_setting_names(parsed.tree)}", "the session's limits (rows, time, memory) and options are fixed")
+        if root not in SELECT_ROOTS:
+            raise _not_select(parsed.canonical.split(maxsplit=1)[0].upper() if parsed.canonical.strip() else str(root))
         if not parsed.round_trips:
             raise SqlRefused("this query", "ClickHouse does not format it back to the same query; write it more plainly")
         used = _Walk(self.database, parameters).run(parsed.tree)
@@ -120,8 +125,12 @@ def _parse_failure(exc: QueryParseError) -> Exception:
     if exc.unsupported_statement in ("SELECT", "WITH"):
         return SqlRefused("this query", f"ClickHouse cannot show its parse tree, so it cannot be checked ({exc})")
     if exc.unsupported_statement:
-        return SqlRefused(f"statement {exc.unsupported_statement}", "only SELECT queries (with WITH, UNION, INTERSECT, EXCEPT) are allowed")
+        return _not_select(exc.unsupported_statement)
     return SqlRejected(f"syntax error: {exc}")
+
+
+def _not_select(statement: str) -> SqlRefused:
+    return SqlRefused(f"statement {statement}", "only SELECT queries (with WITH, UNION, INTERSECT, EXCEPT) are allowed")
 
 
 class _Walk:
@@ -133,10 +142,6 @@ class _Walk:
         self.used: set[str] = set()
 
     def run(self, tree: Mapping[str, Any]) -> set[str]:
-        root = tree.get("type")
-        if root not in SELECT_ROOTS:
-            kind = str(root or "?").removesuffix("Query").upper()
-            raise SqlRefused(f"statement {kind}", "only SELECT queries (with WITH, UNION, INTERSECT, EXCEPT) are allowed")
         # Iterative: a deeply nested query must not exhaust Python's stack.
         stack: list[tuple[Any, str]] = [(tree, "")]
         while stack:
@@ -156,8 +161,7 @@ class _Walk:
     def _check(self, node: Mapping[str, Any], key: str) -> None:
         kind = node["type"]
         if kind == "SetQuery":
-            names = ", ".join(str(change.get("name")) for change in node.get("changes", [])) or "?"
-            raise SqlRefused(f"SETTINGS {names}", "the session's limits (rows, time, memory) and options are fixed")
+            raise SqlRefused(f"SETTINGS {_setting_names(node)}", "the session's limits (rows, time, memory) and options are fixed")
         if kind not in NODE_TYPES:
             raise SqlRefused(f"the construct {kind}", "it is not one the analyst endpoint has reviewed")
         if node.get("out_file") is not None or node.get("is_into_outfile_with_stdout"):
@@ -214,6 +218,10 @@ class _Walk:
             raise SqlRejected(f"the query parameter {{{name}:{node.get('param_type')}}} has no value (send it in \"params\")")
         self.used.add(name)
         return self.parameters[name]
+
+
+def _setting_names(node: Mapping[str, Any]) -> str:
+    return ", ".join(str(change.get("name")) for change in node.get("changes") or []) or "?"
 
 
 def _source_reason(name: str) -> str:
