@@ -165,7 +165,7 @@ class AnalystSessions:
         """Run one query in a new read-only session; its rows arrive in blocks. Failures raise AnalystQueryError."""
         if self.available:
             raise AnalystQueryError(self.available, kind="unavailable")
-        client = self._open()
+        client = self.open_session()
         try:
             try:
                 # No parameters, no binding: with none, the driver would apply Python %-formatting to the text.
@@ -179,7 +179,8 @@ class AnalystSessions:
         finally:
             client.close()
 
-    def _open(self) -> Client:
+    def open_session(self) -> Client:
+        """A new read-only session with the analyst limits; the caller closes it after one query."""
         try:
             if self.embedded:
                 client = clickhouse_connect.get_client(dsn=self.query_dsn, database=self.database, settings=dict(ANALYST_LIMITS))
