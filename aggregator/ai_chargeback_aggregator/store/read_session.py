@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -110,9 +109,8 @@ class AnalystSessions:
         self.database = database
         self.embedded = is_embedded(self.store_dsn)
         self.query_dsn = self.store_dsn if self.embedded else sql_store_dsn
+        # A server store leaves this process without an engine: each parse starts an in-memory one (about 50 ms).
         self._parser_path = os.path.realpath(self.store_dsn[len("chdb://") :]) if self.embedded else ":memory:"
-        self._parser_anchor: Any = None  # keeps an in-memory parsing engine alive between requests
-        self._anchor_lock = threading.Lock()
 
     @property
     def available(self) -> str:
@@ -127,7 +125,6 @@ class AnalystSessions:
         """ClickHouse's parse tree and canonical text of `sql` (one statement), from a connection of its own."""
         import chdb
 
-        self._ensure_parser_engine()
         params = {"text": sql.encode("utf-8").hex()}
         connection = chdb.connect(self._parser_path)
         try:
@@ -149,15 +146,6 @@ class AnalystSessions:
         except RecursionError:
             raise QueryParseError("Syntax error: the query nests too deeply") from None
         return ParsedQuery(tree, canonical.decode("utf-8"), round_trips == "1")
-
-    def _ensure_parser_engine(self) -> None:
-        if self.embedded or self._parser_anchor is not None:
-            return  # the store's engine is open in this process already
-        import chdb
-
-        with self._anchor_lock:
-            if self._parser_anchor is None:
-                self._parser_anchor = chdb.connect(":memory:")
 
     # -- running -------------------------------------------------------------
     @contextmanager
