@@ -306,3 +306,16 @@ def test_a_rejected_oversized_answer_does_not_grow_the_aggregator(tmp_path: Path
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def test_malformed_requests_are_clear_400s(aggregator: Aggregator) -> None:
+    for payload, message in (({"params": {}}, "sql: required"), ({"sql": 42}, "sql: required"),
+                             ({"sql": "SELECT {d:Decimal(9, 2)}", "params": {"d": {"$decimal": "not a number"}}}, "params:"),
+                             ({"sql": "SELECT {d:Date}", "params": {"d": {"$date": "tomorrow"}}}, "params:"),
+                             ({"sql": "SELECT 1", "params": ["not", "an", "object"]}, "params: must be an object")):  # fmt: skip
+        request = urllib.request.Request(f"http://127.0.0.1:{aggregator.http.port}/v1/sql", data=json.dumps(payload).encode(),
+                                         headers={"authorization": f"Bearer {SQL_TOKEN}"}, method="POST")  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=30)
+        body = json.loads(caught.value.read())
+        assert (caught.value.code, body["kind"]) == (400, "bad_request") and body["error"].startswith(message), (payload, body)

@@ -67,9 +67,13 @@ class AnalystSql:
             return self._outcome(400, "bad_request", "sql: required (one SELECT query as a string)")
         if not isinstance(params, Mapping) or not all(isinstance(name, str) for name in params):
             return self._outcome(400, "bad_request", "params: must be an object of {name: value}")
+        try:
+            values = decode(dict(params))
+        except (ValueError, ArithmeticError) as exc:  # {"$decimal": "x"}, {"$date": "tomorrow"}
+            return self._outcome(400, "bad_request", f"params: {exc}")
         with self._one_at_a_time:
             try:
-                checked = self.guard.check(sql, decode(dict(params)))
+                checked = self.guard.check(sql, values)
                 with self.sessions.stream(checked.sql, checked.parameters) as result:
                     body, size = self._spool(result)
             except SqlRefused as exc:

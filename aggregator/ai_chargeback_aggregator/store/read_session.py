@@ -126,7 +126,10 @@ class AnalystSessions:
         import chdb
 
         params = {"text": sql.encode("utf-8").hex()}
-        connection = chdb.connect(self._parser_path)
+        try:
+            connection = chdb.connect(self._parser_path)
+        except Exception as exc:
+            raise AnalystQueryError(f"cannot start ClickHouse's parser: {_first_line(str(exc))}", kind="unavailable") from exc
         try:
             try:
                 canonical = bytes.fromhex(connection.query(_FORMAT_SQL, "TabSeparated", params=params).bytes().decode().strip())
@@ -172,19 +175,26 @@ class AnalystSessions:
         try:
             if self.embedded:
                 client = clickhouse_connect.get_client(dsn=self.query_dsn, database=self.database, settings=dict(ANALYST_LIMITS))
-                # Last: from here on the session cannot change a setting or write.
-                client.command("SET readonly = 1")
-                return client
-            client = clickhouse_connect.get_client(dsn=self.query_dsn, database=self.database, autogenerate_session_id=False)
+            else:
+                client = clickhouse_connect.get_client(dsn=self.query_dsn, database=self.database, autogenerate_session_id=False)
         except Exception as exc:
-            raise AnalystQueryError(f"cannot open a read-only session on {redact_dsn(self.query_dsn)}: {_first_line(str(exc))}",
-                                    kind="unavailable") from exc  # fmt: skip
+            raise self._unavailable(exc) from exc
         try:
-            self._verify(client)
-        except Exception:
+            if self.embedded:
+                client.command("SET readonly = 1")  # last: from here on the session cannot change a setting or write
+            else:
+                self._verify(client)
+        except AnalystQueryError:
             client.close()
             raise
+        except Exception as exc:
+            client.close()
+            raise self._unavailable(exc) from exc
         return client
+
+    def _unavailable(self, exc: BaseException) -> AnalystQueryError:
+        return AnalystQueryError(f"cannot open a read-only session on {redact_dsn(self.query_dsn)}: {_first_line(str(exc))}",
+                                 kind="unavailable")  # fmt: skip
 
     def _verify(self, client: Client) -> None:
         """A server session must be read-only with limits no looser than ANALYST_LIMITS, or no query runs in it."""
