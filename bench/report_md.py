@@ -29,7 +29,7 @@ def render(results: dict[str, Any]) -> str:
             "Figures are from one run on a shared 2-core machine; compare the ratios, which pair each figure "
             "with its baseline measured in the same run.", ""]  # fmt: skip
     for section, renderer in (("plugin", _plugin), ("budgets", _budgets), ("parsers", _parsers), ("ingest", _ingest),
-                              ("reports", _reports), ("soak", _soak)):  # fmt: skip
+                              ("reports", _reports), ("analyst_sql", _analyst_sql), ("soak", _soak)):  # fmt: skip
         data = results.get(section)
         if data is None:
             continue
@@ -41,6 +41,17 @@ def render(results: dict[str, Any]) -> str:
     if notes.exists():
         out += ["", notes.read_text()]
     return "\n".join(out) + "\n"
+
+
+def _analyst_sql(data: dict[str, Any]) -> list[str]:
+    out = [f"## Analyst SQL through POST /v1/sql ({data['events']:,} events)", "",
+           f"`SELECT 1` end to end (guard + a new read-only session): {data['select_1_ms']['median']} ms median. "
+           "Exit 2 is a failure; 0 and 1 are answers (1: findings, unpriced usage).", "",
+           "| read | exit | seconds | aggregator peak RSS growth MiB |", "|---|---|---|---|"]  # fmt: skip
+    out += [f"| {name} | {r['exit']} | {r['seconds']} | {r['peak_rss_growth_mib']} |" for name, r in data["reads"].items()]
+    out += ["", "| refused oversized answer | status | aggregator peak RSS growth MiB |", "|---|---|---|"]
+    out += [f"| {name} | {r['status']} {r['kind']} | {r['peak_rss_growth_mib']} |" for name, r in data["oversized"].items()]
+    return out + [""]
 
 
 def _plugin(data: dict[str, Any]) -> list[str]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .secret_env import ROLE_TOKENS, equal_role_tokens, settings_sources, variable
 
 DEFAULT_STORE_DSN = "chdb://./var/chargeback"
 DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
@@ -35,9 +38,13 @@ class AggregatorSettings(BaseSettings):
 
     store_dsn: ``chdb:///path`` (embedded ClickHouse, the default) or a ClickHouse
     server URL such as ``http://user:pass@host:8123``; nothing else changes.
+
+    Secrets (the three tokens and both DSNs) may also be given as files:
+    ``CHARGEBACK_X_FILE`` (secret_env.py).
     """
 
-    model_config = SettingsConfigDict(env_prefix="CHARGEBACK_", extra="forbid")
+    # Errors never echo what was given: it may be a token.
+    model_config = SettingsConfigDict(env_prefix="CHARGEBACK_", extra="forbid", hide_input_in_errors=True)
 
     store_dsn: str = DEFAULT_STORE_DSN
     database: str = Field(default="chargeback", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -63,6 +70,8 @@ class AggregatorSettings(BaseSettings):
     tls_client_ca_path: str = ""  # set: clients must present a certificate it signed (mTLS)
 
     sql_token: SecretStr | None = None
+    # On a ClickHouse server, POST /v1/sql logs in as this read-only user (deploy/clickhouse/users.d/chargeback-readonly.xml).
+    sql_store_dsn: SecretStr | None = None
     # Bearer token for the admin writes over HTTP (POST /v1/prices, /v1/reprice); unset = disabled.
     admin_token: SecretStr | None = None
     raw_retention_days: int = Field(default=0, ge=0)  # 0 keeps raw events forever, else >= 36
@@ -92,11 +101,23 @@ class AggregatorSettings(BaseSettings):
     # How often the budget feed tells gateways the state is still current (also when it did not change).
     budget_feed_heartbeat_s: float = Field(default=5.0, gt=0)
 
-    @field_validator("auth_token", "sql_token", "admin_token", mode="before")
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:  # fmt: skip
+        return settings_sources(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings)
+
+    @field_validator("auth_token", "sql_token", "admin_token", "sql_store_dsn", mode="before")
     @classmethod
     def _empty_token_is_unset(cls, value: object) -> object:
         # An empty variable means "not configured" everywhere, never "the empty token".
         return None if value in ("", b"") else value
+
+    @field_validator("budget_webhooks", mode="before")
+    @classmethod
+    def _webhooks_json(cls, value: object) -> object:
+        # From CHARGEBACK_BUDGET_WEBHOOKS_FILE the JSON arrives as text (webhook URLs are secrets: secret_env.py).
+        return json.loads(value) if isinstance(value, str) else value
 
     @field_validator("budget_webhooks")
     @classmethod
@@ -105,6 +126,16 @@ class AggregatorSettings(BaseSettings):
             if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
                 raise ValueError(f"webhook name {name!r}: letters, digits, . _ - (at most 64)")
         return value
+
+    @model_validator(mode="after")
+    def _one_token_per_role(self) -> AggregatorSettings:
+        secrets = {name: getattr(self, name) for name in ROLE_TOKENS}
+        equal = equal_role_tokens({name: secret.get_secret_value() if secret else None for name, secret in secrets.items()})
+        if equal:
+            first, second = equal[0]
+            raise ValueError(f"{variable(first)} and {variable(second)} are equal: gateways, analysts and admins each need a token "
+                             "of their own, or one leaked token opens all three doors")  # fmt: skip
+        return self
 
     @field_validator("grpc_listen", "http_listen")
     @classmethod

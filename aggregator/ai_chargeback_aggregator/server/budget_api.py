@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from ..budgets.definitions import BudgetError, parse_records
 from ..budgets.store import save_budgets
 from .http_api import Route, json_response
-from .sql_api import Response, guarded
+from .sql_api import Response
+from .sql_api import _guarded as guarded  # the one bearer-token guard of the admin routes
 
 if TYPE_CHECKING:
     from .app import Aggregator

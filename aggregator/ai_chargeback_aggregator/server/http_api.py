@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,8 +20,11 @@ from ..metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 
-# A route answers (status, content_type, body) for (method, path, headers, body).
-Route = Callable[[str, dict[str, str], bytes], tuple[int, str, bytes]]
+# A route answers (status, content_type, body) for (method, path, headers, body). A body
+# may be an open binary file positioned at its start (a spooled answer): it is sent in
+# chunks with its length, then closed.
+Body = bytes | IO[bytes]
+Route = Callable[[str, dict[str, str], bytes], tuple[int, str, Body]]
 MAX_REQUEST_BYTES = 1024 * 1024
 
 
@@ -83,12 +87,23 @@ class HttpApi:
 
             do_GET = do_POST = _serve  # noqa: N815 (http.server names)
 
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+            def _send(self, status: int, content_type: str, body: Body) -> None:
+                if isinstance(body, bytes):
+                    self.send_response(status)
+                    self.send_header("content-type", content_type)
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                with body:
+                    start = body.tell()
+                    length = body.seek(0, 2) - start
+                    body.seek(start)
+                    self.send_response(status)
+                    self.send_header("content-type", content_type)
+                    self.send_header("content-length", str(length))
+                    self.end_headers()
+                    shutil.copyfileobj(body, self.wfile, 64 * 1024)
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 log.debug("http %s", format % args)
