@@ -152,3 +152,27 @@ def test_the_documented_example_file_is_valid() -> None:
     assert {b.unit for b in budgets} == {"usd", "tokens"}
     assert {b.action for b in budgets} == {"alert", "enforce"}
     assert any(b.timezone != "UTC" for b in budgets)
+
+
+def test_webhooks_are_settings_from_a_variable_or_a_secret_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from ai_chargeback_aggregator.budgets.webhooks import targets_from
+    from ai_chargeback_aggregator.secret_env import SECRET_FIELDS
+    from ai_chargeback_aggregator.settings import AggregatorSettings
+
+    hooks = '{"finance": {"url": "https://hooks.example/b", "token": "t0k"}, "pay": {"url": "https://hooks.slack.com/x", "format": "slack"}}'
+    monkeypatch.setenv("CHARGEBACK_BUDGET_WEBHOOKS", hooks)
+    targets = targets_from(AggregatorSettings().budget_webhooks)
+    assert (targets["finance"].url, targets["finance"].token, targets["pay"].format) == ("https://hooks.example/b", "t0k", "slack")
+    assert "hooks.slack.com" not in repr(AggregatorSettings())  # URLs are credentials: never printed
+    monkeypatch.delenv("CHARGEBACK_BUDGET_WEBHOOKS")
+    file = tmp_path / "hooks.json"
+    file.write_text(hooks + "\n")
+    monkeypatch.setenv("CHARGEBACK_BUDGET_WEBHOOKS_FILE", str(file))
+    assert set(AggregatorSettings().budget_webhooks) == {"finance", "pay"}
+    assert "budget_webhooks" in SECRET_FIELDS  # scrubbed from the environment once read (`chargeback serve`)
+    for bad in ('{"a b": {"url": "https://x"}}', '{"x": {"url": "ftp://x"}}', '{"x": {"url": "https://x", "format": "teams"}}'):
+        file.write_text(bad)
+        with pytest.raises(ValidationError):
+            AggregatorSettings()
