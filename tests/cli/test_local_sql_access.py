@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,10 @@ def test_the_cli_reads_through_a_running_aggregator_with_no_options(tmp_path: Pa
         assert stat.S_IMODE(access_file.stat().st_mode) == 0o600
         first = json.loads(access_file.read_text())
         assert first["url"] == url and len(first["token"]) >= 32
+        # /readyz answers while `serve` is still writing its banner: wait for the line, not for time.
+        deadline = time.monotonic() + 60
+        while f"SQL token in {access_file}" not in (tmp_path / "var" / "serve.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert f"SQL token in {access_file}" in (tmp_path / "var" / "serve.log").read_text()
         # The aggregator holds the store: only the SQL endpoint can answer, and the CLI finds it by itself.
         assert main(["sql", "SELECT count() AS n, 40 + 2 AS answer FROM chargeback.usage_events", "--store-dsn", f"chdb://{store}",
