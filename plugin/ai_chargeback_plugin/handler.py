@@ -44,14 +44,13 @@ from .usage import (
     estimate_usage,
     parse_usage,
     prepare_request,
+    registry,
     usage_from_ai_proxy,
 )
 
 log = logging.getLogger("ai-chargeback")
 
 FACTS_KEY = "ai_chargeback"
-# Providers whose streaming requests are recognizable from the body alone ("stream": true).
-BODY_SIGNALS_STREAMING = frozenset({"openai", "azure", "anthropic", "mistral", "cohere", "openai-compatible"})
 STREAM_CONTENT_TYPES = ("text/event-stream", "application/x-ndjson", "application/vnd.amazon.eventstream")
 
 
@@ -81,7 +80,7 @@ class Plugin:
         body = _bytes(kong.request.get_raw_body())
         path = ""
         # The path tells the API family (and so whether include_usage can be injected).
-        if config.api_family == "auto" and (mode == "buffered" or config.provider not in BODY_SIGNALS_STREAMING):
+        if config.api_family == "auto" and (mode == "buffered" or config.provider not in registry.BODY_SAYS_STREAMING):
             path = _text(kong.request.get_path())
         # One parse answers everything access must decide: streaming or not, the
         # include_usage rewrite (buffered mode), and a prompt estimate for answers

@@ -27,6 +27,8 @@ from functools import lru_cache
 from typing import Any
 
 from . import _decode, _eventstream, _ndjson, _sse, notes
+from .facts import DEFAULT_MAX_BODY_BYTES, RequestFacts
+from .parse import Exchange
 from .record import UsageRecord, UsageSource
 
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-", "gpt-oss", "gpt-realtime", "codex")
@@ -218,12 +220,13 @@ def answer_text(body: bytes, *, content_type: str = "") -> list[str] | None:
     return texts
 
 
-def estimate_usage(facts: Any, exchange: Any, *, max_body_bytes: int = 10_485_760) -> UsageRecord:
+def estimate_usage(facts: RequestFacts | None, exchange: Exchange | None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> UsageRecord:
     """An ESTIMATED record: prompt from ``facts.estimated_prompt_tokens``, completion from the answer text.
 
-    Never passed off as exact: source is ``ESTIMATED`` and the note names the
-    method. When the response body is not visible (or not readable) the output
-    stays None and the note says ``completion-not-visible``. Never raises.
+    ``facts`` default to the exchange's. Never passed off as exact: source is
+    ``ESTIMATED`` and the note names the method. When the response body is not
+    visible (or not readable) the output stays None and the note says
+    ``completion-not-visible``. Never raises.
     """
     try:
         return _estimate(facts, exchange, max_body_bytes)
@@ -231,29 +234,25 @@ def estimate_usage(facts: Any, exchange: Any, *, max_body_bytes: int = 10_485_76
         return UsageRecord(UsageSource.ESTIMATED, note=notes.join(notes.ESTIMATED, notes.COMPLETION_NOT_VISIBLE))
 
 
-def _estimate(facts: Any, exchange: Any, cap: int) -> UsageRecord:
-    from .facts import RequestFacts
-
-    facts = facts if isinstance(facts, RequestFacts) else None
-    if facts is None and exchange is not None and isinstance(getattr(exchange, "facts", None), RequestFacts):
+def _estimate(facts: RequestFacts | None, exchange: Exchange | None, cap: int) -> UsageRecord:
+    if facts is None and exchange is not None:
         facts = exchange.facts
-    model = (facts.requested_model if facts else "") or (getattr(exchange, "requested_model", "") or "")
+    model = (facts.requested_model if facts else "") or (exchange.requested_model if exchange else "")
     provider = facts.provider if facts else ""
     family = facts.api_family if facts else ""
     streaming = facts.streaming if facts else False
     if exchange is not None:
-        if getattr(exchange, "provider", "auto") not in ("", "auto"):
+        if exchange.provider not in ("", "auto"):
             provider = exchange.provider
-        if getattr(exchange, "api_family", "auto") not in ("", "auto"):
+        if exchange.api_family not in ("", "auto"):
             family = exchange.api_family
     input_tokens = facts.estimated_prompt_tokens if facts else None
     parts = [notes.ESTIMATED]
     output_tokens: int | None = None
     method = _method(model)
-    body = getattr(exchange, "response_body", b"") if exchange is not None else b""
-    if body:
-        decoded, _ = _decode.decode(body, getattr(exchange, "content_encoding", ""), cap)
-        texts = answer_text(decoded, content_type=getattr(exchange, "content_type", "")) if decoded is not None else None
+    if exchange is not None and exchange.response_body:
+        decoded, _ = _decode.decode(exchange.response_body, exchange.content_encoding, cap)
+        texts = answer_text(decoded, content_type=exchange.content_type) if decoded is not None else None
         if texts is not None:
             output_tokens, method = count_tokens(texts, model)
     parts.append(f"tokenizer={method}" if method != HEURISTIC else HEURISTIC)

@@ -31,23 +31,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import notes
+from . import notes, registry
 from ._values import Invalid, count, obj, text
 from .adapters._common import provider_record
 from .record import UsageRecord, UsageSource
 
 _NAMESPACES = ("proxy", "ai-proxy", "ai-proxy-advanced")
-_PROVIDERS = {
-    "openai": "openai",
-    "azure": "azure",
-    "anthropic": "anthropic",
-    "gemini": "gemini",
-    "bedrock": "bedrock",
-    "cohere": "cohere",
-    "mistral": "mistral",
-    "llama2": "openai-compatible",
-    "huggingface": "openai-compatible",
-}
 _UNSET = ("", "UNSPECIFIED")
 
 
@@ -94,13 +83,13 @@ def _from_serialized(serialized: Mapping[str, Any]) -> UsageRecord | None:
         reasoning = count(usage.get("reasoning_tokens"), flag)
 
     kong_provider = text(meta.get("provider_name")).lower()
-    provider = _PROVIDERS.get(kong_provider, kong_provider if kong_provider not in ("unspecified",) else "")
+    provider = registry.KONG_PROVIDERS.get(kong_provider, kong_provider if kong_provider not in ("unspecified",) else "")
     model = text(meta.get("response_model"))
     if model in _UNSET:
         model = text(meta.get("request_model"))
         if model in _UNSET:
             model = ""
-    note = notes.KONG_EXCLUDES_CACHE if provider in ("anthropic", "bedrock") else ""
+    note = notes.KONG_EXCLUDES_CACHE if provider in registry.KONG_EXCLUDES_CACHE else ""
     base = provider_record(
         input_tokens=prompt,
         output_tokens=completion,
