@@ -8,13 +8,17 @@ with every usage metric defaulting to 0 (observability.lua metrics_get) and
 total = prompt + completion. This module derives those numbers from the
 request and the upstream answer that actually went through the front,
 JSON or SSE, OpenAI or Anthropic shaped.
+
+Kong's numbers are not always right, and `kong_bugs` reproduces two known cases:
+  "14535"  Kong/kong#14535: a streamed chat answer is logged with completion_tokens 0;
+  "14768"  Kong/kong#14768: a streamed Responses API answer leaves every count at 0.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .context import RequestContext
@@ -107,9 +111,19 @@ def ai_proxy_serialize_values(
     input_cost: float | None = None,
     output_cost: float | None = None,
     namespace: str = "proxy",
+    kong_bugs: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The two set_serialize_value calls ai-proxy makes, as {dotted_key: value}."""
     facts = extract_usage(ctx)
+    bugs = set(kong_bugs)
+    unknown = bugs - {"14535", "14768"}
+    if unknown:
+        raise ValueError(f"unknown Kong bugs {sorted(unknown)}")
+    streamed = "event-stream" in ((ctx.upstream_headers.first("content-type") if ctx.upstream_headers else "") or "")
+    if streamed and "14535" in bugs:
+        facts["completion_tokens"] = 0
+    if streamed and "14768" in bugs and ctx.upstream_uri.split("?")[0].endswith("/responses"):
+        facts["prompt_tokens"] = facts["completion_tokens"] = 0
     if ctx.response_start_ms is not None and ctx.balancer_ended_ms is not None:
         llm_latency = int((ctx.body_ended_ms or ctx.now_ms()) - ctx.balancer_ended_ms)
     else:

@@ -37,6 +37,10 @@ from .schema_validator import ConfigSchema
 from .serialize import apply_serialize_values, build_serialize
 
 KONG_VERSION = "3.10.0"
+# kong/templates/kong_defaults.lua: nginx_http_client_body_buffer_size = 8k (a larger
+# body goes to a temp file), nginx_http_client_max_body_size = 0 (no limit).
+CLIENT_BODY_BUFFER_SIZE = 8 * 1024
+CLIENT_MAX_BODY_SIZE = 0
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 )
@@ -73,8 +77,13 @@ class KongFront:
         keep_requests: int | None = 10_000,
         capture_limit: int = 8 * 1024 * 1024,
         owned_processes: Iterable[PluginServerProcess] = (),
+        client_body_buffer_size: int = CLIENT_BODY_BUFFER_SIZE,
+        client_max_body_size: int = CLIENT_MAX_BODY_SIZE,
     ) -> None:
         self.config = config
+        self.kong_version = _version_tuple(kong_version)
+        self.client_body_buffer_size = client_body_buffer_size
+        self.client_max_body_size = client_max_body_size
         self.external_plugins = dict(external_plugins)
         self.workers = max(1, workers)
         self.server_header = f"kong/{kong_version}"
@@ -339,6 +348,8 @@ class KongFront:
             workspace_id=self.config.workspace_id,
             http_version=float(handler.request_version.split("/")[1]) if "/" in handler.request_version else 1.1,
             request_length=request_length,
+            body_in_file=len(body) > self.client_body_buffer_size,
+            kong_version=self.kong_version,
         )
 
     def _serve(self, handler: _Handler, body: bytes, request_length: int) -> None:
@@ -373,6 +384,12 @@ class KongFront:
                 self._log_finished()
 
     def _run_request(self, ctx: RequestContext, handler: _Handler, collected: list[_Collected]) -> None:
+        if self.client_max_body_size and len(ctx.body) > self.client_max_body_size:
+            # nginx refuses the body before Kong's rewrite phase: no plugin runs,
+            # none is collected, so no plugin's log phase runs either.
+            ctx.exit = kong_error_exit(ctx, 413, None, None, source="nginx", phase=None)
+            self._send_exit(ctx, handler)
+            return
         # rewrite: only global plugins run (execute_global_plugins_iterator)
         ctx.phase = Phase.rewrite
         for priority, name in self._names_by_priority():
@@ -416,12 +433,19 @@ class KongFront:
         ctx.access_ended_ms = ctx.now_ms()
 
         if ctx.exit is not None:
+            ctx.buffered_proxying = False  # kong/init.lua flush_delayed_response
             self._send_exit(ctx, handler)
             return
         if ctx.service is None:
+            ctx.buffered_proxying = False  # kong/init.lua Kong.access: no service
             ctx.exit = kong_error_exit(ctx, 503, "no Service found with those values", None, source="router", phase="access")
             self._send_exit(ctx, handler)
             return
+        upgrade = ctx.headers.first("upgrade")
+        if ctx.buffered_proxying and upgrade is not None and upgrade.lower() == "websocket":
+            # kong/runloop/handler.lua sets $upstream_upgrade for "Upgrade: websocket";
+            # kong/init.lua Kong.access then turns buffering off ("connection upgrade").
+            ctx.buffered_proxying = False
         self._proxy(ctx, handler, collected)
 
     def _run_external(self, ctx: RequestContext, item: _Collected, phase: str) -> bool:
@@ -510,8 +534,7 @@ class KongFront:
             ctx.upstream_error = f"{type(exc).__name__}: {exc}"
             status = 504 if isinstance(exc, (socket.timeout, TimeoutError)) else 502
             ctx.upstream_status = status
-            ctx.exit = kong_error_exit(ctx, status, None, None, source="upstream-error", phase=None)
-            self._send_exit(ctx, handler)
+            self._error_handler(ctx, handler, status, unexpected=True)
             return
         ctx.response_start_ms = ctx.now_ms()
         ctx.upstream_status = response.status
@@ -540,7 +563,15 @@ class KongFront:
     def _answer_buffered(
         self, ctx: RequestContext, handler: _Handler, response: http.client.HTTPResponse, collected: list[_Collected]
     ) -> None:
-        body = response.read()
+        try:
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            # kong/init.lua Kong.response: res.truncated -> 502 through the error handler
+            ctx.body_ended_ms = ctx.now_ms()
+            ctx.upstream_error = f"{type(exc).__name__}: {exc}"
+            self._capture(ctx, getattr(exc, "partial", b"") or b"")
+            self._error_handler(ctx, handler, 502, unexpected=False)
+            return
         ctx.body_ended_ms = ctx.now_ms()
         ctx.buffered_status = response.status
         ctx.buffered_headers = ctx.upstream_headers.copy() if ctx.upstream_headers else Headers()
@@ -558,6 +589,20 @@ class KongFront:
         self._write_head(ctx, handler, response.status, headers)
         if ctx.method != "HEAD":
             self._write(ctx, handler, body)
+
+    def _error_handler(self, ctx: RequestContext, handler: _Handler, status: int, *, unexpected: bool) -> None:
+        """nginx's error_page -> kong/error_handlers.lua: Kong's own error page.
+
+        Kong.handle_error (kong/init.lua) marks the request KONG_UNEXPECTED; a truncated
+        buffered answer reaches the handler from Kong.response without that mark. Either
+        way the handler clears ctx.buffered_proxying, so kong.service.response.get_raw_body()
+        raises in the log phase even when access enabled buffering, and answers with
+        kong.response.exit (KONG_EXITED): serialize().source is "kong".
+        """
+        ctx.kong_unexpected = ctx.kong_unexpected or unexpected
+        ctx.buffered_proxying = False
+        ctx.exit = kong_error_exit(ctx, status, None, None, source="error-handler", phase=None)
+        self._send_exit(ctx, handler)
 
     def _answer_streaming(self, ctx: RequestContext, handler: _Handler, response: http.client.HTTPResponse) -> None:
         headers = self._response_headers(ctx, ctx.upstream_headers or Headers())
@@ -674,6 +719,12 @@ class KongFront:
         finally:
             ctx.log_done.set()
             self._log_finished()
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    major, _, rest = version.partition(".")
+    minor = rest.partition(".")[0]
+    return int(major), int(minor or 0)
 
 
 class _Server(ThreadingHTTPServer):
