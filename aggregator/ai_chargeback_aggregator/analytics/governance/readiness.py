@@ -35,6 +35,10 @@ DEFAULT_MAX_UNATTRIBUTED_COST_SHARE = 0.02
 DEFAULT_MAX_CONFLICT_SHARE = 0.01
 # Unpriced requests have no cost at all, so a bill built on them is short.
 DEFAULT_MAX_UNPRICED_SHARE = 0.05
+# Estimated usage is labelled, but a bill built mostly on estimates can be challenged; an
+# answered request nobody measured has no cost at all. See docs/governance.md.
+DEFAULT_MAX_ESTIMATED_COST_SHARE: float | None = 0.05
+DEFAULT_MAX_UNMEASURED_SHARE: float | None = 0.01
 # Header-sourced teams are only as trustworthy as the client; off by default
 # because some deployments attribute by trusted internal headers on purpose.
 DEFAULT_MAX_HEADER_TEAM_SHARE: float | None = None
@@ -51,13 +55,15 @@ class Thresholds:
     max_unattributed_cost_share: float = DEFAULT_MAX_UNATTRIBUTED_COST_SHARE
     max_conflict_share: float = DEFAULT_MAX_CONFLICT_SHARE
     max_unpriced_share: float | None = DEFAULT_MAX_UNPRICED_SHARE
+    max_estimated_cost_share: float | None = DEFAULT_MAX_ESTIMATED_COST_SHARE
+    max_unmeasured_share: float | None = DEFAULT_MAX_UNMEASURED_SHARE
     max_header_team_share: float | None = DEFAULT_MAX_HEADER_TEAM_SHARE
     min_requests: int = DEFAULT_MIN_REQUESTS
 
     def validate(self) -> None:
         errors: list[str] = []
         for name in ("max_unattributed_request_share", "max_unattributed_cost_share", "max_conflict_share",
-                     "max_unpriced_share", "max_header_team_share"):  # fmt: skip
+                     "max_unpriced_share", "max_estimated_cost_share", "max_unmeasured_share", "max_header_team_share"):  # fmt: skip
             value = getattr(self, name)
             require(errors, value is None or 0 <= value <= 1, f"{name} must be a fraction in 0..1, got {value}")
         require(errors, self.min_requests >= 0, f"min_requests must be >= 0, got {self.min_requests}")
@@ -141,6 +147,23 @@ def judge(summary: Row, t: Thresholds, *, unattributed: Sequence[Row] = (), conf
         add("unpriced_share", share, t.max_unpriced_share, passed,
             f"unpriced requests {_pct(share)} ({summary['unpriced_requests']}) {'<=' if passed else '>'} "
             f"{_pct(t.max_unpriced_share)}" + ("" if passed else ": their cost is missing from every bill"))  # fmt: skip
+
+    if t.max_estimated_cost_share is not None:
+        share = float(summary["estimated_cost_share"])
+        passed = share <= t.max_estimated_cost_share
+        suspect = int(summary["ai_proxy_zero_output_requests"])
+        add("estimated_cost_share", share, t.max_estimated_cost_share, passed,
+            f"estimated usage {_pct(share)} of cost ({_usd(summary['estimated_cost'])}, {summary['estimated_requests']} requests, "
+            f"{_pct(float(summary['estimated_request_share']))} of requests) {'<=' if passed else '>'} {_pct(t.max_estimated_cost_share)}"
+            + (f"; {suspect} of them Kong ai-proxy answers reporting 0 output tokens" if suspect else "")
+            + ("" if passed else ": estimates are labelled, but a bill built on them can be challenged"))  # fmt: skip
+
+    if t.max_unmeasured_share is not None:
+        share = float(summary["unmeasured_share"])
+        passed = share <= t.max_unmeasured_share
+        add("unmeasured_share", share, t.max_unmeasured_share, passed,
+            f"answered requests without any usage {_pct(share)} ({summary['unmeasured_requests']}) "
+            f"{'<=' if passed else '>'} {_pct(t.max_unmeasured_share)}" + ("" if passed else ": their cost is missing from every bill"))  # fmt: skip
 
     if t.max_header_team_share is not None:
         share = float(summary["header_team_share"])
