@@ -20,7 +20,9 @@ from support.seed import Seed, day_start, recent_day, usage_event
 
 from ai_chargeback_aggregator.analytics.governance import Readiness, Scope
 from ai_chargeback_aggregator.analytics.governance.base import Period
+from ai_chargeback_aggregator.analytics.reports.explain import explain
 from ai_chargeback_aggregator.analytics.reports.focus import export
+from ai_chargeback_aggregator.analytics.reports.handle import Handle
 from ai_chargeback_aggregator.analytics.reports.report import build_report
 from ai_chargeback_aggregator.analytics.statement.data import build_statement
 from ai_chargeback_aggregator.analytics.statement.page import render_page
@@ -159,3 +161,12 @@ def test_migration_0007_sends_rollups_built_before_it_back_to_raw_until_rebuilt(
     assert during.sources["hours_from_raw_events"] == 24 and during.totals == expected
     mixed.build_rollups()
     assert build_report(mixed.runner, first=DAY, last=DAY, by="team").totals == expected
+
+
+def test_explain_lists_each_estimate_with_its_note(mixed: Seed) -> None:
+    payments = next(line for line in build_report(mixed.runner, first=DAY, last=DAY, by="team").lines if line["key"] == "payments")
+    result = explain(mixed.runner, Handle.decode(payments["handle"]))
+    assert (result.summary["estimated_events"], result.summary["unmeasured_events"]) == (3, 1)
+    notes = [dict(zip(result.columns, row))["usage_note"] for row in result.events]
+    assert sorted(n for n in notes if "output-from-bytes" in n) == [
+        "estimated,output-from-bytes", "estimated,output-from-bytes", "kong-ai-proxy-zero-output,output-from-bytes"]  # fmt: skip

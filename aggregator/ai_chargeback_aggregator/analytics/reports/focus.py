@@ -128,6 +128,7 @@ UNITS: tuple[tuple[str, str, str | None, str], ...] = (
     ("request", "API Requests", None, "request"),
 )
 # How providers are named in FOCUS: (ProviderName, ServiceName). Unknown ones: title-cased id.
+# Every provider the plugin's registry can record has a row (tests/analytics/reports/test_focus.py).
 PROVIDERS: dict[str, tuple[str, str]] = {
     "openai": ("OpenAI", "OpenAI API"),
     "anthropic": ("Anthropic", "Claude API"),
@@ -142,6 +143,8 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "deepseek": ("DeepSeek", "DeepSeek API"),
     "x-ai": ("xAI", "xAI API"),
     "groq": ("Groq", "GroqCloud"),
+    "ollama": ("Ollama (self-hosted)", "Ollama API"),
+    "openai-compatible": ("OpenAI-compatible (self-hosted)", "OpenAI-compatible API"),
 }
 # Who made the model, by model-name prefix (PublisherName): a Claude model on Bedrock is Anthropic's.
 PUBLISHERS: tuple[tuple[str, str], ...] = (
