@@ -239,13 +239,13 @@ def _measurement_totals(report: Report, lines: list[Line]) -> None:
     report.totals.update(figures)
     if total.estimated_events:
         report.warnings.append(
-            f"{ESTIMATED_FLAG}: {total.estimated_events} of {total.events} request(s) ({_pct(figures['estimated_request_share'])}) "
-            f"carry estimated usage, {figures['estimated_cost']} of the cost ({_pct(figures['estimated_cost_share'])}): "
+            f"{ESTIMATED_FLAG}: {total.estimated_events} of {total.events} request(s) ({percent_text(figures['estimated_request_share'])}) "
+            f"carry estimated usage, {figures['estimated_cost']} of the cost ({percent_text(figures['estimated_cost_share'])}): "
             "labelled estimates, not measured counts"
         )
     if total.unmeasured_events:
         report.warnings.append(
-            f"{UNMEASURED_FLAG}: {total.unmeasured_events} answered request(s) ({_pct(figures['unmeasured_request_share'])}) "
+            f"{UNMEASURED_FLAG}: {total.unmeasured_events} answered request(s) ({percent_text(figures['unmeasured_request_share'])}) "
             "could not be measured: their usage and cost are NOT in these figures"
         )
 
@@ -254,7 +254,8 @@ def _share(part: Decimal, whole: Decimal) -> float:
     return round(float(part / whole), 6) if whole else 0.0
 
 
-def _pct(share: float) -> str:
+def percent_text(share: float) -> str:
+    """A share (0.0123) as the reports print it: '1.23%'. Public, like money_text."""
     return f"{share * 100:.2f}%"
 
 

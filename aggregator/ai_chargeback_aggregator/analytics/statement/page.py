@@ -18,7 +18,7 @@ from html import escape
 from typing import Any
 
 from ... import __version__
-from ..reports.report import money_text
+from ..reports.report import money_text, percent_text
 from .charts import OTHER, PALETTE, Bar, Day, attr, bar_chart, colors_for, daily_chart, legend, share_bar
 from .data import Statement, cents
 
@@ -238,15 +238,15 @@ def _measurement(s: Statement) -> str:
     if estimated:
         parts.append(
             f'<strong data-total="estimated_events" data-value="{estimated}">{_n(estimated)}</strong> of {_n(t["events"])} request(s) '
-            f"({_share(t['estimated_request_share'])}) carry <em>estimated</em> usage, "
+            f"({percent_text(t['estimated_request_share'])}) carry <em>estimated</em> usage, "
             f'<strong data-total="estimated_cost" data-value="{attr(t["estimated_cost"])}">{money(t["estimated_cost"])}</strong> '
-            f"({_share(t['estimated_cost_share'])}) of the amount: the gateway could not see the provider's count (a streamed "
+            f"({percent_text(t['estimated_cost_share'])}) of the amount: the gateway could not see the provider's count (a streamed "
             "answer, a body too large to read) and estimated it, with the error bound stated in each request's note."
         )
     if unmeasured:
         parts.append(
             f'<strong data-total="unmeasured_events" data-value="{unmeasured}">{_n(unmeasured)}</strong> answered request(s) '
-            f"({_share(t['unmeasured_request_share'])}) could not be measured at all: their usage and cost are "
+            f"({percent_text(t['unmeasured_request_share'])}) could not be measured at all: their usage and cost are "
             "<em>not</em> in the amounts below."
         )
     return (
@@ -257,10 +257,6 @@ def _measurement(s: Statement) -> str:
         '<th class="num">Estimated amount</th><th class="num">Unmeasured requests</th><th>Drill-down handle</th></tr></thead>'
         f"<tbody>{rows}</tbody></table></section>"
     )
-
-
-def _share(value: Any) -> str:
-    return f"{float(value or 0) * 100:.2f}%"
 
 
 def _totals(s: Statement) -> str:
