@@ -743,6 +743,10 @@ def build_registry(env: PdkEnvironment) -> dict[str, PdkMethod]:
 
     @pdk("kong.nginx.get_ctx")
     def _(ctx: RequestContext, key: Any = None) -> Any:
+        if key == "buffered_proxying":
+            # Kong keeps the flag in ngx.ctx itself (kong/pdk/service/request.lua enable_buffering);
+            # the log timer reads the clone plugin.lua saved: true, or nil once cleared.
+            return True if ctx.buffered_proxying else None
         with ctx.lock:
             return ctx.ngx_ctx.get(key)
 

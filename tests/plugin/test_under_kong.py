@@ -65,6 +65,7 @@ def pdk_methods(front: Any, phase: str) -> list[str]:
 def test_a_body_nginx_spooled_to_disk_is_read_from_the_file_and_metered_exactly(tmp_path: Path, size: int) -> None:
     with metered_front(tmp_path) as m:
         post(m.url, CHAT, chat(100))  # Kong's version shows in the first serialize(): then spooled bodies are readable
+        m.events(1)
         body = chat(size)
         status, _ = post(m.url, CHAT, body)
         assert status == 200
@@ -101,6 +102,7 @@ def test_on_kong_3_7_a_spooled_body_is_never_read_and_never_fails(tmp_path: Path
 def test_a_body_above_max_body_bytes_is_not_read_and_the_prompt_is_estimated_from_content_length(tmp_path: Path) -> None:
     with metered_front(tmp_path, plugin_config={"max_body_bytes": 16 * 1024}) as m:
         post(m.url, CHAT, chat(100))
+        m.events(1)
         body = chat(64 * 1024)
         status, _ = post(m.url, CHAT, body)
         assert status == 200

@@ -10,6 +10,8 @@ calls) without the aggregator's storage; the whole path is tests/e2e/.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,12 +69,16 @@ def metered_front(tmp_path: Path, *, plugin_config: Mapping[str, Any] | None = N
                   upstream: str | None = None, gevent: bool = True, serialize_hook: Any = None,
                   **front_kwargs: Any) -> Iterator[Metered]:  # fmt: skip
     """Start sink, mock LLM, plugin server and front; on exit, fail on harness failures nobody took."""
-    (tmp_path / "kong").mkdir(parents=True, exist_ok=True)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    prefix = Path(tempfile.mkdtemp(prefix="kong-"))  # short: a unix socket path has ~100 bytes
+    server = PluginServerProcess.for_console_script(
+        "ai-chargeback-pluginserver", gevent=gevent, prefix=prefix, log_path=tmp_path / "pluginserver.log"
+    )
+    # Fork the plugin server before this process runs gRPC threads: forking next to
+    # live gRPC pollers can abort the child (grpc fork_posix: "skipping fork() handlers").
+    server.start()
     sink = EventSink().start()
     llm = MockLLM().start()
-    server = PluginServerProcess.for_console_script(
-        "ai-chargeback-pluginserver", gevent=gevent, prefix=tmp_path / "kong", log_path=tmp_path / "pluginserver.log"
-    )
     front = None
     try:
         config = kong_yml(sink.address, tmp_path / "spool", plugin_config=plugin_config, key_auth=key_auth)
@@ -87,3 +93,4 @@ def metered_front(tmp_path: Path, *, plugin_config: Mapping[str, Any] | None = N
         server.stop()
         llm.stop()
         sink.stop()
+        shutil.rmtree(prefix, ignore_errors=True)

@@ -16,7 +16,7 @@ from .detect import detect_family
 from .estimate import estimate_usage
 from .estimate import warm as warm_tokenizer
 from .facts import RequestFacts
-from .kong import usage_from_ai_proxy
+from .kong import ai_proxy_ran, usage_from_ai_proxy
 from .parse import Exchange, parse_usage, sniff_family
 from .prepare import prepare_request
 from .record import UsageRecord, UsageSource
@@ -26,6 +26,7 @@ __all__ = [
     "RequestFacts",
     "UsageRecord",
     "UsageSource",
+    "ai_proxy_ran",
     "detect_family",
     "estimate_usage",
     "parse_usage",

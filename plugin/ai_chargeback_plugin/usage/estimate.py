@@ -21,12 +21,13 @@ audio and tool schemas are approximations). Every record made here has source
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from . import _decode, _eventstream, _ndjson, _sse, notes
+from . import _decode, _eventstream, _ndjson, _sse, notes, registry, sizes
 from .facts import DEFAULT_MAX_BODY_BYTES, RequestFacts
 from .parse import Exchange
 from .record import UsageRecord, UsageSource
@@ -220,21 +221,34 @@ def answer_text(body: bytes, *, content_type: str = "") -> list[str] | None:
     return texts
 
 
-def estimate_usage(facts: RequestFacts | None, exchange: Exchange | None, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> UsageRecord:
-    """An ESTIMATED record: prompt from ``facts.estimated_prompt_tokens``, completion from the answer text.
+def estimate_usage(
+    facts: RequestFacts | None,
+    exchange: Exchange | None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    response_bytes: int | None = None,
+    request_bytes: int | None = None,
+) -> UsageRecord:
+    """An ESTIMATED record for an exchange whose usage nobody reported. Never raises.
 
-    ``facts`` default to the exchange's. Never passed off as exact: source is
-    ``ESTIMATED`` and the note names the method. When the response body is not
-    visible (or not readable) the output stays None and the note says
-    ``completion-not-visible``. Never raises.
+    Prompt: ``facts.estimated_prompt_tokens`` (the tokenizer, in access), else
+    the size of a body access did not read (``facts.unread_body_bytes``), else
+    `request_bytes` (the request body size Kong reports). Output: the answer's
+    text when the body was seen, else `response_bytes` (the body size Kong
+    reports) through the family's byte calibration (``.sizes``). ``facts``
+    default to the exchange's. Never passed off as exact: source is
+    ``ESTIMATED``, the note names each method and, for size estimates, their
+    error bound (``err<=NN%``). What cannot be estimated stays None
+    (``completion-not-visible``, ``prompt-not-estimated``).
     """
     try:
-        return _estimate(facts, exchange, max_body_bytes)
+        return _estimate(facts, exchange, max_body_bytes, response_bytes, request_bytes)
     except Exception:  # noqa: BLE001 - contract: never raises on the hot path
         return UsageRecord(UsageSource.ESTIMATED, note=notes.join(notes.ESTIMATED, notes.COMPLETION_NOT_VISIBLE))
 
 
-def _estimate(facts: RequestFacts | None, exchange: Exchange | None, cap: int) -> UsageRecord:
+def _estimate(facts: RequestFacts | None, exchange: Exchange | None, cap: int, response_bytes: int | None,
+              request_bytes: int | None) -> UsageRecord:  # fmt: skip
     if facts is None and exchange is not None:
         facts = exchange.facts
     model = (facts.requested_model if facts else "") or (exchange.requested_model if exchange else "")
@@ -246,20 +260,43 @@ def _estimate(facts: RequestFacts | None, exchange: Exchange | None, cap: int) -
             provider = exchange.provider
         if exchange.api_family not in ("", "auto"):
             family = exchange.api_family
-    input_tokens = facts.estimated_prompt_tokens if facts else None
+        streaming = streaming or registry.is_stream_content_type(exchange.content_type)
     parts = [notes.ESTIMATED]
+    bounds: list[int] = []
+    input_tokens = facts.estimated_prompt_tokens if facts else None
+    if input_tokens is None:
+        unread = facts.unread_body_bytes if facts else None
+        size, how = (unread, notes.PROMPT_FROM_CONTENT_LENGTH) if unread is not None else (request_bytes, notes.PROMPT_FROM_REQUEST_SIZE)
+        if size:
+            input_tokens, bound = sizes.prompt_from_bytes(size)
+            parts += [facts.unread_reason if facts and unread is not None else "", how]
+            bounds.append(bound)
     output_tokens: int | None = None
     method = _method(model)
+    tokenized = facts is not None and facts.estimated_prompt_tokens is not None
     if exchange is not None and exchange.response_body:
         decoded, _ = _decode.decode(exchange.response_body, exchange.content_encoding, cap)
         texts = answer_text(decoded, content_type=exchange.content_type) if decoded is not None else None
         if texts is not None:
             output_tokens, method = count_tokens(texts, model)
-    parts.append(f"tokenizer={method}" if method != HEURISTIC else HEURISTIC)
+            tokenized = True
+    elif response_bytes:
+        if exchange is not None and exchange.content_encoding.strip().lower() not in ("", "identity"):
+            parts.append(notes.ANSWER_COMPRESSED)
+        else:
+            estimate = sizes.output_from_bytes(family, response_bytes, streaming=streaming)
+            if estimate is not None:
+                output_tokens, bound = estimate
+                parts.append(notes.OUTPUT_FROM_BYTES)
+                bounds.append(bound)
+    if tokenized:
+        parts.append(f"tokenizer={method}" if method != HEURISTIC else HEURISTIC)
     if input_tokens is None:
         parts.append("prompt-not-estimated")
-    if output_tokens is None:
+    if output_tokens is None and not family.endswith("embeddings"):
         parts.append(notes.COMPLETION_NOT_VISIBLE)
+    if bounds:
+        parts.append(notes.ERROR_BOUND.format(max(bounds)))
     return UsageRecord(
         UsageSource.ESTIMATED,
         provider=provider,
@@ -269,4 +306,27 @@ def _estimate(facts: RequestFacts | None, exchange: Exchange | None, cap: int) -
         served_model=model,
         streaming=streaming,
         note=notes.join(*parts),
+    )
+
+
+def output_from_bytes_instead(record: UsageRecord, *, family: str, response_bytes: int | None, streaming: bool,
+                              reason: str, content_encoding: str = "") -> UsageRecord:  # fmt: skip
+    """`record` with its output replaced by a size estimate, labelled with `reason` (e.g. a suspect 0 from Kong).
+
+    The record becomes ESTIMATED; its input counts are kept as they were. When
+    no size estimate is possible (no byte count, a compressed answer, an
+    embeddings family), the record keeps its source and gains `reason`.
+    """
+    estimate = None
+    if response_bytes and content_encoding.strip().lower() in ("", "identity"):
+        estimate = sizes.output_from_bytes(family, response_bytes, streaming=streaming)
+    if estimate is None:
+        return dataclasses.replace(record, note=notes.join(record.note, reason))
+    tokens, bound = estimate
+    return dataclasses.replace(
+        record,
+        source=UsageSource.ESTIMATED,
+        output_tokens=tokens,
+        reasoning_tokens=None,
+        note=notes.join(record.note, notes.ESTIMATED, reason, notes.OUTPUT_FROM_BYTES, notes.ERROR_BOUND.format(bound)),
     )

@@ -24,7 +24,11 @@ class RequestFacts:
     unknown), ``requested_model`` (body ``model``, else the URL's),
     ``streaming``, ``client_requested_usage`` (the client itself sent
     ``stream_options.include_usage: true``), ``usage_injected`` (we added it),
-    ``estimated_prompt_tokens`` (only when estimation was asked for).
+    ``estimated_prompt_tokens`` (only when estimation was asked for),
+    ``unread_body_bytes`` / ``unread_reason``: the request body was not read
+    (its Content-Length, and why: ``body-too-large`` or ``body-spooled``), so
+    ``streaming`` was not known in access and the prompt, if estimated, comes
+    from the length.
     """
 
     provider: str
@@ -34,6 +38,8 @@ class RequestFacts:
     client_requested_usage: bool
     usage_injected: bool
     estimated_prompt_tokens: int | None = None
+    unread_body_bytes: int | None = None
+    unread_reason: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         """A small JSON-able dict with short keys (Kong ctx → log phase)."""
@@ -48,6 +54,9 @@ class RequestFacts:
         }
         if self.estimated_prompt_tokens is not None:
             wire["ep"] = self.estimated_prompt_tokens
+        if self.unread_body_bytes is not None:
+            wire["ub"] = self.unread_body_bytes
+            wire["ur"] = self.unread_reason
         return wire
 
     @classmethod
@@ -65,6 +74,11 @@ class RequestFacts:
             ep = data.get("ep")
             if ep is not None and not (type(ep) is int and ep >= 0):
                 ep = None
-            return cls(strs[0], strs[1], strs[2], bool(flags[0]), bool(flags[1]), bool(flags[2]), ep)
+            unread = data.get("ub")
+            reason = data.get("ur", "")
+            if unread is not None and not (type(unread) is int and unread >= 0 and isinstance(reason, str) and len(reason) <= 64):
+                unread, reason = None, ""
+            return cls(strs[0], strs[1], strs[2], bool(flags[0]), bool(flags[1]), bool(flags[2]), ep,
+                       unread, reason if unread is not None else "")  # fmt: skip
         except Exception:  # noqa: BLE001 - contract: never raises on the hot path
             return None

@@ -51,6 +51,15 @@ def _namespace(ai: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def ai_proxy_ran(serialized: Mapping[str, Any]) -> bool:
+    """Whether ai-proxy wrote analytics for this request (all zeros included). Never raises."""
+    try:
+        ai = serialized.get("ai") if isinstance(serialized, Mapping) else None
+        return isinstance(ai, Mapping) and _namespace(ai) is not None
+    except Exception:  # noqa: BLE001 - contract: never raises on the hot path
+        return False
+
+
 def usage_from_ai_proxy(serialized: Mapping[str, Any]) -> UsageRecord | None:
     """A KONG_AI_PROXY record from ai-proxy's analytics, or None when there are none. Never raises."""
     try:

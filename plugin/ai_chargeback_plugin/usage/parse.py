@@ -32,7 +32,6 @@ from .record import UsageRecord, UsageSource
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
-_STREAM_TYPES = ("text/event-stream", "ndjson", "amazon.eventstream", "stream+json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +165,7 @@ def _parse(exchange: Exchange, cap: int, deployment_models: Mapping[str, str] | 
     headers = exchange.response_headers or _NO_HEADERS
     body = exchange.response_body or b""
 
-    stream_hint = any(t in ct for t in _STREAM_TYPES) or (facts.streaming if facts else False)
+    stream_hint = registry.is_stream_content_type(ct) or (facts.streaming if facts else False)
     decoded, note = _decode.decode(body, exchange.content_encoding, cap)
     if decoded is None and note == notes.DECODE_ERROR and body[:16].lstrip()[:1] in (b"{", b"[", b"d", b"e", b":"):
         decoded, note = body, ""  # Content-Encoding header left on an already-decoded body
