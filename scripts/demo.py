@@ -53,7 +53,7 @@ def send_traffic(url: str) -> int:
             pass
         sent += 1
     claude = anthropic.Anthropic(base_url=f"{url}/anthropic", api_key="unused",
-                                 default_headers={"x-api-key": CONSUMERS["fraud-scoring"]}, max_retries=0)  # fmt: skip
+                                 default_headers={"apikey": CONSUMERS["fraud-scoring"]}, max_retries=0)  # fmt: skip
     for turn in range(4):
         claude.messages.create(model="claude-3-5-sonnet-latest", max_tokens=300,
                                messages=[{"role": "user", "content": f"score transaction {turn}"}],

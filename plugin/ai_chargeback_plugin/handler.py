@@ -165,32 +165,48 @@ class Plugin:
             requested_model=facts.requested_model if facts else "",
             facts=facts,
         )
-        if mode in ("auto", "ai_proxy"):
+        if mode == "ai_proxy":
             from_ai_proxy = usage_from_ai_proxy(serialized)
             if from_ai_proxy is not None:
                 return _checked_ai_proxy(from_ai_proxy, serialized, exchange)
-            if mode == "ai_proxy":
-                return _without_ai_proxy_counts(serialized, exchange)
+            return _without_ai_proxy_counts(serialized, exchange)
         if not kong_state.proxied(serialized):
             return UsageRecord.none(notes.NOT_PROXIED)
         if carried is not None and "buffered" in carried:
             buffered = bool(carried["buffered"])
         else:
             buffered = mode == "buffered" or (mode == "auto" and not registry.is_stream_content_type(exchange.content_type))
+        # Best source first: the provider's own usage block in a buffered answer (with the
+        # cache and reasoning breakdown), then Kong ai-proxy's analytics, then an estimate.
+        parsed: UsageRecord | None = None
         if buffered:
             answered_by = kong_state.answered_by(serialized)
             if answered_by == "kong":
                 return UsageRecord.none(_kong_error_page(exchange.status))
             if _buffered_answer_kept(kong, serialized, answered_by):
                 exchange = dataclasses.replace(exchange, response_body=_bytes(kong.service.response.get_raw_body()))
-                return parse_usage(exchange, max_body_bytes=config.max_body_bytes, deployment_models=config.deployment_models)
-            if exchange.status >= 400:
-                return UsageRecord.none(notes.join(notes.BODY_NOT_BUFFERED, notes.UPSTREAM_ERROR))
-        elif exchange.status >= 400:
-            return UsageRecord.none(notes.UPSTREAM_ERROR)  # providers bill no error answer: never estimate one
+                parsed = parse_usage(exchange, max_body_bytes=config.max_body_bytes, deployment_models=config.deployment_models)
+                if parsed.source is not UsageSource.NONE:
+                    return parsed
+        if mode == "auto":
+            from_ai_proxy = usage_from_ai_proxy(serialized)
+            if from_ai_proxy is not None:
+                return _checked_ai_proxy(from_ai_proxy, serialized, exchange)
+        if parsed is not None:
+            if 200 <= exchange.status < 300 and parsed.api_family and notes.NO_USAGE in parsed.note.split(","):
+                # An LLM answer that reported no usage: estimate it from its text rather than bill nothing.
+                estimated = estimate_usage(facts, exchange, request_bytes=sizes.request_body_bytes(serialized))
+                return dataclasses.replace(estimated, provider=parsed.provider, api_family=parsed.api_family,
+                                           served_model=parsed.served_model or estimated.served_model,
+                                           note=notes.join(notes.NO_USAGE, estimated.note))  # fmt: skip
+            return parsed
+        if exchange.status >= 400:  # providers bill no error answer: never estimate one
+            return UsageRecord.none(notes.join(notes.BODY_NOT_BUFFERED if buffered else "", notes.UPSTREAM_ERROR))
         record = estimate_usage(facts, exchange, response_bytes=sizes.response_body_bytes(serialized),
                                 request_bytes=sizes.request_body_bytes(serialized))  # fmt: skip
-        return dataclasses.replace(record, note=notes.join(record.note, notes.BODY_NOT_BUFFERED)) if buffered else record
+        suspect = mode == "auto" and 200 <= exchange.status < 300 and ai_proxy_ran(serialized)  # it said 0 for this answer
+        extra = notes.join(notes.BODY_NOT_BUFFERED if buffered else "", notes.KONG_AI_PROXY_ZERO_OUTPUT if suspect else "")
+        return dataclasses.replace(record, note=notes.join(record.note, extra)) if extra else record
 
 
 def _buffered_answer_kept(kong: Any, serialized: Mapping[str, Any], answered_by: str | None) -> bool:

@@ -164,6 +164,7 @@ class RequestContext:
     kong_version: tuple[int, int] = (3, 10)
 
     buffered_proxying: bool = False
+    ai_proxy: dict[str, Any] | None = None  # set by the bundled ai-proxy model in access
     buffered_status: int | None = None
     buffered_headers: Headers | None = None
     buffered_body: bytes | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import http.client
 import itertools
+import os
 import socket
 import threading
 import time
@@ -22,10 +23,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from . import ai_proxy as ai_proxy_plugin
+from . import vault
 from .bridge import ExternalPlugin, PluginEntity
 from .context import Headers, RequestContext
 from .declarative import DeclarativeConfig, load_declarative_config, upstream_path
-from .errors import HarnessFailures
+from .errors import DeclarativeConfigError, HarnessFailures
 from .key_auth import NAME as KEY_AUTH
 from .key_auth import PRIORITY as KEY_AUTH_PRIORITY
 from .key_auth import SCHEMA as KEY_AUTH_SCHEMA
@@ -45,6 +48,20 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 )
 SerializeHook = Callable[[RequestContext], "Mapping[str, Any] | None"]
+# Kong's bundled plugins the harness runs itself, by priority (their handler.lua PRIORITY).
+BUNDLED_PRIORITIES = {KEY_AUTH: KEY_AUTH_PRIORITY, ai_proxy_plugin.NAME: ai_proxy_plugin.PRIORITY}
+
+
+def bundled_validators() -> dict[str, Callable[[Any], dict[str, Any]]]:
+    """Config validators of the bundled plugins the harness models (Kong's own schemas, re-stated)."""
+    ai_proxy_schema = ConfigSchema(ai_proxy_plugin.SCHEMA, check_definition=False)
+
+    def ai_proxy(raw: Any) -> dict[str, Any]:
+        config = ai_proxy_schema.validate(raw)
+        ai_proxy_plugin.check_config(config)
+        return config
+
+    return {KEY_AUTH: ConfigSchema(KEY_AUTH_SCHEMA, check_definition=False).validate, ai_proxy_plugin.NAME: ai_proxy}
 
 
 @dataclass
@@ -79,6 +96,8 @@ class KongFront:
         owned_processes: Iterable[PluginServerProcess] = (),
         client_body_buffer_size: int = CLIENT_BODY_BUFFER_SIZE,
         client_max_body_size: int = CLIENT_MAX_BODY_SIZE,
+        vault_env: Mapping[str, str] | None = None,
+        ai_proxy_bugs: Iterable[str] = (),
     ) -> None:
         self.config = config
         self.kong_version = _version_tuple(kong_version)
@@ -90,6 +109,9 @@ class KongFront:
         self.serialize_hook = serialize_hook
         self.capture_limit = capture_limit
         self.key_auth = KeyAuth(config.credentials, config.find_consumer)
+        # Kong's env vault reads the process environment; tests pass their own.
+        self.ai_proxy = ai_proxy_plugin.AiProxy(os.environ if vault_env is None else vault_env, self._record_failure)
+        self.ai_proxy_bugs = tuple(ai_proxy_bugs)
         self._owned = list(owned_processes)
         self._bind = (host, port)
         self._server: _Server | None = None
@@ -120,6 +142,7 @@ class KongFront:
         serialize_hook: SerializeHook | None = None,
         start: bool = True,
         stop_servers_on_close: bool = False,
+        vault_env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> KongFront:
         """Start (if needed) each plugin server, validate kong.yml against the
@@ -141,9 +164,7 @@ class KongFront:
                 raise ValueError(f"plugin_servers[{name!r}] serves plugin {plugin.name!r} according to --dump")
             externals[name] = plugin
         try:
-            validators: dict[str, Callable[[Any], dict[str, Any]]] = {
-                KEY_AUTH: ConfigSchema(KEY_AUTH_SCHEMA, check_definition=False).validate
-            }
+            validators = bundled_validators()
             for name, plugin in externals.items():
                 validators[name] = ConfigSchema(plugin.info.schema).validate
             config = load_declarative_config(
@@ -155,12 +176,24 @@ class KongFront:
                 plugin.close()
             raise
         lookup["find"] = config.find_consumer
+        env = os.environ if vault_env is None else vault_env
+        try:
+            for entity in config.plugins:
+                fields = (externals[entity.name].info.config_schema["fields"] if entity.name in externals
+                          else ai_proxy_plugin.SCHEMA["fields"][0]["config"]["fields"] if entity.name == ai_proxy_plugin.NAME
+                          else [])  # fmt: skip
+                entity.config = vault.resolve_config(entity.config, fields, env)
+        except KeyError as exc:
+            for plugin in externals.values():
+                plugin.close()
+            raise DeclarativeConfigError(f"{exc.args[0]} (pass vault_env, or set it)") from None
         front = cls(
             config,
             externals,
             workers=workers,
             serialize_hook=serialize_hook,
             owned_processes=plugin_servers.values() if stop_servers_on_close else (),
+            vault_env=vault_env,
             **kwargs,
         )
         if start:
@@ -312,7 +345,7 @@ class KongFront:
         ranked = []
         for name in names:
             external = self.external_plugins.get(name)
-            ranked.append((external.info.priority if external else KEY_AUTH_PRIORITY, name))
+            ranked.append((external.info.priority if external else BUNDLED_PRIORITIES[name], name))
         ranked.sort(key=lambda item: (-item[0], item[1]))
         return ranked
 
@@ -426,6 +459,10 @@ class KongFront:
                 continue  # still collected (its log phase runs), not executed
             if name == KEY_AUTH:
                 exit_record = self.key_auth.access(ctx, item.entity.config)
+                if exit_record is not None:
+                    ctx.exit = exit_record
+            elif name == ai_proxy_plugin.NAME:
+                exit_record = self.ai_proxy.access(ctx, item.entity.config)
                 if exit_record is not None:
                     ctx.exit = exit_record
             elif item.external and item.external.has_phase("access"):
@@ -685,6 +722,11 @@ class KongFront:
     def _start_log_phase(self, ctx: RequestContext, collected: list[_Collected]) -> None:
         ctx.phase = Phase.log
         try:
+            for item in collected:
+                if item.name == ai_proxy_plugin.NAME and ctx.ai_proxy is not None:
+                    # serialize-analytics.lua runs in header/body filter: before any log phase
+                    values = ai_proxy_plugin.AiProxy.analytics(ctx, item.entity.id, self.ai_proxy_bugs)
+                    ctx.serialize_values.extend((k, v, "set") for k, v in values.items())
             if self.serialize_hook is not None:
                 extra = self.serialize_hook(ctx)
                 for key, value in (extra or {}).items():

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from . import _decode, _eventstream, _ndjson, _sse, notes, registry, sizes
+from . import _decode, _eventstream, _ndjson, _sse, detect, notes, registry, sizes
 from .facts import DEFAULT_MAX_BODY_BYTES, RequestFacts
 from .parse import Exchange
 from .record import UsageRecord, UsageSource
@@ -261,6 +261,9 @@ def _estimate(facts: RequestFacts | None, exchange: Exchange | None, cap: int, r
         if exchange.api_family not in ("", "auto"):
             family = exchange.api_family
         streaming = streaming or registry.is_stream_content_type(exchange.content_type)
+        if not family or not provider:  # access did not need the path: the log phase has it
+            detected_provider, detected_family = detect.detect_family(exchange.path, host=exchange.host)
+            provider, family = provider or detected_provider, family or detected_family
     parts = [notes.ESTIMATED]
     bounds: list[int] = []
     input_tokens = facts.estimated_prompt_tokens if facts else None
