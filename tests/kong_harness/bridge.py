@@ -109,6 +109,9 @@ class ExternalPlugin:
         self._seqs: dict[tuple[int, str], int] = {}
         self._slots_lock = threading.Lock()
         self.instance_restarts = 0
+        # Fault injection: PDK method -> the Lua error Kong raises for it (e.g. nginx's temp
+        # file of a spooled body vanished: get_raw_body returns nil, fix_raw cannot pack it).
+        self.lua_errors: dict[str, str] = {}
         self.pdk_calls: collections.Counter[str] = collections.Counter()
         self._counter_lock = threading.Lock()
 
@@ -267,6 +270,8 @@ class ExternalPlugin:
             else:
                 self._fail(ctx, f"[{self.name}] could not find pdk method: {method}")
             return _UNKNOWN
+        if method in self.lua_errors:
+            raise LuaError(self.lua_errors[method])
         in_log_timer = ctx.phase is Phase.log and ctx.saved_log is not None
         func = impl.log_override if (in_log_timer and impl.log_override is not None) else impl.func
         # Lua silently drops surplus arguments.

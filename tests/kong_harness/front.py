@@ -279,6 +279,14 @@ class KongFront:
             "rpc_calls_by_method": self.rpc_calls_by_method(),
         }
 
+    def inject_lua_error(self, method: str, message: str | None = None) -> None:
+        """From now on, the PDK call `method` raises a Lua error inside Kong (None message: stop)."""
+        for plugin in self.external_plugins.values():
+            if message is None:
+                plugin.lua_errors.pop(method, None)
+            else:
+                plugin.lua_errors[method] = message
+
     def last_request(self) -> RequestContext:
         return self.requests[-1]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kong_harness import KongFront, PluginServerProcess
+from kong_harness import KongFront, MsgpackRpcClient, PluginServerProcess
 
 from ai_chargeback_proto import pb
 
@@ -39,6 +39,14 @@ class Metered:
     @property
     def url(self) -> str:
         return self.front.url
+
+    def runtime_stats(self) -> dict[str, Any]:
+        """The plugin server's own count of events in flight, greenlets, threads and RSS (plugin.GetRuntimeStats)."""
+        client = MsgpackRpcClient(self.server.socket_path, timeout=30)
+        try:
+            return dict(client.call("plugin.GetRuntimeStats"))
+        finally:
+            client.close()
 
     def events(self, count: int, timeout_s: float = 30.0) -> list[pb.UsageEvent]:
         """Exactly `count` events once every log phase ran (more is a failure too)."""
@@ -67,12 +75,12 @@ def kong_yml(sink_address: str, spool_dir: Path, *, plugin_config: Mapping[str, 
 @contextmanager
 def metered_front(tmp_path: Path, *, plugin_config: Mapping[str, Any] | None = None, key_auth: bool = False,
                   upstream: str | None = None, gevent: bool = True, serialize_hook: Any = None,
-                  **front_kwargs: Any) -> Iterator[Metered]:  # fmt: skip
+                  server_env: Mapping[str, str] | None = None, **front_kwargs: Any) -> Iterator[Metered]:  # fmt: skip
     """Start sink, mock LLM, plugin server and front; on exit, fail on harness failures nobody took."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     prefix = Path(tempfile.mkdtemp(prefix="kong-"))  # short: a unix socket path has ~100 bytes
     server = PluginServerProcess.for_console_script(
-        "ai-chargeback-pluginserver", gevent=gevent, prefix=prefix, log_path=tmp_path / "pluginserver.log"
+        "ai-chargeback-pluginserver", gevent=gevent, prefix=prefix, log_path=tmp_path / "pluginserver.log", env=server_env
     )
     # Fork the plugin server before this process runs gRPC threads: forking next to
     # live gRPC pollers can abort the child (grpc fork_posix: "skipping fork() handlers").
