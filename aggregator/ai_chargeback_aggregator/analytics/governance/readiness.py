@@ -141,36 +141,25 @@ def judge(summary: Row, t: Thresholds, *, unattributed: Sequence[Row] = (), conf
                        lambda r: f"{r['consumer'] or 'anonymous'} claimed {r['attribute']}={r['header_value']}, resolved {r['resolved_value'] or '(none)'}")  # fmt: skip
     add("conflict_share", share, t.max_conflict_share, passed, detail)
 
-    if t.max_unpriced_share is not None:
-        share = float(summary["unpriced_share"])
-        passed = share <= t.max_unpriced_share
-        add("unpriced_share", share, t.max_unpriced_share, passed,
-            f"unpriced requests {_pct(share)} ({summary['unpriced_requests']}) {'<=' if passed else '>'} "
-            f"{_pct(t.max_unpriced_share)}" + ("" if passed else ": their cost is missing from every bill"))  # fmt: skip
+    def at_most(metric: str, limit: float | None, sentence: Callable[[float], str], why_not: str) -> None:
+        """An optional criterion: the summary's ``metric`` share against ``limit`` (None: not checked)."""
+        if limit is not None:
+            share = float(summary[metric])
+            passed = share <= limit
+            add(metric, share, limit, passed, f"{sentence(share)} {'<=' if passed else '>'} {_pct(limit)}" + ("" if passed else f": {why_not}"))
 
-    if t.max_estimated_cost_share is not None:
-        share = float(summary["estimated_cost_share"])
-        passed = share <= t.max_estimated_cost_share
-        suspect = int(summary["ai_proxy_zero_output_requests"])
-        add("estimated_cost_share", share, t.max_estimated_cost_share, passed,
-            f"estimated usage {_pct(share)} of cost ({_usd(summary['estimated_cost'])}, {summary['estimated_requests']} requests, "
-            f"{_pct(float(summary['estimated_request_share']))} of requests) {'<=' if passed else '>'} {_pct(t.max_estimated_cost_share)}"
-            + (f"; {suspect} of them Kong ai-proxy answers reporting 0 output tokens" if suspect else "")
-            + ("" if passed else ": estimates are labelled, but a bill built on them can be challenged"))  # fmt: skip
-
-    if t.max_unmeasured_share is not None:
-        share = float(summary["unmeasured_share"])
-        passed = share <= t.max_unmeasured_share
-        add("unmeasured_share", share, t.max_unmeasured_share, passed,
-            f"answered requests without any usage {_pct(share)} ({summary['unmeasured_requests']}) "
-            f"{'<=' if passed else '>'} {_pct(t.max_unmeasured_share)}" + ("" if passed else ": their cost is missing from every bill"))  # fmt: skip
-
-    if t.max_header_team_share is not None:
-        share = float(summary["header_team_share"])
-        passed = share <= t.max_header_team_share
-        add("header_team_share", share, t.max_header_team_share, passed,
-            f"teams taken from request headers on {_pct(share)} of requests {'<=' if passed else '>'} "
-            f"{_pct(t.max_header_team_share)}" + ("" if passed else ": a header is only as accountable as the client sending it"))  # fmt: skip
+    missing = "their cost is missing from every bill"
+    suspect = int(summary["ai_proxy_zero_output_requests"])
+    at_most("unpriced_share", t.max_unpriced_share, lambda share: f"unpriced requests {_pct(share)} ({summary['unpriced_requests']})", missing)
+    at_most("estimated_cost_share", t.max_estimated_cost_share,
+            lambda share: f"estimated usage {_pct(share)} of cost ({_usd(summary['estimated_cost'])}, {summary['estimated_requests']} "
+                          f"requests, {_pct(float(summary['estimated_request_share']))} of requests"
+                          + (f"; {suspect} of them Kong ai-proxy answers reporting 0 output tokens" if suspect else "") + ")",
+            "estimates are labelled, but a bill built on them can be challenged")  # fmt: skip
+    at_most("unmeasured_share", t.max_unmeasured_share,
+            lambda share: f"answered requests without any usage {_pct(share)} ({summary['unmeasured_requests']})", missing)
+    at_most("header_team_share", t.max_header_team_share, lambda share: f"teams taken from request headers on {_pct(share)} of requests",
+            "a header is only as accountable as the client sending it")
     return metrics
 
 
