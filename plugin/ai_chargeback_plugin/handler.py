@@ -202,6 +202,8 @@ class Plugin:
             return parsed
         if exchange.status >= 400:  # providers bill no error answer: never estimate one
             return UsageRecord.none(notes.join(notes.BODY_NOT_BUFFERED if buffered else "", notes.UPSTREAM_ERROR))
+        if not _family(exchange)[1] and not registry.is_stream_content_type(exchange.content_type):
+            return UsageRecord.none(notes.UNKNOWN_API)  # a model list, a file download...: nothing to estimate
         record = estimate_usage(facts, exchange, response_bytes=sizes.response_body_bytes(serialized),
                                 request_bytes=sizes.request_body_bytes(serialized))  # fmt: skip
         suspect = mode == "auto" and 200 <= exchange.status < 300 and ai_proxy_ran(serialized)  # it said 0 for this answer

@@ -183,6 +183,19 @@ def test_a_request_key_auth_refused_gives_one_event_without_usage(tmp_path: Path
         assert allowed.team == "payments" and allowed.usage_source == pb.USAGE_SOURCE_PROVIDER
 
 
+def test_an_answer_of_no_llm_api_is_never_estimated(tmp_path: Path) -> None:
+    with metered_front(tmp_path) as m:
+        host, port = m.url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", "/llm/v1/models")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read()
+        conn.close()
+        (event,) = m.events(1)
+        assert event.usage_source == pb.USAGE_SOURCE_NONE and "unknown-api" in notes(event)
+        assert not event.HasField("output_tokens")
+
+
 # ------------------------------------------------------------ bytes that are not UTF-8
 
 
