@@ -27,7 +27,7 @@ from ai_chargeback_aggregator.budgets.store import save_budgets
 from ai_chargeback_aggregator.server.app import Aggregator
 from ai_chargeback_aggregator.settings import AggregatorSettings
 from support.aggregator_fixtures import free_port
-from support.gateway import PLUGIN, kong_config_for
+from support.gateway import PLUGIN, front_for, kong_config_for
 from support.mock_llm import MockLLM, expected_usage
 
 KEYS = {"payments": "demo-key-checkout", "risk": "demo-key-fraud", "support": "demo-key-support"}
@@ -180,8 +180,7 @@ def budget_gateways(workdir: Path, *, aggregators: int = 1, gateways: int = 1, r
             overrides = {"flush_interval_ms": 100, **dict(plugin_overrides or {}),
                          "aggregator_addresses": [settings[a].grpc_listen for a in route_to[g]]}  # fmt: skip
             config = kong_config_for(settings[0].grpc_listen, workdir / f"spool{g}", overrides=overrides)
-            front = KongFront.from_kong_yml(config, {PLUGIN: server},
-                                            upstream_overrides={"openai": llm.url, "anthropic": llm.url, "internal-vllm": llm.url})  # fmt: skip
+            front = front_for(config, {PLUGIN: server}, llm.url)
             stack.callback(front.stop)
             env.fronts.append(front)
             env.servers.append(server)
