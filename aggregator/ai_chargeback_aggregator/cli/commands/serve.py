@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from typing import Any
 
 from .. import logs
@@ -20,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     from ...server.app import Aggregator
+    from ...server.http_api import ListenError
     from ...settings import AggregatorSettings
 
     logs.configure(args.log_level)
@@ -29,7 +31,13 @@ def run(args: argparse.Namespace) -> int:
         if value
     }
     aggregator = Aggregator(AggregatorSettings(**overrides))
-    aggregator.start()
+    try:
+        aggregator.start()
+    except ListenError as exc:
+        # One line a person can act on, no traceback: the other process holds the port.
+        print(f"chargeback serve: {exc}", file=sys.stderr)
+        aggregator.stop(grace_s=1)
+        return 2
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: aggregator.request_stop())
     aggregator.wait()
