@@ -50,8 +50,15 @@ class Aggregator:
             after_insert=self.rollups.after_insert,
         )
         self.health = health.HealthServicer()
-        self.http = HttpApi(settings.http_listen, self.readiness)
+        self.http = HttpApi(settings.http_listen, self.readiness, root_path=settings.http_root_path,
+                            trusted_proxies=settings.http_trusted_proxies)
         self.http.routes.update(sql_api.routes(self))
+        self.console = None
+        if settings.console_enabled:
+            from ..console import mount  # the console reads through analytics: imported only when it is on
+
+            self.console, routes = mount(settings)
+            self.http.mounts.extend(routes)
         self._grpc: grpc.Server | None = None
         self.grpc_port = 0
         self._stop = threading.Event()
@@ -144,6 +151,8 @@ class Aggregator:
         self.rollups.stop(timeout_s=grace_s)
         self.rollups.close()
         self.http.stop()
+        if self.console is not None:
+            self.console.close()
         self.store.close()
 
     def wait(self) -> None:

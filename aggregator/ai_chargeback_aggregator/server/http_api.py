@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.routing import Route as StarletteRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..metrics import REGISTRY
 
@@ -65,8 +65,11 @@ def _send(answer: tuple[int, str, bytes]) -> Response:
 
 
 class HttpApi:
-    def __init__(self, listen: str, readiness: Callable[[], tuple[bool, dict[str, str]]]) -> None:
+    def __init__(self, listen: str, readiness: Callable[[], tuple[bool, dict[str, str]]], *, root_path: str = "",
+                 trusted_proxies: str = "127.0.0.1") -> None:  # fmt: skip
         self.listen = listen
+        self.root_path = root_path.rstrip("/")
+        self.trusted_proxies = trusted_proxies
         self._readiness = readiness
         self.routes: dict[str, Route] = {
             "/healthz": lambda method, headers, body: json_response(200, {"status": "alive"}),
@@ -108,14 +111,14 @@ class HttpApi:
     def application(self) -> ASGIApp:
         legacy = [StarletteRoute(path, self._endpoint(route), methods=METHODS) for path, route in self.routes.items()]
         app = Starlette(routes=[*legacy, *self.mounts], exception_handlers={HTTPException: _http_error})
-        return self.wrap(app)
+        return PathPrefix(self.wrap(app), self.root_path) if self.root_path else self.wrap(app)
 
     def start(self) -> None:
         self.bind()
         assert self._socket is not None
         config = uvicorn.Config(
             self.application(), log_config=None, log_level="warning", access_log=False, lifespan="off",
-            server_header=False, proxy_headers=False, timeout_graceful_shutdown=STOP_GRACE_S,
+            server_header=False, proxy_headers=True, forwarded_allow_ips=self.trusted_proxies, timeout_graceful_shutdown=STOP_GRACE_S,
         )  # fmt: skip
         server = uvicorn.Server(config)
         sockets = [self._socket]
@@ -169,3 +172,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         return _send(json_response(405, {"error": "method not allowed"}))
     return _send(json_response(exc.status_code, {"error": exc.detail}))
+
+
+class PathPrefix:
+    """Serves the application under a path prefix (settings.http_root_path), behind a proxy that keeps or strips it.
+
+    Links and cookies are built from ``root_path``; a request that arrives
+    without the prefix (the proxy stripped it, or a direct call such as a
+    health probe) is routed the same as one that carries it.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            if not (path == self.prefix or path.startswith(self.prefix + "/")):
+                path = self.prefix + path
+            scope = {**scope, "root_path": self.prefix, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)
