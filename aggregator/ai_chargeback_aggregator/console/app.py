@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlencode
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
@@ -119,7 +119,7 @@ class Console:
             Route("/signout", self.signout, name="signout", methods=["POST"]),
             Route("/auth/oidc/start", self.oidc_start, name="oidc_start"),
             Route("/auth/oidc/callback", self.oidc_callback, name="oidc_callback"),
-            Route("/static/{path:path}", StaticFiles(directory=STATIC_DIR), name="static"),  # type: ignore[arg-type]
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
         ]
 
     # ------------------------------------------------------------------ who is asking
@@ -175,7 +175,7 @@ class Console:
     # ------------------------------------------------------------------ page plumbing
 
     def href(self, request: Request, name: str, query: Mapping[str, str] | None = None) -> str:
-        path = request.app.url_path_for(name) if name != "static" else "/static"
+        path = request.app.url_path_for(name) if name != "static" else "/static"  # a Mount: its prefix
         root = request.scope.get("root_path") or ""
         return root + path + ("?" + urlencode(dict(query)) if query else "")
 
@@ -418,7 +418,7 @@ class Console:
             self.sessions.failed("user:" + name, client)
             audit.warning("sign-in failed", extra={"user": name, "client": client})
             return self._signin_page(request, login_id, next_path, "Wrong name or password.", 401)
-        self.sessions.succeeded("user:" + name, client)
+        self.sessions.succeeded("user:" + name)
         _, cookie = self.sessions.issue(user.name, "password", stamp=user.stamp())
         audit.info("signed in", extra={"user": user.name, "via": "password", "client": client})
         response = RedirectResponse((request.scope.get("root_path") or "") + (next_path or "/"), status_code=303)

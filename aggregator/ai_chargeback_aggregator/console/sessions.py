@@ -34,8 +34,9 @@ OIDC_COOKIE = "cb_oidc"  # state, nonce and PKCE verifier of one OpenID Connect 
 LOGIN_MAX_AGE_S = 30 * 60
 OIDC_MAX_AGE_S = 10 * 60
 KEY_BYTES = 32
-# Sign-in throttle: this many failures for one name (or one client) within the window lock it for the window.
-MAX_FAILURES = 5
+# Sign-in throttle: this many failures for one name within the window lock it for the window; one client
+# address (many people behind one proxy or NAT) gets more before it is locked.
+MAX_FAILURES = {"user": 5, "client": 50}
 FAILURE_WINDOW_S = 15 * 60
 
 
@@ -146,7 +147,8 @@ class Sessions:
     def locked_out(self, *keys: str) -> bool:
         now = time.time()
         with self._lock:
-            return any(len([t for t in self._failures.get(k, ()) if t > now - FAILURE_WINDOW_S]) >= MAX_FAILURES for k in keys)
+            return any(len([t for t in self._failures.get(k, ()) if t > now - FAILURE_WINDOW_S]) >= MAX_FAILURES[k.split(":", 1)[0]]
+                       for k in keys)  # fmt: skip
 
     def failed(self, *keys: str) -> None:
         now = time.time()
@@ -154,7 +156,6 @@ class Sessions:
             for key in keys:
                 self._failures[key] = [t for t in self._failures.get(key, ()) if t > now - FAILURE_WINDOW_S] + [now]
 
-    def succeeded(self, *keys: str) -> None:
+    def succeeded(self, user_key: str) -> None:
         with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)
+            self._failures.pop(user_key, None)
