@@ -8,8 +8,10 @@ port. Accounts are created with the real CLI (`chargeback console ...`).
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -52,9 +54,15 @@ class Running:
 
     def report(self, *argv: str) -> dict[str, Any]:
         """`chargeback report ... --format json` through this aggregator's /v1/sql: the CLI's own figures."""
+        return self._report(*argv, "--from", self.first.isoformat(), "--to", self.last.isoformat())
+
+    def report_month(self, month: str, *argv: str) -> dict[str, Any]:
+        return self._report(*argv, "--month", month)
+
+    def _report(self, *argv: str) -> dict[str, Any]:
         process = subprocess.run(
-            [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "report", *argv, "--from", self.first.isoformat(),
-             "--to", self.last.isoformat(), "--format", "json", "--aggregator", self.base, "--sql-token", SQL_TOKEN],
+            [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "report", *argv, "--format", "json",
+             "--aggregator", self.base, "--sql-token", SQL_TOKEN],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert process.returncode in (0, 1), process.stderr
@@ -109,3 +117,69 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         yield run
     finally:
         run.aggregator.stop(grace_s=2)
+
+
+# ---------------------------------------------------------------- the browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run", "--disable-sync"]  # fmt: skip
+
+
+def chromium_binary() -> str | None:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return found or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it in CI)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev dependency) is not installed")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as playwright:
+        # A persistent context is the one way to hand Chromium a fresh --user-data-dir of our own.
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=binary, headless=True, args=FLAGS, accept_downloads=True,
+            viewport={"width": 1300, "height": 900}, downloads_path=str(tmp_path_factory.mktemp("downloads")),
+        )  # fmt: skip
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    browser.clear_cookies()
+    tab = browser.new_page()
+    try:
+        yield tab
+    finally:
+        tab.close()
+
+
+def browser_sign_in(page: Any, base: str, user: str) -> None:
+    page.goto(base + "/")
+    assert "/signin" in page.url
+    page.get_by_label("Name").fill(user)
+    page.get_by_label("Password").fill(PASSWORDS[user])
+    page.get_by_label("Password").press("Enter")  # the keyboard submits the form
+    page.wait_for_selector("[data-user]")
+
+
+def table_rows(page: Any, table: str) -> list[dict[str, str]]:
+    """Each body row of a console table as {column: data-value}."""
+    rows = page.locator(f"[data-table={table}] tbody tr")
+    return [
+        {cell.get_attribute("data-col"): cell.get_attribute("data-value") for cell in rows.nth(i).locator("td").all()}
+        for i in range(rows.count())
+    ]
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
