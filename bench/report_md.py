@@ -29,7 +29,7 @@ def render(results: dict[str, Any]) -> str:
             "Figures are from one run on a shared 2-core machine; compare the ratios, which pair each figure "
             "with its baseline measured in the same run.", ""]  # fmt: skip
     for section, renderer in (("plugin", _plugin), ("parsers", _parsers), ("ingest", _ingest), ("reports", _reports),
-                              ("soak", _soak)):  # fmt: skip
+                              ("console", _console), ("soak", _soak)):  # fmt: skip
         data = results.get(section)
         if data is None:
             continue
@@ -100,10 +100,24 @@ def _reports(data: dict[str, Any]) -> list[str]:
             "```json", json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, indent=2)[:6000], "```", ""]  # fmt: skip
 
 
+def _console(data: dict[str, Any]) -> list[str]:
+    out = ["## 5. Console pages (server time, embedded store)", "", f"Goal: every page < {data.get('goal_ms', 300)} ms server time at 10M events.", ""]
+    for key, size in data.items():
+        if not key.startswith("events_"):
+            continue
+        out += [f"{size['events']:,} events over {size['days']} days; analyses (readiness, governance) finished in "
+                f"{size.get('analyses_seconds')} s after the first request.", "",
+                "| page | status | server median ms | server max ms | client median ms | bytes | goal |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {name} | {p['status']} | {p['server_median_ms']} | {p['server_max_ms']} | {p['client_median_ms']} | {p['bytes']} | {p['goal']} |"
+                for name, p in size["pages"].items()]
+        out.append("")
+    return out
+
+
 def _soak(data: dict[str, Any]) -> list[str]:
     agg, plug = data["aggregator_rss_mb_first_last_max"], data["pluginserver_rss_mb_first_last_max"]
     ok = all(isinstance(v, (int, float)) and v < RSS_GOAL_MB for v in (agg[2], plug[2]))
-    return ["## 5. Soak (steady rate, RSS over time)", "",
+    return ["## 6. Soak (steady rate, RSS over time)", "",
             f"{data['minutes']} min at {data['rate_rps']} req/s: {data['requests']} requests, {data['errors']} errors. "
             f"Aggregator RSS first/last/max {agg} MB; plugin server {plug} MB "
             f"(goal flat and < {RSS_GOAL_MB} MB: {_mark(ok)}).", "",

@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import ODD_TEAM, PASSWORDS, Running, console_cli, sign_in
 from itsdangerous import URLSafeTimedSerializer
+from support.console_site import ODD_TEAM, PASSWORDS, Running, console_cli, sign_in
 
 from ai_chargeback_aggregator.analytics.reports.handle import Handle
 from ai_chargeback_aggregator.console.sessions import SESSION_COOKIE

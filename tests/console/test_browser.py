@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import Running, browser_sign_in, shot, table_rows
+from support.console_site import Running, browser_sign_in, shot, table_rows
 
 
 def test_finance_sees_every_team_with_the_reports_figures(running: Running, page: Any) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import Running, console_cli, start
+from support.console_site import Running, console_cli, start
 from support.oidc_provider import OidcProvider
 
 CLIENT_ID, CLIENT_SECRET = "chargeback-console", "provider-issued-secret"

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Running, browser_sign_in, shot, start
+from support.console_site import Running, browser_sign_in, shot, start
 from support.prefix_proxy import PrefixProxy
 
 

@@ -14,14 +14,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ..store.clickhouse import Store
+
 log = logging.getLogger(__name__)
 MAX_ENTRIES = 512
+# Analyses yield to pages: one thread each, and ClickHouse runs queries of a lower priority
+# (a higher number) only while no query of a higher one needs the CPU.
+BACKGROUND_SETTINGS: Mapping[str, Any] = {"max_threads": 1, "priority": 10}
+
+
+class BackgroundRunner:
+    """A read-only runner for analyses: the store's read-only session, at background priority."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.database = store.database
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        return self.store.query(sql, params, read_only=True, settings=BACKGROUND_SETTINGS)
 
 
 @dataclass(frozen=True)

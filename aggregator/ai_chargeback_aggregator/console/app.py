@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from ..store.clickhouse import Store, StoreError
 from . import data
 from .access import BadRequest, Principal, Refused, View, authorize, authorize_slice, parse_view
 from .accounts import AccountError, AccountsFile
-from .analyses import Analyses, Outcome
+from .analyses import Analyses, BackgroundRunner, Outcome
 from .budgets import BudgetSource, Unavailable, default_source
 from .oidc import OidcClient, OidcError
 from .sessions import LOGIN_COOKIE, OIDC_COOKIE, SESSION_COOKIE, Session, Sessions, load_or_create_key
@@ -71,7 +72,7 @@ class Console:
         self.store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
         self.analysis_store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
         self.runner: Runner = LocalRunner(self.store)
-        self.analysis_runner: Runner = LocalRunner(self.analysis_store)
+        self.analysis_runner: Runner = BackgroundRunner(self.analysis_store)
         self.accounts = AccountsFile(settings.console_users_path)
         self._sessions: Sessions | None = None
         self._sessions_lock = threading.Lock()
@@ -181,6 +182,13 @@ class Console:
 
     def page(self, build: Callable[[Request, Principal], Page | Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            response = answer(request)
+            # Server time, as browsers' developer tools and `make bench` read it.
+            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+            return response
+
+        def answer(request: Request) -> Response:
             principal, session = self.principal(request)
             wants_csv = "download" in request.query_params
             if principal is None:
