@@ -11,13 +11,16 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from itsdangerous import URLSafeTimedSerializer
-from support.console_site import ODD_TEAM, PASSWORDS, Running, console_cli, sign_in
+from support.console_site import ODD_TEAM, PASSWORDS, SQL_TOKEN, Running, console_cli, sign_in
 
 from ai_chargeback_aggregator.analytics.reports.handle import Handle
 from ai_chargeback_aggregator.console.sessions import SESSION_COOKIE
@@ -335,3 +338,31 @@ def test_governance_page_shows_the_cli_verdicts(running: Running) -> None:
     assert {name for name, _ in verdicts} >= {"shared_credentials", "retries", "bursts", "unattributed"}
     body = json.loads(json.dumps(verdicts))
     assert all(label in ("clean", "findings") for _, label in body)
+
+
+EXPORT = Path(__file__).resolve().parents[1] / "analytics" / "governance" / "exports" / "openai_usage_api.json"
+
+
+def test_reconciliation_upload_is_the_cli_reconcile_for_its_uploader(running: Running) -> None:
+    fin = running.client("fin")
+    page = fin.get("/reconcile")
+    token = csrf_of(page.text)
+    files = {"exports": (EXPORT.name, EXPORT.read_bytes(), "application/json")}
+    assert fin.post("/reconcile", files=files, data={}).status_code == 403  # no CSRF token
+    assert fin.post("/reconcile", files=files, data={"csrf": "0" * 64}).status_code == 403
+    done = fin.post("/reconcile", files=files, data={"csrf": token})
+    assert done.status_code == 303, done.text
+    result = fin.get(done.headers["location"])
+    assert result.status_code == 200 and "data-verdict" in result.text
+    lines = csv_rows(fin.get(done.headers["location"] + "&download=lines"))
+    process = subprocess.run(
+        [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "reconcile", "--provider-export", str(EXPORT), "--format", "json",
+         "--aggregator", running.base, "--sql-token", SQL_TOKEN], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    cli = json.loads(process.stdout)["sections"]["lines"]
+    assert [(r["day"], r["model"], r["status"]) for r in lines] == [(r["day"], r["model"], r["status"]) for r in cli] and lines
+    # Another finance user, a viewer and a token do not get this run.
+    assert running.client("root").get(done.headers["location"]).status_code == 400
+    assert running.client("pay").get(done.headers["location"]).status_code == 403
+    bad = fin.post("/reconcile", files={"exports": ("x.json", b"{not an export", "application/json")}, data={"csrf": token})
+    assert bad.status_code == 400 and "unrecognized provider export" in bad.text

@@ -26,13 +26,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
+from ..analytics.governance import GovernanceError
+from ..analytics.reconcile import ExportError
 from ..analytics.reports import allocation_config
 from ..analytics.reports.handle import Handle, HandleError
 from ..analytics.reports.runner import LocalRunner, Runner
 from ..analytics.statement.page import money, render_page
 from ..settings import AggregatorSettings
 from ..store.clickhouse import Store, StoreError
-from . import data
+from . import data, reconciliation
 from .access import BadRequest, Principal, Refused, View, authorize, authorize_slice, parse_view
 from .accounts import AccountError, AccountsFile
 from .analyses import Analyses, BackgroundRunner, Outcome
@@ -78,6 +80,7 @@ class Console:
         self._sessions_lock = threading.Lock()
         self.analyses = Analyses(wait_s=analysis_wait_s, fresh_s=analysis_fresh_s)
         self.budgets = budgets if budgets is not None else default_source()
+        self.reconciliations = reconciliation.Runs()
         self.oidc = OidcClient.from_settings(settings) if settings.console_oidc_issuer else None
         self.templates = Environment(loader=PackageLoader("ai_chargeback_aggregator.console", "templates"),
                                      autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)  # fmt: skip
@@ -341,10 +344,43 @@ class Console:
         tables = {name: data.check_table(name, o.value) for name, o in outcomes.items() if o.ready and not o.error}
         return Page("governance.html", "Governance", {"view": view, "outcomes": outcomes, "checks": data.CHECKS, "check_tables": tables}, tables)
 
-    def reconcile(self, request: Request, principal: Principal) -> Page:
+    def reconcile(self, request: Request, principal: Principal) -> Page | Response:
         if not principal.sees_everything:
             raise Refused("reconciliation compares whole provider bills: finance and admins only")
-        return Page("reconcile.html", "Reconciliation", {}, {})
+        if request.method == "POST":
+            return self._reconcile_upload(request, principal)
+        run_id = request.query_params.get("run", "")
+        run = self.reconciliations.get(run_id, principal.name) if run_id else None
+        if run_id and run is None:
+            raise BadRequest("that reconciliation is no longer kept (an hour, for whoever ran it): upload the exports again")
+        _, session = self.principal(request)
+        tables = reconciliation.tables(run.result) if run else {}
+        context = {"run": run, "tables": tables, "action": self.href(request, "reconcile"),
+                   "form_csrf": self.sessions.csrf_token(session.sid) if session else ""}  # fmt: skip
+        return Page("reconcile.html", "Reconciliation", context, tables)
+
+    def _reconcile_upload(self, request: Request, principal: Principal) -> Response:
+        _, session = self.principal(request)
+        if session is None:
+            raise Refused("uploads come from a signed-in browser session")
+        import anyio.from_thread
+
+        if int(request.headers.get("content-length") or 0) > reconciliation.MAX_UPLOAD_BYTES:
+            raise BadRequest(f"the exports are larger than {reconciliation.MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+        body = anyio.from_thread.run(request.body)
+        try:
+            fields, files = reconciliation.uploaded_files(request.headers.get("content-type", ""), body)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if not self.origin_ok(request) or not self.sessions.csrf_ok(session.sid, fields.get("csrf", "")):
+            raise Refused("the upload did not come from this console's form (CSRF)")
+        try:
+            result = reconciliation.run_reconciliation(self.runner, files, tolerance_pct=fields.get("tolerance_pct", ""))
+        except (ExportError, GovernanceError, ValueError) as exc:
+            raise BadRequest(str(exc)) from None
+        run_id = self.reconciliations.add(reconciliation.Run(principal.name, tuple(n for n, _ in files), result, time.time()))
+        audit.info("reconciled", extra={"user": principal.name, "files": [n for n, _ in files]})
+        return RedirectResponse(self.href(request, "reconcile", {"run": run_id}), status_code=303)
 
     def budgets_page(self, request: Request, principal: Principal) -> Page:
         budgets = self._budgets(principal)
