@@ -14,6 +14,8 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +25,7 @@ from itsdangerous import URLSafeTimedSerializer
 from support.console_site import ODD_TEAM, PASSWORDS, SQL_TOKEN, Running, console_cli, sign_in
 
 from ai_chargeback_aggregator.analytics.reports.handle import Handle
+from ai_chargeback_aggregator.console.budgets import BudgetStatus
 from ai_chargeback_aggregator.console.sessions import SESSION_COOKIE
 
 
@@ -366,3 +369,39 @@ def test_reconciliation_upload_is_the_cli_reconcile_for_its_uploader(running: Ru
     assert running.client("pay").get(done.headers["location"]).status_code == 403
     bad = fin.post("/reconcile", files={"exports": ("x.json", b"{not an export", "application/json")}, data={"csrf": token})
     assert bad.status_code == 400 and "unrecognized provider export" in bad.text
+
+
+class FixedBudgets:
+    """A budgets engine as the console's interface sees one (console/budgets.py): statuses at a moment."""
+
+    def __init__(self, rows: list[BudgetStatus]) -> None:
+        self.rows = rows
+
+    def statuses(self, runner: object, *, at: datetime) -> list[BudgetStatus]:
+        return self.rows
+
+
+def test_budgets_through_the_interface_each_viewer_their_own(running: Running) -> None:
+    start = datetime(running.last.year, running.last.month, 1, tzinfo=UTC)
+    end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+    rows = [
+        BudgetStatus("pay-monthly", {"team": "payments"}, "monthly", start, end, "USD", Decimal(100), Decimal("81.50"), "enforce",
+                     "warning", forecast_exhausted_at=end - timedelta(days=3)),
+        BudgetStatus("search-monthly", {"team": "search"}, "monthly", start, end, "USD", Decimal(50), Decimal(10), "alert", "ok"),
+        BudgetStatus("acme-gpt4o", {"tenant": "acme", "model": "gpt-4o"}, "daily", start, start + timedelta(days=1), "tokens",
+                     Decimal(1_000_000), Decimal(1_200_000), "alert", "exceeded"),
+    ]  # fmt: skip
+    console = running.aggregator.console
+    before = console.budgets
+    console.budgets = FixedBudgets(rows)
+    try:
+        assert [r["budget_id"] for r in csv_rows(running.client("fin").get("/budgets", params={"download": "budgets"}))] == [
+            "pay-monthly", "search-monthly", "acme-gpt4o"]
+        mine = csv_rows(running.client("pay").get("/budgets", params={"download": "budgets"}))
+        assert [(r["budget_id"], r["spend"], r["status"]) for r in mine] == [("pay-monthly", "81.50", "warning")]
+        assert [r["budget_id"] for r in csv_rows(running.client("acme").get("/budgets", params={"download": "budgets"}))] == ["acme-gpt4o"]
+        team = running.client("pay").get("/team", params={**running.period, "team": "payments"})
+        assert 'data-table="budgets"' in team.text and "pay-monthly" in team.text and "search-monthly" not in team.text
+    finally:
+        console.budgets = before
+    assert "not available" in running.client("fin").get("/budgets").text

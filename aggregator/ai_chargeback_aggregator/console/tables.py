@@ -50,8 +50,13 @@ def cell_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
+        # Exact; trailing zeros past the cents dropped (Decimal(38, 18) costs carry eighteen).
         text = format(value, "f")
-        return text.rstrip("0").rstrip(".") if "." in text else text
+        if "." in text:
+            whole, fraction = text.split(".")
+            fraction = fraction.rstrip("0").ljust(2, "0")
+            text = f"{whole}.{fraction}"
+        return text
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, (list, tuple, set, frozenset)):
