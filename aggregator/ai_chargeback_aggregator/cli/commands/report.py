@@ -8,7 +8,7 @@ the platform fee, with unattributed usage kept, given to an owner or split pro
 rata per the allocation config. Amounts are exact to the cent and add up to the
 totals. Every line has a drill-down handle for `chargeback explain`. Usage
 without a known price is flagged UNPRICED on its line and in the totals (exit 1).
-Exit 0: complete; 1: unpriced usage present; 2: error.
+Exit 0: complete; 1: unpriced usage present, or no usage at all in the period; 2: error.
 """
 
 from __future__ import annotations
@@ -69,7 +69,17 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         render(_as_render_report(report), args.format, sys.stdout)
-    return EXIT_FINDINGS if report.totals.get("unpriced_events") else EXIT_OK
+    return EXIT_OK if verdict(report) == COMPLETE else EXIT_FINDINGS
+
+
+COMPLETE = "complete"
+
+
+def verdict(report: Any) -> str:
+    """An empty period is not a complete one: it usually means the wrong month, store or aggregator."""
+    if not report.totals.get("events") and not report.totals.get("events_lost_reported"):
+        return f"no usage recorded from {report.first} to {report.last}"
+    return "unpriced usage present" if report.totals.get("unpriced_events") else COMPLETE
 
 
 def report_filters(args: argparse.Namespace) -> dict[str, str] | None:
@@ -92,8 +102,8 @@ def _as_render_report(report: Any) -> Report:
             notes.append(f"platform fee from {fee['effective_from']}: {fee['per_request_usd']} USD/request + {fee['uplift_percent']}% of model cost")
     return Report(
         title=f"{report.mode.title()} by {report.by} ({report.currency})",
-        ok=not report.totals.get("unpriced_events"),
-        verdict="complete" if not report.totals.get("unpriced_events") else "unpriced usage present",
+        ok=verdict(report) == COMPLETE,
+        verdict=verdict(report),
         reasons=report.warnings,
         sections=[
             Section("lines", f"By {report.by}", columns, report.lines, CHARGEBACK_TABLE if chargeback else SHOWBACK_TABLE),
