@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+import anyio.from_thread
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -219,7 +220,9 @@ class Console:
                 table = result.tables.get(download)
                 if table is None:
                     return PlainTextResponse(f"no table {download!r} on this page; one of: {', '.join(result.tables)}\n", status_code=404)
-                filename = f"{request.url.path.strip('/').replace('/', '-') or 'overview'}-{download}.csv"
+                page_name = request.url.path[len(request.scope.get("root_path") or "") :].strip("/").replace("/", "-") or "overview"
+                filename = f"{page_name}-{download}.csv"
+                audit.info("download", extra={"user": principal.name, "path": request.url.path, "query": request.url.query})
                 return Response(to_csv(table), media_type="text/csv; charset=utf-8",
                                 headers={"content-disposition": f'attachment; filename="{filename}"', "cache-control": "no-store"})  # fmt: skip
             return self.render(request, principal, session, result)
@@ -363,8 +366,6 @@ class Console:
         _, session = self.principal(request)
         if session is None:
             raise Refused("uploads come from a signed-in browser session")
-        import anyio.from_thread
-
         if int(request.headers.get("content-length") or 0) > reconciliation.MAX_UPLOAD_BYTES:
             raise BadRequest(f"the exports are larger than {reconciliation.MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
         body = anyio.from_thread.run(request.body)
@@ -532,8 +533,6 @@ def _headers() -> dict[str, str]:
 
 def _form(request: Request) -> dict[str, str]:
     """An urlencoded form body (small), each field once."""
-    import anyio.from_thread
-
     body = anyio.from_thread.run(request.body)
     if len(body) > MAX_FORM_BYTES:
         raise BadRequest("form too large")
