@@ -299,7 +299,7 @@ class Console:
                                for line in teams_in({"tenant": tenant}) if line["key"] not in principal.grants.teams]  # fmt: skip
             return Page("teams.html", "Teams", {"view": view, "teams": teams_seen, "headline": data.headline_column(view.mode)}, {})
         view = self.view(request, principal, require=("team",))
-        statement = data.statement_for(self.runner, view, self.config())
+        statement = data.statement_for(self.runner, view, self.config(), facts=False)
         page = data.team_page(statement, view, link=_linker(self, request, view))
         budgets = self._budgets(principal, only={"team": view.filters["team"]})
         tables = dict(page.tables)

@@ -231,9 +231,10 @@ def _exact(line: Mapping[str, Any], mode: str) -> Decimal:
     return Decimal(line["list_cost_exact"])
 
 
-def statement_for(runner: Runner, view: View, config: AllocationConfig) -> Statement:
+def statement_for(runner: Runner, view: View, config: AllocationConfig, *, facts: bool = True) -> Statement:
+    """The team's statement; ``facts=False`` (the team page) skips its raw-event facts, which that page does not show."""
     return build_statement(runner, team=view.filters["team"], first=view.first, last=view.last, mode=view.mode, config=config,
-                           tenant=view.filters.get("tenant"))  # fmt: skip
+                           tenant=view.filters.get("tenant"), facts=facts)  # fmt: skip
 
 
 # ------------------------------------------------------------------ drill-down
@@ -293,7 +294,7 @@ def check_table(name: str, result: CheckResult) -> Table:
     columns = [Column(c, c.replace("_", " ")) for c in result.columns]
     return Table(name, CHECKS[name][0] if name in CHECKS else result.title, columns, list(result.rows),
                  caption=result.verdict.label + (": " + "; ".join(result.verdict.reasons) if result.verdict.reasons else ""),
-                 empty="No findings.", notes=list(result.notes))  # fmt: skip
+                 empty="No findings.", notes=list(result.notes), shown=100)  # fmt: skip
 
 
 # ------------------------------------------------------------------ budgets

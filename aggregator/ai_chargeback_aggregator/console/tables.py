@@ -41,6 +41,11 @@ class Table:
     empty: str = "Nothing in this view."
     footer: Mapping[str, Any] | None = None  # a totals row (same keys)
     notes: list[str] = field(default_factory=list)
+    shown: int = 500  # rows drawn in the page; the CSV always has every row
+
+    @property
+    def visible(self) -> list[Mapping[str, Any]]:
+        return self.rows[: self.shown]
 
 
 def cell_text(value: Any) -> str:

@@ -118,7 +118,10 @@ def build_statement(
     mode: str = "showback",
     config: AllocationConfig | None = None,
     tenant: str | None = None,
+    facts: bool = True,
 ) -> Statement:
+    """``facts=False`` leaves out what is not money (tenants seen, catalogs, freshness, identity sources):
+    the two queries on raw events, for views that show only the amounts."""
     if not team:
         raise ValueError("--team is required")
     if (last - first).days + 1 > MAX_DAYS:
@@ -143,7 +146,7 @@ def build_statement(
     statement = Statement(
         team=team, filters=filters, mode=mode, first=first, last=last, generated_at=datetime.now(UTC),
         by_app=by_app, by_model=by_model, own_by_app=own_by_app, detail=detail, days=days,
-        identity=_identity(runner, first, last, filters), meta=_meta(runner, first, last, filters),
+        identity=_identity(runner, first, last, filters) if facts else [], meta=_meta(runner, first, last, filters) if facts else {},
     )  # fmt: skip
     if mode == "chargeback":
         # What the team is charged once unattributed usage is allocated between teams:
