@@ -69,7 +69,9 @@ class _AnalyticsBudgets:
 
 
 def _adapt(row: Any) -> BudgetStatus:
-    get = row.get if isinstance(row, Mapping) else lambda name, default=None: getattr(row, name, default)
+    def get(name: str, default: Any = None) -> Any:
+        return row.get(name, default) if isinstance(row, Mapping) else getattr(row, name, default)
+
     return BudgetStatus(
         budget_id=str(get("budget_id") or get("id")), scope=dict(get("scope") or {}), period=str(get("period")),
         period_start=get("period_start"), period_end=get("period_end"), unit=str(get("unit", "USD")),

@@ -91,7 +91,7 @@ class Sessions:
         if not cookie:
             return None
         try:
-            payload, issued = self._sessions.loads(cookie, max_age=self.lifetime_s, return_timestamp=True)
+            payload, issued = self._sessions.loads(cookie, max_age=int(self.lifetime_s), return_timestamp=True)
         except (BadSignature, SignatureExpired):
             return None
         try:

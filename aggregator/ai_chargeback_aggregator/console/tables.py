@@ -36,7 +36,7 @@ class Table:
     name: str
     title: str
     columns: Sequence[Column]
-    rows: list[Mapping[str, Any]]
+    rows: Sequence[Mapping[str, Any]]
     caption: str = ""
     empty: str = "Nothing in this view."
     footer: Mapping[str, Any] | None = None  # a totals row (same keys)
@@ -44,7 +44,7 @@ class Table:
     shown: int = 500  # rows drawn in the page; the CSV always has every row
 
     @property
-    def visible(self) -> list[Mapping[str, Any]]:
+    def visible(self) -> Sequence[Mapping[str, Any]]:
         return self.rows[: self.shown]
 
 
