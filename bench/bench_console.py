@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_reports import DAYS, generate  # noqa: E402
 from support.aggregator_fixtures import free_port  # noqa: E402
 
+from ai_chargeback_aggregator.analytics.reports.report import build_report  # noqa: E402
+from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner  # noqa: E402
 from ai_chargeback_aggregator.console.accounts import AccountsFile, Grants, Token, new_token, token_digest  # noqa: E402
 from ai_chargeback_aggregator.rollups.maintainer import RollupMaintainer, day_start  # noqa: E402
 from ai_chargeback_aggregator.server.app import Aggregator  # noqa: E402
@@ -87,20 +89,28 @@ def wait_for_clean_rollups(aggregator: Aggregator) -> float:
     return float("nan")
 
 
-def bench(total: int, workdir: Path) -> dict[str, Any]:
-    store_dir = workdir / f"store-{total}"
+def bench(total: int, workdir: Path, store_dir: Path | None = None) -> dict[str, Any]:
+    """``store_dir``: a store an earlier run kept (--store), reused as it is when it holds events."""
+    store_dir = store_dir or workdir / f"store-{total}"
     dsn = f"chdb://{store_dir}"
     store = Store(dsn)
     store.migrate()
     first = (datetime.now(UTC) - timedelta(days=DAYS + 1)).date()
     last = first + timedelta(days=DAYS - 1)
-    result: dict[str, Any] = {"events": total, "days": DAYS, "generate_s": round(generate(store, total, day_start(first)), 1)}
-    maintainer = RollupMaintainer(Store(dsn))
-    started = time.perf_counter()
-    maintainer.reconcile()
-    maintainer.run_once(force=True)
-    result["rollup_build_s"] = round(time.perf_counter() - started, 1)
-    maintainer.close()
+    result: dict[str, Any] = {"events": total, "days": DAYS}
+    _, held = store.query("SELECT count(), min(started_at) FROM chargeback.usage_events")
+    if held[0][0]:
+        result["events"] = int(held[0][0])
+        first = held[0][1].date()
+        last = first + timedelta(days=DAYS - 1)
+    else:
+        result["generate_s"] = round(generate(store, total, day_start(first)), 1)
+        maintainer = RollupMaintainer(Store(dsn))
+        started = time.perf_counter()
+        maintainer.reconcile()
+        maintainer.run_once(force=True)
+        result["rollup_build_s"] = round(time.perf_counter() - started, 1)
+        maintainer.close()
     store.close()
 
     users = workdir / "console-users.yaml"
@@ -115,6 +125,10 @@ def bench(total: int, workdir: Path) -> dict[str, Any]:
     # At start the aggregator re-marks hours written shortly before the last rollup build (a crash guard);
     # measure once its maintainer has rebuilt them, as pages are served in steady state.
     result["rollups_settled_s"] = round(wait_for_clean_rollups(aggregator), 1)
+    # The baseline, in the same run and process: `chargeback report --by team` on the same store.
+    runner = LocalRunner(aggregator.console.store)
+    baseline = [timed_ms(lambda: build_report(runner, first=first, last=last, by="team")) for _ in range(RUNS)]
+    result["baseline_report_team_median_ms"] = round(statistics.median(baseline), 1)
     base = f"http://127.0.0.1:{aggregator.http.port}"
     period = f"from={first}&to={last}"
     try:
@@ -153,19 +167,28 @@ def bench(total: int, workdir: Path) -> dict[str, Any]:
     finally:
         aggregator.stop(grace_s=5)
     result["slowest_page"] = max((v["server_median_ms"], k) for k, v in result["pages"].items())
+    for page in result["pages"].values():
+        page["reports_worth"] = round(page["server_median_ms"] / result["baseline_report_team_median_ms"], 1)
     return result
+
+
+def timed_ms(fn: Any) -> float:
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) * 1000
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="1M events instead of 10M")
     parser.add_argument("--events", type=int)
+    parser.add_argument("--store", type=Path, help="keep the generated store here, and reuse it when it holds events")
     args = parser.parse_args()
     total = args.events or (1_000_000 if args.quick else 10_000_000)
     workdir = Path(tempfile.mkdtemp(prefix="bench-console-"))
     try:
         print(f"bench_console: {total:,} events", file=sys.stderr)
-        results = {"goal_ms": GOAL_MS, f"events_{total}": bench(total, workdir)}
+        results = {"goal_ms": GOAL_MS, f"events_{total}": bench(total, workdir, args.store)}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(results))

@@ -106,10 +106,12 @@ def _console(data: dict[str, Any]) -> list[str]:
         if not key.startswith("events_"):
             continue
         out += [f"{size['events']:,} events over {size['days']} days; analyses (readiness, governance) finished in "
-                f"{size.get('analyses_seconds')} s after the first request.", "",
-                "| page | status | server median ms | server max ms | client median ms | bytes | goal |", "|---|---|---|---|---|---|---|"]
-        out += [f"| {name} | {p['status']} | {p['server_median_ms']} | {p['server_max_ms']} | {p['client_median_ms']} | {p['bytes']} | {p['goal']} |"
-                for name, p in size["pages"].items()]
+                f"{size.get('analyses_seconds')} s after the first request. Baseline in the same run: `report --by team` "
+                f"{size.get('baseline_report_team_median_ms')} ms (median); 'reports' = page time / baseline.", "",
+                "| page | status | server median ms | server max ms | client median ms | reports | bytes | goal |",
+                "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {name} | {p['status']} | {p['server_median_ms']} | {p['server_max_ms']} | {p['client_median_ms']} | "
+                f"{p.get('reports_worth', '')} | {p['bytes']} | {p['goal']} |" for name, p in size["pages"].items()]
         out.append("")
     return out
 
