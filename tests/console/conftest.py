@@ -33,6 +33,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             str(profile), executable_path=binary, headless=True, args=FLAGS, accept_downloads=True,
             viewport={"width": 1300, "height": 900}, downloads_path=str(tmp_path_factory.mktemp("downloads")),
         )  # fmt: skip
+        context.set_default_timeout(120_000)  # a guard against hangs on a loaded machine, not a timing
         try:
             yield context
         finally:

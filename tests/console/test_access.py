@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from itsdangerous import URLSafeTimedSerializer
-from support.console_site import ODD_TEAM, PASSWORDS, SQL_TOKEN, Running, console_cli, sign_in
+from support.console_site import ODD_TEAM, PASSWORDS, PROCESS_TIMEOUT_S, SQL_TOKEN, Running, console_cli, sign_in
 
 from ai_chargeback_aggregator.analytics.reports.handle import Handle
 from ai_chargeback_aggregator.console.budgets import BudgetStatus
@@ -360,7 +360,7 @@ def test_reconciliation_upload_is_the_cli_reconcile_for_its_uploader(running: Ru
     lines = csv_rows(fin.get(done.headers["location"] + "&download=lines"))
     process = subprocess.run(
         [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "reconcile", "--provider-export", str(EXPORT), "--format", "json",
-         "--aggregator", running.base, "--sql-token", SQL_TOKEN], capture_output=True, text=True, timeout=120,
+         "--aggregator", running.base, "--sql-token", SQL_TOKEN], capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S,
     )  # fmt: skip
     cli = json.loads(process.stdout)["sections"]["lines"]
     assert [(r["day"], r["model"], r["status"]) for r in lines] == [(r["day"], r["model"], r["status"]) for r in cli] and lines

@@ -27,6 +27,9 @@ from support.aggregator_fixtures import make_settings
 from support.seed import day_start, random_events, recent_day, seeded_store, store_dsn, usage_event
 
 SQL_TOKEN = "console-test-sql-token"
+# Guards against a hang, not timings: a loaded shared machine can take minutes to start a Python process.
+PROCESS_TIMEOUT_S = 600
+HTTP_TIMEOUT_S = 300
 PASSWORDS = {"fin": "finance-password-1", "root": "admin-password-12", "pay": "payments-viewer-1", "acme": "acme-tenant-viewer"}
 ODD_TEAM = "=HYPERLINK(\"http://x\")"  # a team name a spreadsheet would run as a formula
 
@@ -45,7 +48,7 @@ class Running:
         return {"from": self.first.isoformat(), "to": self.last.isoformat()}
 
     def client(self, user: str | None = None, **kwargs: Any) -> httpx.Client:
-        client = httpx.Client(base_url=self.base, follow_redirects=False, timeout=60, **kwargs)
+        client = httpx.Client(base_url=self.base, follow_redirects=False, timeout=HTTP_TIMEOUT_S, **kwargs)
         if user:
             sign_in(client, user, PASSWORDS[user])
         return client
@@ -61,7 +64,7 @@ class Running:
         process = subprocess.run(
             [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "report", *argv, "--format", "json",
              "--aggregator", self.base, "--sql-token", SQL_TOKEN],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S,
         )  # fmt: skip
         assert process.returncode in (0, 1), process.stderr
         return json.loads(process.stdout)
@@ -69,7 +72,7 @@ class Running:
 
 def console_cli(users_file: str, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "console", "--users-file", users_file, *argv],
-                          input=stdin, capture_output=True, text=True, timeout=60)  # fmt: skip
+                          input=stdin, capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)  # fmt: skip
 
 
 def sign_in(client: httpx.Client, user: str, password: str, *, prefix: str = "") -> httpx.Response:
