@@ -29,7 +29,7 @@ def render(results: dict[str, Any]) -> str:
             "Figures are from one run on a shared 2-core machine; compare the ratios, which pair each figure "
             "with its baseline measured in the same run.", ""]  # fmt: skip
     for section, renderer in (("plugin", _plugin), ("parsers", _parsers), ("ingest", _ingest), ("reports", _reports),
-                              ("console", _console), ("soak", _soak)):  # fmt: skip
+                              ("analyst_sql", _analyst_sql), ("console", _console), ("soak", _soak)):  # fmt: skip
         data = results.get(section)
         if data is None:
             continue
@@ -41,6 +41,17 @@ def render(results: dict[str, Any]) -> str:
     if notes.exists():
         out += ["", notes.read_text()]
     return "\n".join(out) + "\n"
+
+
+def _analyst_sql(data: dict[str, Any]) -> list[str]:
+    out = [f"## Analyst SQL through POST /v1/sql ({data['events']:,} events)", "",
+           f"`SELECT 1` end to end (guard + a new read-only session): {data['select_1_ms']['median']} ms median. "
+           "Exit 2 is a failure; 0 and 1 are answers (1: findings, unpriced usage).", "",
+           "| read | exit | seconds | aggregator peak RSS growth MiB |", "|---|---|---|---|"]  # fmt: skip
+    out += [f"| {name} | {r['exit']} | {r['seconds']} | {r['peak_rss_growth_mib']} |" for name, r in data["reads"].items()]
+    out += ["", "| refused oversized answer | status | aggregator peak RSS growth MiB |", "|---|---|---|"]
+    out += [f"| {name} | {r['status']} {r['kind']} | {r['peak_rss_growth_mib']} |" for name, r in data["oversized"].items()]
+    return out + [""]
 
 
 def _plugin(data: dict[str, Any]) -> list[str]:
@@ -101,7 +112,7 @@ def _reports(data: dict[str, Any]) -> list[str]:
 
 
 def _console(data: dict[str, Any]) -> list[str]:
-    out = ["## 5. Console pages (server time, embedded store)", "", f"Goal: every page < {data.get('goal_ms', 300)} ms server time at 10M events.", ""]
+    out = ["## Console pages (server time, embedded store)", "", f"Goal: every page < {data.get('goal_ms', 300)} ms server time at 10M events.", ""]
     for key, size in data.items():
         if not key.startswith("events_"):
             continue
@@ -119,7 +130,7 @@ def _console(data: dict[str, Any]) -> list[str]:
 def _soak(data: dict[str, Any]) -> list[str]:
     agg, plug = data["aggregator_rss_mb_first_last_max"], data["pluginserver_rss_mb_first_last_max"]
     ok = all(isinstance(v, (int, float)) and v < RSS_GOAL_MB for v in (agg[2], plug[2]))
-    return ["## 6. Soak (steady rate, RSS over time)", "",
+    return ["## 5. Soak (steady rate, RSS over time)", "",
             f"{data['minutes']} min at {data['rate_rps']} req/s: {data['requests']} requests, {data['errors']} errors. "
             f"Aggregator RSS first/last/max {agg} MB; plugin server {plug} MB "
             f"(goal flat and < {RSS_GOAL_MB} MB: {_mark(ok)}).", "",

@@ -31,6 +31,12 @@ INSERTS = Counter("chargeback_store_inserts", "Inserts committed to the store", 
 STORE_ERRORS = Counter("chargeback_store_errors", "Failed store operations", ["operation"], registry=REGISTRY)
 PENDING_EVENTS = Gauge("chargeback_pending_events", "Events received and waiting for the store", registry=REGISTRY)
 AUTH_FAILURES = Counter("chargeback_auth_failures", "Streams refused for a missing or wrong token", registry=REGISTRY)
+SQL_QUERIES = Counter(
+    "chargeback_sql_queries",
+    "Analyst queries on POST /v1/sql, by outcome (ok, refused, rejected, limit, query, unavailable, bad_request)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 SENDER_COUNTER = Gauge(
     "chargeback_sender_events",
     "Counters reported by each plugin sender (queued, sent, spooled, dropped, usage_parse_failures)",

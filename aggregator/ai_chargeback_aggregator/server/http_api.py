@@ -24,16 +24,17 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,8 +43,12 @@ from ..metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 
-# A route answers (status, content_type, body) for (method, path, headers, body).
-Route = Callable[[str, dict[str, str], bytes], tuple[int, str, bytes]]
+# A route answers (status, content_type, body) for (method, path, headers, body). A body
+# may be an open binary file positioned at its start (a spooled answer): it is sent in
+# chunks with its length, then closed.
+Body = bytes | IO[bytes]
+Route = Callable[[str, dict[str, str], bytes], tuple[int, str, Body]]
+CHUNK_BYTES = 64 * 1024
 MAX_REQUEST_BYTES = 1024 * 1024
 METHODS = ["GET", "POST"]
 LISTEN_SETTING = "CHARGEBACK_HTTP_LISTEN"
@@ -59,9 +64,24 @@ def json_response(status: int, payload: Any) -> tuple[int, str, bytes]:
     return status, "application/json", json.dumps(payload, default=str).encode()
 
 
-def _send(answer: tuple[int, str, bytes]) -> Response:
+def _send(answer: tuple[int, str, Body]) -> Response:
     status, content_type, body = answer
-    return Response(body, status_code=status, media_type=content_type)
+    if isinstance(body, bytes):
+        return Response(body, status_code=status, media_type=content_type)
+    start = body.tell()
+    length = body.seek(0, 2) - start
+    body.seek(start)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := body.read(CHUNK_BYTES):
+                yield chunk
+        finally:
+            body.close()
+
+    # Closed by the iterator when sent, and by the task when the client left before the end.
+    return StreamingResponse(chunks(), status_code=status, media_type=content_type, headers={"content-length": str(length)},
+                             background=BackgroundTask(body.close))  # fmt: skip
 
 
 class HttpApi:

@@ -25,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from ... import local_access
+    from ...secret_env import SecretFileError, scrub_environment
     from ...server.app import Aggregator
     from ...server.http_api import ListenError
     from ...settings import AggregatorSettings
@@ -35,7 +39,11 @@ def run(args: argparse.Namespace) -> int:
         for key, value in (("store_dsn", args.store_dsn), ("grpc_listen", args.grpc_listen), ("http_listen", args.http_listen))
         if value
     }
-    settings = AggregatorSettings(**overrides)
+    try:
+        settings = AggregatorSettings(**overrides)
+    except (ValidationError, SecretFileError) as exc:
+        print(f"chargeback serve: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     for address, option, variable in ((settings.grpc_listen, "--grpc-listen", "CHARGEBACK_GRPC_LISTEN"),
                                       (settings.http_listen, "--http-listen", "CHARGEBACK_HTTP_LISTEN")):  # fmt: skip
         problem = listen_problem(address)
@@ -43,6 +51,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"chargeback serve: cannot listen on {address}: {problem}; choose another address with "
                   f"{option} HOST:PORT or {variable}", file=sys.stderr)  # fmt: skip
             return EXIT_ERROR
+    access = None
+    if settings.sql_token is None and local_access.path_for(settings.store_dsn) is not None:
+        # `make run`: a token of its own for POST /v1/sql, kept beside the store for the CLI.
+        try:
+            access = local_access.prepare(settings.store_dsn, base_url(settings))
+            settings = AggregatorSettings(**overrides, sql_token=access.token)
+        except (local_access.LocalAccessError, ValidationError, OSError) as exc:
+            print(f"chargeback serve: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    scrub_environment()  # read once: no secret stays where the process environment can be read
     aggregator = Aggregator(settings)
     try:
         aggregator.start()
@@ -52,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: aggregator.request_stop())
-    print(banner(settings), file=sys.stderr, flush=True)
+    print(banner(settings, access), file=sys.stderr, flush=True)
     aggregator.wait()
     aggregator.stop()
     return 0
@@ -82,11 +100,17 @@ def listen_problem(address: str) -> str | None:
     return None
 
 
-def banner(settings: Any) -> str:
+def base_url(settings: Any) -> str:
     host, _, port = settings.http_listen.rpartition(":")
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '[::]') else host}:{port}"
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '[::]') else host}:{port}"
+
+
+def banner(settings: Any, access: Any = None) -> str:
+    url = base_url(settings)
+    found = (f"the CLI finds this aggregator and its SQL token in {access.path} (mode 0600)" if access is not None else
+             f"the CLI finds this aggregator at {url} (or set CHARGEBACK_AGGREGATOR_URL / --aggregator URL)")  # fmt: skip
     return (f"aggregator ready: gRPC ingest on {settings.grpc_listen}, HTTP on {url}\n"
             f"  in another terminal:  make demo   (sends traffic through kong.yml's routes to it)\n"
             f"                        .venv/bin/chargeback report --by team --month $(date -u +%Y-%m)\n"
-            f"  the CLI finds this aggregator at {url} (or set CHARGEBACK_AGGREGATOR_URL / --aggregator URL)\n"
+            f"  {found}\n"
             f"  the console:          {url}/  (an account: .venv/bin/chargeback console users add NAME --role finance)")  # fmt: skip
