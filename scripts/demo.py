@@ -33,8 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the Kong harness and the mock LLM are
 import anthropic  # noqa: E402
 import openai  # noqa: E402
 from kong_harness import PluginServerProcess  # noqa: E402
-from kong_harness.front import KongFront  # noqa: E402
-from support.gateway import PLUGIN, kong_config_for  # noqa: E402
+from support.gateway import PLUGIN, front_for, kong_config_for  # noqa: E402
 from support.mock_llm import MockLLM  # noqa: E402
 
 from ai_chargeback_aggregator.cli.aggregator_client import running_aggregator  # noqa: E402
@@ -64,7 +63,7 @@ def send_traffic(url: str) -> int:
             pass
         sent += 1
     claude = anthropic.Anthropic(base_url=f"{url}/anthropic", api_key="unused",
-                                 default_headers={"x-api-key": CONSUMERS["fraud-scoring"]}, max_retries=0)  # fmt: skip
+                                 default_headers={"apikey": CONSUMERS["fraud-scoring"]}, max_retries=0)  # fmt: skip
     for turn in range(4):
         claude.messages.create(model="claude-3-5-sonnet-latest", max_tokens=300,
                                messages=[{"role": "user", "content": f"score transaction {turn}"}],
@@ -134,8 +133,7 @@ def main() -> int:
         front = None
         try:
             config = kong_config_for(grpc_address, Path(tmp) / "spool")
-            front = KongFront.from_kong_yml(config, {PLUGIN: plugin_server},
-                                            upstream_overrides={"openai": llm.url, "anthropic": llm.url, "internal-vllm": llm.url})  # fmt: skip
+            front = front_for(config, {PLUGIN: plugin_server}, llm.url)  # kong.yml's vault references: demo keys
             before = events_stored(base_url)
             sent = send_traffic(front.url)
             front.wait_for_logs(60)

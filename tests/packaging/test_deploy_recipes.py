@@ -154,6 +154,16 @@ def test_compose_kong_config_keeps_kong_yml_and_retargets_only_upstreams(compose
         assert filled["aggregator_addresses"] == [f"aggregator:{grpc_port}"]
 
 
+def test_compose_kong_has_every_vault_variable_and_ai_proxy_calls_the_mock(compose: dict[str, Any]) -> None:
+    text = (ROOT / "deploy/kong/kong.compose.yml").read_text(encoding="utf-8")
+    referenced = {name.upper().replace("-", "_") for name in re.findall(r"\{vault://env/([A-Za-z0-9_-]+)\}", text)}
+    assert referenced >= {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+    assert referenced <= set(compose["services"]["kong"]["environment"]), "Kong's env vault would resolve nothing"
+    generated = yaml.safe_load(text)
+    proxies = [p["config"] for s in generated["services"] for p in s["plugins"] if p["name"] == "ai-proxy"]
+    assert proxies and all(c["model"]["options"]["upstream_url"].startswith("http://mock-llm:") for c in proxies)
+
+
 def test_compose_services_build_from_the_recipes_and_mount_files_that_exist(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert {"kong", "aggregator", "clickhouse", "mock-llm", "grafana"} <= services.keys()

@@ -52,7 +52,8 @@ def test_readiness_exit_codes_gate_ci(tmp_path: Path, capsys: pytest.CaptureFixt
     payload = json.loads(capsys.readouterr().out)
     assert payload["ok"] is True and payload["summary"]["unattributed_cost"] == "3.72"
     assert [row["metric"] for row in payload["sections"]["readiness"]] == [
-        "requests", "unattributed_request_share", "unattributed_cost_share", "conflict_share",
+        "requests", "unattributed_request_share", "unattributed_cost_share", "conflict_share", "estimated_cost_share",
+        "unmeasured_share",
     ]  # fmt: skip
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...periods import day_bounds
+from ...rollups.columns import ESTIMATED, UNMEASURED
 from .handle import Handle
 from .runner import Runner
 from .source import FILTERABLE
@@ -28,7 +29,7 @@ EVENT_COLUMNS = (
     "billing_model", "service_tier", "price_tier", "input_tokens", "cached_input_tokens", "cache_write_input_tokens",
     "output_tokens", "reasoning_tokens", "cost_total", "list_cost_total", "pricing_status", "price_source",
     "list_price_source", "catalog_version", "price_model_id", "rate_input_e12", "rate_cached_input_e12",
-    "rate_cache_write_e12", "rate_output_e12", "rate_reasoning_e12", "rate_request_e12", "usage_source",
+    "rate_cache_write_e12", "rate_output_e12", "rate_reasoning_e12", "rate_request_e12", "usage_source", "usage_note",
     "ingested_at", "reprice_run_id",
 )  # fmt: skip
 
@@ -75,6 +76,7 @@ def render_summary(handle: Handle, database: str) -> tuple[str, dict[str, Any]]:
 SELECT count() AS events, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
        sum(cost_total) AS cost, sum(list_cost_total) AS list_cost,
        countIf(pricing_status = 'unpriced') AS unpriced_events,
+       countIf({ESTIMATED}) AS estimated_events, countIf({UNMEASURED}) AS unmeasured_events,
        groupUniqArray(20)(price_source) AS price_sources, groupUniqArray(20)(catalog_version) AS catalog_versions
 FROM {{db:Identifier}}.usage_events FINAL
 {where}

@@ -149,6 +149,10 @@ def _readiness_options(p: argparse.ArgumentParser) -> None:
     # 'off' is a value here (None), so "not given" needs its own marker.
     p.add_argument("--max-unpriced-share", type=_share_or_off, default=UNSET,
                    help="max share of unpriced requests, or 'off' (default 0.05)")
+    p.add_argument("--max-estimated-cost-share", type=_share_or_off, default=UNSET,
+                   help="max share of cost from estimated usage, or 'off' (default 0.05)")
+    p.add_argument("--max-unmeasured-share", type=_share_or_off, default=UNSET,
+                   help="max share of answered requests with no usage at all, or 'off' (default 0.01)")
     p.add_argument("--max-header-team-share", type=_share_or_off, default=UNSET,
                    help="max share of requests whose team came from a header, or 'off' (default off)")  # fmt: skip
     p.add_argument("--min-requests", type=int, help="fewer requests than this is not ready (default 1)")
@@ -169,7 +173,7 @@ def _thresholds(args: argparse.Namespace) -> Any:
     kwargs = _given(args, max_unattributed_request_share="max_unattributed_share",
                     max_unattributed_cost_share="max_unattributed_cost_share", max_conflict_share="max_conflict_share",
                     min_requests="min_requests")  # fmt: skip
-    for param in ("max_unpriced_share", "max_header_team_share"):
+    for param in ("max_unpriced_share", "max_estimated_cost_share", "max_unmeasured_share", "max_header_team_share"):
         if getattr(args, param) is not UNSET:
             kwargs[param] = getattr(args, param)
     return Thresholds(**kwargs)

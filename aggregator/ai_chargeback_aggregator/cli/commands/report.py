@@ -8,6 +8,9 @@ the platform fee, with unattributed usage kept, given to an owner or split pro
 rata per the allocation config. Amounts are exact to the cent and add up to the
 totals. Every line has a drill-down handle for `chargeback explain`. Usage
 without a known price is flagged UNPRICED on its line and in the totals (exit 1).
+Usage the plugin estimated, and answered requests it could not measure, are
+counted per line and in the totals, with their share of requests and cost
+(warnings ESTIMATED / UNMEASURED).
 Exit 0: complete; 1: unpriced usage present, or no usage at all in the period; 2: error.
 """
 
@@ -24,12 +27,15 @@ from ..render import FORMATS, Report, Section, render
 
 BY = ("team", "tenant", "app", "model", "consumer", "route", "provider")
 USAGE_COLUMNS = ("events", "input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_tokens")
+# Usage the plugin estimated (labelled) or could not measure: shares of the line's requests and cost.
+MEASUREMENT_COLUMNS = ("estimated_events", "estimated_request_share", "estimated_cost", "estimated_cost_share",
+                       "unmeasured_events", "unmeasured_request_share")  # fmt: skip
 SHOWBACK_COLUMNS = ("label", "key", *USAGE_COLUMNS, "list_cost", "list_cost_exact", "cost_exact",
-                    "unpriced_events", "unpriced_tokens", "unpriced_models", "flag", "handle")  # fmt: skip
+                    "unpriced_events", "unpriced_tokens", "unpriced_models", *MEASUREMENT_COLUMNS, "flag", "handle")  # fmt: skip
 SHOWBACK_TABLE = ("label", *USAGE_COLUMNS, "list_cost", "flag", "handle")
 CHARGEBACK_COLUMNS = ("label", "key", *USAGE_COLUMNS, "model_cost", "platform_fee", "allocated_in", "total",
                       "model_cost_exact", "platform_fee_exact", "unpriced_events", "unpriced_tokens", "unpriced_models",
-                      "flag", "note", "handle")  # fmt: skip
+                      *MEASUREMENT_COLUMNS, "flag", "note", "handle")  # fmt: skip
 CHARGEBACK_TABLE = ("label", "events", "input_tokens", "output_tokens", "model_cost", "platform_fee", "allocated_in", "total",
                     "flag", "note", "handle")  # fmt: skip
 
