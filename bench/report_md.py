@@ -29,7 +29,8 @@ def render(results: dict[str, Any]) -> str:
             "Figures are from one run on a shared 2-core machine; compare the ratios, which pair each figure "
             "with its baseline measured in the same run.", ""]  # fmt: skip
     for section, renderer in (("plugin", _plugin), ("budgets", _budgets), ("parsers", _parsers), ("ingest", _ingest),
-                              ("reports", _reports), ("analyst_sql", _analyst_sql), ("soak", _soak)):  # fmt: skip
+                              ("reports", _reports), ("analyst_sql", _analyst_sql), ("console", _console),
+                              ("soak", _soak)):  # fmt: skip
         data = results.get(section)
         if data is None:
             continue
@@ -131,6 +132,22 @@ def _ingest(data: dict[str, Any]) -> list[str]:
 def _reports(data: dict[str, Any]) -> list[str]:
     return ["## 4. Reports and FOCUS export", "", f"Goal: report < {REPORT_GOAL_MS} ms at 10M events.", "",
             "```json", json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, indent=2)[:6000], "```", ""]  # fmt: skip
+
+
+def _console(data: dict[str, Any]) -> list[str]:
+    out = ["## Console pages (server time, embedded store)", "", f"Goal: every page < {data.get('goal_ms', 300)} ms server time at 10M events.", ""]
+    for key, size in data.items():
+        if not key.startswith("events_"):
+            continue
+        out += [f"{size['events']:,} events over {size['days']} days; analyses (readiness, governance) finished in "
+                f"{size.get('analyses_seconds')} s after the first request. Baseline in the same run: `report --by team` "
+                f"{size.get('baseline_report_team_median_ms')} ms (median); 'reports' = page time / baseline.", "",
+                "| page | status | server median ms | server max ms | client median ms | reports | bytes | goal |",
+                "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {name} | {p['status']} | {p['server_median_ms']} | {p['server_max_ms']} | {p['client_median_ms']} | "
+                f"{p.get('reports_worth', '')} | {p['bytes']} | {p['goal']} |" for name, p in size["pages"].items()]
+        out.append("")
+    return out
 
 
 def _soak(data: dict[str, Any]) -> list[str]:

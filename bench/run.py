@@ -46,7 +46,7 @@ def run_json(script: str, args: list[str], timeout_s: float) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--skip", default="", help="comma-separated: plugin,budgets,parsers,ingest,reports,analyst_sql,soak")
+    parser.add_argument("--skip", default="", help="comma-separated: plugin,budgets,parsers,ingest,reports,analyst_sql,console,soak")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -58,6 +58,7 @@ def main() -> int:
         ("ingest", "bench_ingest.py", quick, 3600),
         ("reports", "bench_reports.py", quick, 3600),
         ("analyst_sql", "bench_analyst_sql.py", quick, 3600),
+        ("console", "bench_console.py", quick, 3600),
         ("soak", "bench_soak.py", ["--minutes", str(0.5 if args.quick else args.soak_minutes)], 7200),
     ]
     results: dict[str, Any] = {

@@ -24,7 +24,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 log = logging.getLogger(__name__)
 
 PREFIX = "CHARGEBACK_"
-SECRET_FIELDS = ("auth_token", "sql_token", "admin_token", "store_dsn", "sql_store_dsn", "budget_webhooks")  # webhook URLs carry credentials
+SECRET_FIELDS = ("auth_token", "sql_token", "admin_token", "store_dsn", "sql_store_dsn", "console_session_secret",
+                 "console_oidc_client_secret", "budget_webhooks")  # fmt: skip  (webhook URLs carry credentials)
 # The bearer tokens of the three roles: gateways (ingest), analysts (SQL), operators (admin).
 ROLE_TOKENS = ("auth_token", "sql_token", "admin_token")
 MAX_SECRET_FILE_BYTES = 64 * 1024

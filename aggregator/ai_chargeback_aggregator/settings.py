@@ -39,7 +39,7 @@ class AggregatorSettings(BaseSettings):
     store_dsn: ``chdb:///path`` (embedded ClickHouse, the default) or a ClickHouse
     server URL such as ``http://user:pass@host:8123``; nothing else changes.
 
-    Secrets (the three tokens and both DSNs) may also be given as files:
+    Secrets (the three tokens, both DSNs and the console's session and OpenID client secrets) may also be given as files:
     ``CHARGEBACK_X_FILE`` (secret_env.py).
     """
 
@@ -101,13 +101,33 @@ class AggregatorSettings(BaseSettings):
     # How often the budget feed tells gateways the state is still current (also when it did not change).
     budget_feed_heartbeat_s: float = Field(default=5.0, gt=0)
 
+    # The HTTP side behind a reverse proxy: the path prefix it is published under (e.g. /chargeback),
+    # and the proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or *).
+    http_root_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9._~-]+)*$")
+    http_trusted_proxies: str = "127.0.0.1"
+
+    # The console (console/, docs/console.md): accounts file, sessions, optional OpenID Connect.
+    console_enabled: bool = True
+    console_users_path: str = "./var/console-users.yaml"
+    # Signs session cookies; give every aggregator behind one URL the same. Unset: a random key kept beside the users file.
+    console_session_secret: SecretStr | None = None
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Plain HTTP is accepted from loopback clients only (the cookie never leaves the machine); true lifts that.
+    console_allow_insecure_http: bool = False
+    console_oidc_issuer: str = ""
+    console_oidc_client_id: str = ""
+    console_oidc_client_secret: SecretStr | None = None
+    console_oidc_scopes: str = "openid email profile"
+    console_oidc_groups_claim: str = "groups"
+
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
                                    env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
                                    file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:  # fmt: skip
         return settings_sources(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings)
 
-    @field_validator("auth_token", "sql_token", "admin_token", "sql_store_dsn", mode="before")
+    @field_validator("auth_token", "sql_token", "admin_token", "sql_store_dsn", "console_session_secret", "console_oidc_client_secret",
+                     mode="before")  # fmt: skip
     @classmethod
     def _empty_token_is_unset(cls, value: object) -> object:
         # An empty variable means "not configured" everywhere, never "the empty token".

@@ -37,8 +37,12 @@ def budget_status(
     consumer, provider, model): {"team": "payments"} gives the budgets whose scope
     names team payments. Each status carries spend, limit, utilization, state,
     forecast, reset time and (``with_alerts``) the alerts fired this period with
-    their delivery state. ``status.to_dict()`` is JSON-ready.
+    their delivery state. ``status.to_dict()`` is JSON-ready. ``config``: the
+    allocation config chargeback spend is computed under (default: the one in
+    settings, as the aggregator and `chargeback budgets status` use).
     """
+    from ..analytics.reports import allocation_config
+    from ..settings import AggregatorSettings
     from .alerts import alert_history
     from .store import list_budgets
 
@@ -46,6 +50,7 @@ def budget_status(
     if unknown:
         raise ValueError(f"scope filter: unknown dimension(s) {', '.join(sorted(unknown))}")
     at = at or datetime.now(UTC)
+    config = config if config is not None else allocation_config.load(AggregatorSettings().allocation_config_path)
     budgets = [b for b in list_budgets(runner) if b.scope.within(scope or {})]
     statuses = evaluate(runner, budgets, at=at, config=config)
     if with_alerts and statuses:

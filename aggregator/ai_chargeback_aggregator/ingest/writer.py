@@ -162,7 +162,8 @@ class Writer:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(drain_timeout_s)
+        if self._thread.ident is not None:  # never started (the aggregator failed to start): nothing to drain
+            self._thread.join(drain_timeout_s)
 
     # -- flush thread -----------------------------------------------------
     def _run(self) -> None:

@@ -26,7 +26,7 @@ from ..settings import AggregatorSettings
 from ..store.clickhouse import Store, StoreError, redact_dsn
 from ..store.retention import apply_raw_retention
 from . import budget_api, sql_api
-from .http_api import HttpApi
+from .http_api import HttpApi, ListenError
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,16 @@ class Aggregator:
             after_insert=self._after_insert,
         )
         self.health = health.HealthServicer()
-        self.http = HttpApi(settings.http_listen, self.readiness)
+        self.http = HttpApi(settings.http_listen, self.readiness, root_path=settings.http_root_path,
+                            trusted_proxies=settings.http_trusted_proxies)
         self.http.routes.update(sql_api.routes(self))
         self.http.routes.update(budget_api.routes(self))
+        self.console = None
+        if settings.console_enabled:
+            from ..console import mount  # the console reads through analytics: imported only when it is on
+
+            self.console, routes = mount(settings)
+            self.http.mounts.extend(routes)
         self._grpc: grpc.Server | None = None
         self.grpc_port = 0
         self._stop = threading.Event()
@@ -95,6 +102,7 @@ class Aggregator:
         return ready, {"store": store}
 
     def start(self) -> None:
+        self.http.bind()  # a busy port fails here, before migrations and threads
         applied = self.store.migrate()
         log.info("store %s ready; migrations applied: %s", redact_dsn(self.settings.store_dsn), applied or "none")
         log.info("%s", apply_raw_retention(self.store, self.settings.raw_retention_days))
@@ -120,9 +128,13 @@ class Aggregator:
         )
         pb_grpc.add_BudgetFeedServicer_to_server(self.budget_feed, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        self.grpc_port = server.add_secure_port(self.settings.grpc_listen, self._credentials()) if self._tls() else server.add_insecure_port(self.settings.grpc_listen)
+        try:
+            self.grpc_port = server.add_secure_port(self.settings.grpc_listen, self._credentials()) if self._tls() else server.add_insecure_port(self.settings.grpc_listen)
+        except RuntimeError:
+            self.grpc_port = 0
         if not self.grpc_port:
-            raise RuntimeError(f"cannot listen for gRPC on {self.settings.grpc_listen}")
+            raise ListenError(f"cannot listen for gRPC on {self.settings.grpc_listen}: address in use or not available; "
+                              "set CHARGEBACK_GRPC_LISTEN (or --grpc-listen) to a free host:port")
         server.start()
         self._grpc = server
         self.http.start()
@@ -173,6 +185,8 @@ class Aggregator:
         self.rollups.stop(timeout_s=grace_s)
         self.rollups.close()
         self.http.stop()
+        if self.console is not None:
+            self.console.close()
         self.store.close()
 
     def wait(self) -> None:

@@ -18,6 +18,8 @@ from .usage_by import DIMENSIONS, key_expression
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 100_000
+# Leading columns of usage_events' sort key (migration 0001).
+SORT_KEY = frozenset(("tenant", "team", "app"))
 # Raw column for each --by dimension (raw events call the billed model billing_model).
 _RAW = {"model": "billing_model"}
 
@@ -52,12 +54,18 @@ def _where(handle: Handle, params: dict[str, Any]) -> str:
         extra = filter_clause(filters, raw=True, prefix="w")
     except ValueError as exc:
         raise ValueError(f"handle {exc}") from exc
-    for i, (_, value) in enumerate(sorted(filters.items())):
+    narrow = ""
+    for i, (name, value) in enumerate(sorted(filters.items())):
         params[f"w{i}"] = value
-    # PREWHERE (before FINAL) only on started_at, the same in every version of an event;
-    # the line's key is checked in WHERE, after FINAL picked each event's latest version.
+        if name in SORT_KEY:
+            narrow += f" AND {name} = {{w{i}:String}}"
+    if column in SORT_KEY:
+        narrow += f" AND {column} IN ('', 'unattributed')" if handle.key == "" else f" AND {column} = {{key:String}}"
+    # PREWHERE (before FINAL) only on columns every version of an event shares: started_at, and the
+    # sort key's tenant/team/app (FINAL only ever collapses rows with equal sort keys), which lets the
+    # primary index skip other teams' granules. The line's key is checked in WHERE, after FINAL.
     return (
-        "PREWHERE started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')} "
+        f"PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}{narrow} "
         f"WHERE {key_expression(column)} = {{key:String}}{extra}"
     )
 

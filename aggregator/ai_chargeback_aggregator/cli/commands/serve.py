@@ -14,7 +14,7 @@ from ..query_source import EXIT_ERROR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("serve", help="run the aggregator (gRPC ingest + HTTP health/metrics/API)")
+    parser = subparsers.add_parser("serve", help="run the aggregator (gRPC ingest + HTTP: the console, health, metrics, API)")
     parser.add_argument("--store-dsn", help="chdb:///path (embedded, default ./var/chargeback) or http://host:8123 "
                                             "(env CHARGEBACK_STORE_DSN)")  # fmt: skip
     parser.add_argument("--grpc-listen", help="host:port for gRPC ingest (default 127.0.0.1:50051, env CHARGEBACK_GRPC_LISTEN)")
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ... import local_access
     from ...secret_env import SecretFileError, scrub_environment
     from ...server.app import Aggregator
+    from ...server.http_api import ListenError
     from ...settings import AggregatorSettings
 
     logs.configure(args.log_level)
@@ -61,7 +62,12 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_ERROR
     scrub_environment()  # read once: no secret stays where the process environment can be read
     aggregator = Aggregator(settings)
-    aggregator.start()
+    try:
+        aggregator.start()
+    except ListenError as exc:  # taken between the check above and the bind: still one line, no traceback
+        print(f"chargeback serve: {exc}", file=sys.stderr)
+        aggregator.stop(grace_s=1)
+        return EXIT_ERROR
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: aggregator.request_stop())
     print(banner(settings, access), file=sys.stderr, flush=True)
@@ -106,4 +112,5 @@ def banner(settings: Any, access: Any = None) -> str:
     return (f"aggregator ready: gRPC ingest on {settings.grpc_listen}, HTTP on {url}\n"
             f"  in another terminal:  make demo   (sends traffic through kong.yml's routes to it)\n"
             f"                        .venv/bin/chargeback report --by team --month $(date -u +%Y-%m)\n"
-            f"  {found}")  # fmt: skip
+            f"  {found}\n"
+            f"  the console:          {url}/  (an account: .venv/bin/chargeback console users add NAME --role finance)")  # fmt: skip
