@@ -17,8 +17,16 @@ EVENTS_STORED = Counter("chargeback_events_stored", "Usage events newly and dura
 EVENTS_DUPLICATE = Counter(
     "chargeback_events_deduplicated", "Usage events already stored, acknowledged without storing again", registry=REGISTRY
 )
-EVENTS_REJECTED = Counter(
-    "chargeback_events_rejected", "Usage events refused by validation", ["field"], registry=REGISTRY
+EVENTS_QUARANTINED = Counter(
+    "chargeback_events_quarantined",
+    "Usage events that broke the contract: stored in quarantined_events with the reason, never billed",
+    ["field"],
+    registry=REGISTRY,
+)
+EVENTS_CONFLICTING = Counter(
+    "chargeback_events_conflicting",
+    "Replays of a stored event id with different content: kept in event_conflicts, never billed",
+    registry=REGISTRY,
 )
 BATCHES = Counter("chargeback_batches", "Batches answered, by ack status", ["status"], registry=REGISTRY)
 BATCH_LATENCY = Histogram(
@@ -30,6 +38,10 @@ BATCH_LATENCY = Histogram(
 INSERTS = Counter("chargeback_store_inserts", "Inserts committed to the store", registry=REGISTRY)
 STORE_ERRORS = Counter("chargeback_store_errors", "Failed store operations", ["operation"], registry=REGISTRY)
 PENDING_EVENTS = Gauge("chargeback_pending_events", "Events received and waiting for the store", registry=REGISTRY)
+PENDING_BYTES = Gauge("chargeback_pending_bytes", "Bytes of events received and waiting for the store", registry=REGISTRY)
+STORE_WRITABLE = Gauge("chargeback_store_writable", "1 while the last store write succeeded, 0 while writes fail", registry=REGISTRY)
+STORE_WRITABLE.set(1)
+STREAMS_OPEN = Gauge("chargeback_streams_open", "Sender streams open now", registry=REGISTRY)
 AUTH_FAILURES = Counter("chargeback_auth_failures", "Streams refused for a missing or wrong token", registry=REGISTRY)
 SENDER_COUNTER = Gauge(
     "chargeback_sender_events",

@@ -79,14 +79,20 @@ def distributed_tables_of(migrations: list[Migration]) -> frozenset[str]:
 
 
 def load_migrations() -> list[Migration]:
-    """All migrations shipped with the package, by version; gaps and duplicates are errors."""
+    """All migrations shipped with the package, by version; a version used twice is an error.
+
+    Versions may leave gaps: work in parallel takes numbers from assigned ranges
+    (0010-0019, ...), and a store applies every version it has not recorded, in order.
+    """
     found: list[Migration] = []
     for entry in resources.files(MIGRATIONS_PACKAGE).iterdir():
         match = _FILE_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise RuntimeError(f"migration numbering broken at {migration.version:04d}_{migration.name}: expected {expected:04d}")
+    for previous, migration in zip(found, found[1:]):
+        if migration.version == previous.version:
+            raise RuntimeError(f"migration version {migration.version:04d} used twice: {previous.name}, {migration.name}")
+    if found and found[0].version != 1:
+        raise RuntimeError(f"migrations must start at 0001, not {found[0].version:04d}")
     return found
