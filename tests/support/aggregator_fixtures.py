@@ -69,7 +69,7 @@ def count_rows(agg: Aggregator, where: str = "1") -> int:
 
 def sender_config(*addresses: str, **overrides: object) -> SenderConfig:
     values: dict[str, object] = dict(
-        aggregator_addresses=addresses, aggregator_tls=False, aggregator_ca_cert_path="", aggregator_token="",
+        sender_key="test-plugin", aggregator_addresses=addresses, aggregator_tls=False, aggregator_ca_cert_path="", aggregator_token="",
         aggregator_client_cert_path="", aggregator_client_key_path="",
         queue_max_events=10_000, batch_max_events=200, flush_interval_ms=20, spool_dir="", spool_max_bytes=1 << 20,
     )  # fmt: skip
