@@ -52,7 +52,8 @@ def test_readiness_exit_codes_gate_ci(tmp_path: Path, capsys: pytest.CaptureFixt
     payload = json.loads(capsys.readouterr().out)
     assert payload["ok"] is True and payload["summary"]["unattributed_cost"] == "3.72"
     assert [row["metric"] for row in payload["sections"]["readiness"]] == [
-        "requests", "unattributed_request_share", "unattributed_cost_share", "conflict_share",
+        "requests", "unattributed_request_share", "unattributed_cost_share", "conflict_share", "unbilled_share",
+        "replay_conflicts",
     ]  # fmt: skip
 
 
@@ -64,8 +65,9 @@ def test_all_checks_at_once(tmp_path: Path, messy: str, capsys: pytest.CaptureFi
     assert main(argv) == 1
     payload = json.loads(capsys.readouterr().out)
     assert list(payload["sections"]) == ["readiness", "shared_credentials", "premium_models", "cache_misses", "bursts",
-                                         "retries", "fan_out", "spend_anomalies"]  # fmt: skip
-    assert payload["verdict"] == "3 of 8 checks not clean"
+                                         "retries", "fan_out", "spend_anomalies", "replay_conflicts",
+                                         "quarantined_events"]  # fmt: skip
+    assert payload["verdict"] == "3 of 10 checks not clean"
     assert payload["reasons"][0].startswith("readiness: not ready for chargeback (unattributed requests 11.11%")
 
 

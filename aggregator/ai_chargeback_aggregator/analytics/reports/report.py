@@ -20,7 +20,7 @@ from ...periods import day_bounds
 from .allocation import Line, allocate, round_column, round_lines
 from .allocation_config import AllocationConfig
 from .handle import Handle
-from .losses import reported_losses
+from .losses import quarantined_events, replay_conflicts, reported_losses
 from .runner import Runner
 from .source import plan
 from .usage_by import COLUMNS, DIMENSIONS, render_usage_by
@@ -119,6 +119,12 @@ def build_report(
     else:
         _showback_lines(report, ordered, first, last, by, filters)
     _unpriced_totals(report, ordered)
+    _delivery_gaps(report, runner, start, end)
+    return report
+
+
+def _delivery_gaps(report: Report, runner: Runner, start: datetime, end: datetime) -> None:
+    """Events the figures lack, counted in the totals and named in a warning each: never silent."""
     lost, reasons = reported_losses(runner, start, end)
     report.totals["events_lost_reported"] = lost
     if lost:
@@ -126,7 +132,20 @@ def build_report(
             f"gateways reported {lost} events lost in this period ({', '.join(reasons)}): "
             "those requests are not in these figures"
         )
-    return report
+    quarantined, fields = quarantined_events(runner, start, end)
+    report.totals["events_quarantined"] = quarantined
+    if quarantined:
+        report.warnings.append(
+            f"{quarantined} events of this period were quarantined at ingest (they broke the event contract: "
+            f"{', '.join(fields)}): those requests are not in these figures; see `chargeback governance quarantine`"
+        )
+    conflicts = replay_conflicts(runner, start, end)
+    report.totals["replay_conflicts"] = conflicts
+    if conflicts:
+        report.warnings.append(
+            f"{conflicts} replays conflicted with stored events of this period: the stored versions are billed, "
+            "the replays are set aside; see `chargeback governance replay-conflicts`"
+        )
 
 
 def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, str] | None) -> dict[str, Any]:

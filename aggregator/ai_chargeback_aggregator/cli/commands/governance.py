@@ -46,6 +46,10 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
                 "retry_share", "error_requests", "reasons"),
     "fan_out": ("trace_id", "team", "app", "calls", "models", "cost", "first_seen", "duration_s", "reasons"),
     "spend_anomalies": ("tenant", "team", "app", "day", "cost", "baseline_median", "baseline_mad", "factor", "robust_z", "reasons"),
+    "replay_conflicts": ("event_id", "detected_at", "sender_id", "differs", "stored_team", "replay_team", "stored_input_tokens",
+                         "replay_input_tokens", "stored_output_tokens", "replay_output_tokens", "billed_cost"),
+    "quarantined_events": ("field", "sender_id", "tenant", "team", "app", "events", "input_tokens", "example_reason",
+                           "first_seen", "last_seen"),
 }  # fmt: skip
 
 
@@ -80,6 +84,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _fan_out_options(p)
     p = _check(checks, "anomalies", "daily cost per team/app against a trailing median/MAD baseline", _anomalies, listing=True)
     _anomaly_options(p)
+    _check(checks, "replay-conflicts", "replays of stored events with other content (set aside, never billed)",
+           _simple("ReplayConflicts"))  # fmt: skip
+    _check(checks, "quarantine", "events that broke the event contract (kept with the reason, never billed)",
+           _simple("Quarantined"))  # fmt: skip
 
     p = _check(checks, "all", "every check at once (premium and cache when configured); exit 1 if any is not clean",
                _all, listing=True)  # fmt: skip
@@ -152,10 +160,18 @@ def _readiness_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-header-team-share", type=_share_or_off, default=UNSET,
                    help="max share of requests whose team came from a header, or 'off' (default off)")  # fmt: skip
     p.add_argument("--min-requests", type=int, help="fewer requests than this is not ready (default 1)")
+    p.add_argument("--max-unbilled-share", type=_share_or_off, default=UNSET,
+                   help="max share of events quarantined or reported lost, or 'off' (default 0.001)")
+    p.add_argument("--max-replay-conflicts", type=_count_or_off, default=UNSET,
+                   help="max replays that conflicted with stored events, or 'off' (default 0)")  # fmt: skip
 
 
 def _share_or_off(text: str) -> float | None:
     return None if text.lower() == "off" else float(text)
+
+
+def _count_or_off(text: str) -> int | None:
+    return None if text.lower() == "off" else int(text)
 
 
 def _given(args: argparse.Namespace, **names: str) -> dict[str, Any]:
@@ -169,7 +185,7 @@ def _thresholds(args: argparse.Namespace) -> Any:
     kwargs = _given(args, max_unattributed_request_share="max_unattributed_share",
                     max_unattributed_cost_share="max_unattributed_cost_share", max_conflict_share="max_conflict_share",
                     min_requests="min_requests")  # fmt: skip
-    for param in ("max_unpriced_share", "max_header_team_share"):
+    for param in ("max_unpriced_share", "max_header_team_share", "max_unbilled_share", "max_replay_conflicts"):
         if getattr(args, param) is not UNSET:
             kwargs[param] = getattr(args, param)
     return Thresholds(**kwargs)
@@ -259,6 +275,7 @@ def _all(args: argparse.Namespace, scope: Any) -> Any:
     if args.app:
         checks.append(_cache(args, scope))
     checks += [_bursts(args, scope), _retries(args, scope), _fan_out(args, scope), _anomalies(args, scope)]
+    checks += [_simple("ReplayConflicts")(args, scope), _simple("Quarantined")(args, scope)]
     return checks
 
 
