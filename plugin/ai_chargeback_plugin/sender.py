@@ -58,6 +58,8 @@ CLOSE_FLUSH_TIMEOUT_S = 5.0
 # instance starts late (on its route's first request) finds its own spool first.
 ORPHAN_GRACE_S = 120.0
 ORPHAN_SWEEP_INTERVAL_S = 30.0
+# This sender's own earlier slots need no grace: they are looked for often (one directory listing).
+OWN_SLOTS_SWEEP_INTERVAL_S = 5.0
 # The sender thread wakes at least this often to see a close or a new config.
 MAX_WAIT_S = 0.25
 
@@ -164,6 +166,7 @@ class EventSender:
         self._new_config: SenderConfig | None = None
         self._started_at = time.monotonic()
         self._next_sweep_at = self._started_at + ORPHAN_GRACE_S
+        self._next_own_sweep_at = self._started_at + OWN_SLOTS_SWEEP_INTERVAL_S
         self._closed = threading.Event()
         self._close_deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="ai-chargeback-sender", daemon=True)
@@ -272,10 +275,15 @@ class EventSender:
 
     def _sweep_orphans(self) -> None:
         now = time.monotonic()
-        if now < self._next_sweep_at or self._closed.is_set():
+        if self._closed.is_set() or not self.config.spool_dir:
             return
-        self._next_sweep_at = now + ORPHAN_SWEEP_INTERVAL_S
-        self._adopt(orphans(self.config.spool_dir))
+        if now >= self._next_sweep_at:
+            self._next_sweep_at = now + ORPHAN_SWEEP_INTERVAL_S
+            self._next_own_sweep_at = now + OWN_SLOTS_SWEEP_INTERVAL_S
+            self._adopt(orphans(self.config.spool_dir))
+        elif now >= self._next_own_sweep_at:  # a slot of ours another process held until now
+            self._next_own_sweep_at = now + OWN_SLOTS_SWEEP_INTERVAL_S
+            self._adopt(orphans(self.config.spool_dir, keys=frozenset({self.config.sender_key})))
 
     def _adopt(self, paths: list[Path]) -> None:
         held = {spool.path for spool in (self._spool, *self._adopted)}

@@ -38,6 +38,16 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UsageIngest"].full_name
 READINESS_INTERVAL_S = 2.0
 MAIN_WAKE_S = 0.5
 LOOP_CALL_TIMEOUT_S = 30.0
+# Sender streams sit idle between batches for as long as a gateway is quiet. The senders ping
+# every 30 s to keep them (and the middleboxes on the way) alive; gRPC's server default treats
+# pings on a stream without data more often than every 5 minutes as abuse and closes the
+# connection. Allow them, and ping back, so a gateway that vanished frees its stream.
+KEEPALIVE_OPTIONS = (
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+)
 T = TypeVar("T")
 
 
@@ -111,6 +121,7 @@ class Aggregator:
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+                *KEEPALIVE_OPTIONS,
             ],
             maximum_concurrent_rpcs=settings.grpc_max_streams,
         )
