@@ -12,6 +12,7 @@ and rare: one columnar insert each, the same for both kinds.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,10 +23,12 @@ from typing import Any, Protocol
 
 from ai_chargeback_proto import pb
 
-from ..store.clickhouse import Store, is_embedded
+from ..store.clickhouse import Store, StoreError, is_embedded
 from .admission import Quarantined
 from .protobuf_insert import EmbeddedProtobufInserter, frame, index_values
 from .rows import KEY_COLUMNS, events_to_columns
+
+log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "usage_events"
 QUARANTINE_TABLE = "quarantined_events"
@@ -33,6 +36,7 @@ CONFLICTS_TABLE = "event_conflicts"
 LOSSES_TABLE = "delivery_losses"
 PROBES_TABLE = "store_probes"
 SERVER_LOOKUP_CHUNK = 2_000  # ids per parameterized lookup: well inside an HTTP request line
+PURGE_INTERVAL_S = 1.0
 
 
 @dataclass(slots=True)
@@ -119,6 +123,7 @@ class EmbeddedSink:
         self._store = store
         self._inserter = EmbeddedProtobufInserter(store, EVENTS_TABLE)
         self._prepared: _Prepared | None = None
+        self._purged_at = 0.0
 
     def prepare(self, candidates: Candidates, columns: dict[str, list[Any]]) -> None:
         self.end_attempt()
@@ -148,6 +153,19 @@ class EmbeddedSink:
     def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int) -> None:
         prepared = self._for(fresh, columns)
         self._inserter.insert(prepared.path, prepared.senders, ingested_at_ms, prepared.extra_names, prepared.extra_rows)
+        self._release_engine_memory()
+
+    def _release_engine_memory(self) -> None:
+        """Give the memory an insert used back to the system: the embedded engine's allocator
+        otherwise keeps it, and the aggregator's RSS would ratchet up with the largest insert."""
+        now = time.monotonic()
+        if now - self._purged_at < PURGE_INTERVAL_S:
+            return
+        self._purged_at = now
+        try:
+            self._store.command("SYSTEM JEMALLOC PURGE")
+        except StoreError as exc:
+            log.debug("allocator purge not available: %s", exc)
 
     def end_attempt(self) -> None:
         if self._prepared is not None:

@@ -41,8 +41,8 @@ from .sinks import Candidates, Conflict, EventSink, insert_conflicts, insert_los
 log = logging.getLogger(__name__)
 
 # The recently written ids only spare the store a lookup (and cover a replica that has
-# not caught up yet); exactness comes from the lookup. ~160 bytes an id: ~16 MB.
-RECENT_IDS_CAPACITY = 100_000
+# not caught up yet); exactness comes from the lookup. ~200 bytes an id: ~10 MB.
+RECENT_IDS_CAPACITY = 50_000
 LOSS_IDS_CAPACITY = 100_000
 RETRY_BACKOFF_INITIAL_S = 0.05
 RETRY_BACKOFF_MAX_S = 5.0
@@ -133,9 +133,9 @@ class Writer:
         store: Store,
         *,
         flush_interval_ms: int = 1000,
-        flush_max_events: int = 100_000,
-        max_pending_events: int = 1_000_000,
-        max_pending_bytes: int = 64 * 1024 * 1024,
+        flush_max_events: int = 50_000,
+        max_pending_events: int = 100_000,
+        max_pending_bytes: int = 16 * 1024 * 1024,
         enrich: Enricher | None = None,
         after_insert: AfterInsert | None = None,
         aggregator_id: str = "aggregator",
