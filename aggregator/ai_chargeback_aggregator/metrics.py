@@ -32,7 +32,8 @@ BATCHES = Counter("chargeback_batches", "Batches answered, by ack status", ["sta
 BATCH_LATENCY = Histogram(
     "chargeback_batch_store_seconds",
     "From batch receipt to durable store",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
+    # Fine around the default flush interval (1 s): a batch should be acked within it plus store time.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
 INSERTS = Counter("chargeback_store_inserts", "Inserts committed to the store", registry=REGISTRY)

@@ -46,7 +46,7 @@ from ai_chargeback_proto import pb, pb_grpc
 
 from .config import SenderConfig
 from .ids import uuid7
-from .spool import MemorySpool, RecordKey, Spool, SpoolFull, adopt, open_spool, orphans
+from .spool import MemorySpool, RecordKey, Spool, SpoolFull, adopt, open_spool, orphans, own_slots
 
 log = logging.getLogger("ai-chargeback.sender")
 
@@ -57,9 +57,11 @@ CLOSE_FLUSH_TIMEOUT_S = 5.0
 # Spools of other plugin configs are adopted only after this long: a config whose
 # instance starts late (on its route's first request) finds its own spool first.
 ORPHAN_GRACE_S = 120.0
+# One sweep per plugin server process per interval, by whichever sender comes first: a listing
+# of the node's spool directory, however many senders (plugin configs) the process has.
 ORPHAN_SWEEP_INTERVAL_S = 30.0
-# This sender's own earlier slots need no grace: they are looked for often (one directory listing).
-OWN_SLOTS_SWEEP_INTERVAL_S = 5.0
+# Slots of this sender's own key that another process held at start are retried this often.
+OWN_SLOTS_RETRY_INTERVAL_S = 5.0
 # The sender thread wakes at least this often to see a close or a new config.
 MAX_WAIT_S = 0.25
 
@@ -165,8 +167,8 @@ class EventSender:
         self._backoff_s = BACKOFF_INITIAL_S
         self._new_config: SenderConfig | None = None
         self._started_at = time.monotonic()
-        self._next_sweep_at = self._started_at + ORPHAN_GRACE_S
-        self._next_own_sweep_at = self._started_at + OWN_SLOTS_SWEEP_INTERVAL_S
+        self._held_own_slots: list[Path] = []  # own slots another process held at start: retried
+        self._next_own_retry_at = self._started_at + OWN_SLOTS_RETRY_INTERVAL_S
         self._closed = threading.Event()
         self._close_deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="ai-chargeback-sender", daemon=True)
@@ -271,24 +273,24 @@ class EventSender:
             self._spool = MemorySpool(config.spool_max_bytes)
         self._spool_ready.set()
         # This key's slots left by an earlier process are this sender's to drain, now.
-        self._adopt(orphans(config.spool_dir, keys=frozenset({config.sender_key})))
+        self._held_own_slots = self._adopt(own_slots(config.spool_dir, config.sender_key))
 
     def _sweep_orphans(self) -> None:
-        now = time.monotonic()
         if self._closed.is_set() or not self.config.spool_dir:
             return
-        if now >= self._next_sweep_at:
-            self._next_sweep_at = now + ORPHAN_SWEEP_INTERVAL_S
-            self._next_own_sweep_at = now + OWN_SLOTS_SWEEP_INTERVAL_S
-            self._adopt(orphans(self.config.spool_dir))
-        elif now >= self._next_own_sweep_at:  # a slot of ours another process held until now
-            self._next_own_sweep_at = now + OWN_SLOTS_SWEEP_INTERVAL_S
-            self._adopt(orphans(self.config.spool_dir, keys=frozenset({self.config.sender_key})))
+        now = time.monotonic()
+        if self._held_own_slots and now >= self._next_own_retry_at:
+            self._next_own_retry_at = now + OWN_SLOTS_RETRY_INTERVAL_S
+            self._held_own_slots = self._adopt(self._held_own_slots)
+        if now >= self._started_at + ORPHAN_GRACE_S and _claim_orphan_sweep(now):
+            self._adopt(orphans(self.config.spool_dir, live=_live_keys()))
 
-    def _adopt(self, paths: list[Path]) -> None:
-        held = {spool.path for spool in (self._spool, *self._adopted)}
+    def _adopt(self, paths: list[Path]) -> list[Path]:
+        """Drain these spools through this sender; returns those a live process holds."""
+        mine = {spool.path for spool in (self._spool, *self._adopted)}
+        held: list[Path] = []
         for path in paths:
-            if path in held:
+            if path in mine:
                 continue
             try:
                 spool = adopt(path, self.config.spool_max_bytes)
@@ -296,12 +298,14 @@ class EventSender:
                 log.warning("ai-chargeback: cannot adopt spool %s: %s", path, exc)
                 continue
             if spool is None:
-                continue  # a live process holds it
+                held.append(path)  # a live process holds it
+                continue
             if not spool.unsent_count:
                 spool.remove()  # nothing left in it (its last records were acked before it was closed)
                 continue
             with self._lock:
                 self._adopted.append(spool)
+        return held
 
     def _shut_down(self) -> None:
         """The sender thread's last act: end the stream, close the channel and the spools (durable as they are)."""
@@ -524,6 +528,22 @@ def _read(path: str) -> bytes | None:
 
 _senders: dict[str, EventSender] = {}
 _senders_lock = threading.Lock()
+_next_orphan_sweep_at = 0.0
+
+
+def _claim_orphan_sweep(now: float) -> bool:
+    """True for the one sender of this process whose turn it is to look for orphan spools."""
+    global _next_orphan_sweep_at
+    with _senders_lock:
+        if now < _next_orphan_sweep_at:
+            return False
+        _next_orphan_sweep_at = now + ORPHAN_SWEEP_INTERVAL_S
+        return True
+
+
+def _live_keys() -> frozenset[str]:
+    with _senders_lock:
+        return frozenset(_senders)
 
 
 def sender_for(config: SenderConfig) -> EventSender:

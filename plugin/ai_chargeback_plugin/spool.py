@@ -333,13 +333,18 @@ def open_spool(directory: str, max_bytes: int, key: str, *, node: str | None = N
     raise OSError(f"all {MAX_SLOTS} spool slots of {key} under {base} are held by other processes")
 
 
-def orphans(directory: str, *, node: str | None = None, keys: frozenset[str] | None = None) -> list[Path]:
-    """Spool directories on this node with records and no live holder visible by name.
+def own_slots(directory: str, key: str, *, node: str | None = None) -> list[Path]:
+    """The slots of sender ``key`` on this node that hold records (from an earlier process)."""
+    if not directory:
+        return []
+    base = Path(directory) / node_name(node)
+    return [path for n in range(MAX_SLOTS) if (path := base / _slot(key, n)).is_dir() and any(path.glob(_SEGMENT_GLOB))]
 
-    ``keys``: only the slots of these sender keys (a sender's own earlier slots);
-    None: every spool of the node, and the address-hash spools of older versions.
-    Holding is checked when adopting (the lock), not here.
-    """
+
+def orphans(directory: str, *, node: str | None = None, live: frozenset[str] = frozenset()) -> list[Path]:
+    """Spool directories on this node (and address-hash spools of older versions) that hold
+    records, except those of the sender keys in ``live``. Holding is checked when adopting
+    (the lock), not here. One directory listing: call it from one place per process."""
     if not directory:
         return []
     root = Path(directory)
@@ -347,10 +352,12 @@ def orphans(directory: str, *, node: str | None = None, keys: frozenset[str] | N
     base = root / node_name(node)
     if base.is_dir():
         for path in sorted(base.iterdir()):
-            name_key = path.name.rsplit(".", 1)[0] if path.name.rsplit(".", 1)[-1].isdigit() else path.name
-            if path.is_dir() and (keys is None or name_key in keys) and any(path.glob(_SEGMENT_GLOB)):
+            key, _, slot = path.name.rpartition(".")
+            if not (slot.isdigit() and key):
+                key = path.name
+            if key not in live and path.is_dir() and any(path.glob(_SEGMENT_GLOB)):
                 found.append(path)
-    if keys is None and root.is_dir():
+    if root.is_dir():
         found += [p for p in sorted(root.iterdir()) if p.is_dir() and _LEGACY_NAME.match(p.name) and any(p.glob(_SEGMENT_GLOB))]
     return found
 

@@ -137,6 +137,7 @@ def test_orphaned_spools_are_adopted_and_drained_then_removed(tmp_path: Path, mo
             orphan.append(pb.UsageBatch(batch_id=f"o{n}-{b}", events=[make_event(kong_request_id=f"o{n}-{b}-{i}") for i in range(10)]))
         orphan.close()
     monkeypatch.setattr(sender_module, "ORPHAN_GRACE_S", 0.0)
+    monkeypatch.setattr(sender_module, "_next_orphan_sweep_at", 0.0)  # no other sender of this process swept lately
     agg = Aggregator(settings)
     agg.start()
     sender = EventSender(sender_config(settings.grpc_listen, sender_key="live-plugin", spool_dir=str(spool)))
