@@ -36,7 +36,7 @@ def child(grpc_listen: str, first: int, count: int, rounds: int, events: int, in
 
     from ai_chargeback_plugin.sender import EventSender
 
-    senders = [EventSender(sender_config(grpc_listen, sender_key=f"plugin-{first + i}", spool_dir=spool, flush_interval_ms=200,
+    senders = [EventSender(sender_config(grpc_listen, sender_key=f"plugin-{first + i}", spool_dir=spool, flush_interval_ms=1000,
                                          spool_max_bytes=16 << 20), sender_id=f"node-{(first + i) // 8}/{first + i}")
                for i in range(count)]  # fmt: skip
     rng = random.Random(first)

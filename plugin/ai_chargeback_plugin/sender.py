@@ -62,8 +62,8 @@ ORPHAN_GRACE_S = 120.0
 ORPHAN_SWEEP_INTERVAL_S = 30.0
 # Slots of this sender's own key that another process held at start are retried this often.
 OWN_SLOTS_RETRY_INTERVAL_S = 5.0
-# The sender thread wakes at least this often to see a close or a new config.
-MAX_WAIT_S = 0.25
+# Put on the queue to wake the sender thread (a close, a new config): never an event.
+_WAKE: pb.UsageEvent = pb.UsageEvent()
 
 
 @dataclass
@@ -206,6 +206,7 @@ class EventSender:
         with self._lock:
             self._new_config = config
             self._lock.notify_all()
+        self._wake()
 
     def _apply_config(self) -> None:
         with self._lock:
@@ -255,7 +256,7 @@ class EventSender:
                     wait_s = min(wait_s, max(self._next_connect_at - time.monotonic(), 0.01))
                 if self._closed.is_set():
                     wait_s = min(wait_s, max(self._close_deadline - time.monotonic(), 0.0))
-                self._spool_events(self._collect(min(wait_s, MAX_WAIT_S)), backlog=backlog)
+                self._spool_events(self._collect(wait_s), backlog=backlog)
                 if can_send:
                     self._send_from_spools()
                 self._sweep_orphans()
@@ -336,9 +337,17 @@ class EventSender:
                 event = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
+            if event is _WAKE:
+                break
             events.append(event)
             self._unbatched += 1
         return events
+
+    def _wake(self) -> None:
+        try:
+            self._queue.put_nowait(_WAKE)
+        except queue.Full:
+            pass  # a full queue keeps the sender thread busy anyway
 
     def _spool_events(self, events: list[pb.UsageEvent], *, backlog: bool) -> None:
         with self._lock:
@@ -516,6 +525,7 @@ class EventSender:
         self._closed.set()
         with self._lock:
             self._lock.notify_all()
+        self._wake()
         self._thread.join(max(self._close_deadline - time.monotonic(), 0.0))
 
 
