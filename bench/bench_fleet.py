@@ -1,18 +1,22 @@
-"""A fleet of gateways on one aggregator: thousands of real EventSenders streaming at once.
+"""A fleet of gateways on one aggregator: thousands of sender streams open at once.
 
-Each sender stands for one plugin config on one Kong node (its own durable
-spool, its own stream, held open for the whole run), as in a plugin server;
-``--processes`` plugin-server-like processes hold ``--senders`` between them.
-Every sender offers a few events at a time, spread over ``--rounds``, like a
-quiet gateway. Measured: how many streams the aggregator holds at once, the
-time from a batch's arrival to its ack (``chargeback_batch_store_seconds``:
-goal, the flush interval plus store time), that every event was acked and
-stored once, and the aggregator's peak RSS. Prints one JSON object.
+Each stream stands for one plugin config on one Kong node: it stays open for
+the whole run and sends a small batch every ``--interval-s`` (jittered), as a
+quiet gateway does. ``--processes`` client processes (gateways) hold
+``--streams`` between them, a few hundred each, over connections shared by up
+to 50 streams (one plugin server's senders). Measured: streams the aggregator
+holds at once, the time from sending a batch to its ack (goal: within the flush
+interval plus store time), that every batch was acked and stored once, events/s
+and the aggregator's peak RSS. Batches are serialized before the start.
+tests/aggregator/test_fleet.py does the same with 200 real EventSenders
+(three threads each: a real plugin server has tens, not thousands).
+Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -23,70 +27,82 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _common import metric, peak_rss_mb, start_aggregator
+from _common import metric, peak_rss_mb, percentile, start_aggregator
+
+METHOD = "/chargeback.v1.UsageIngest/StreamUsage"
+STREAMS_PER_CONNECTION = 50
 
 
-def child(grpc_listen: str, first: int, count: int, rounds: int, events: int, interval_s: float, spool: str) -> None:
-    """One plugin server's worth of senders; prints how many events it had acked."""
-    from support.aggregator_fixtures import make_event, sender_config
+def child(grpc_listen: str, first: int, count: int, batches: int, events: int, interval_s: float, start_at: float) -> None:
+    """One gateway process's streams; prints its ack latencies (ms) and failures."""
+    import grpc
+    from support.aggregator_fixtures import make_event
 
-    from ai_chargeback_plugin.sender import EventSender
+    from ai_chargeback_proto import pb
 
-    senders = [EventSender(sender_config(grpc_listen, sender_key=f"plugin-{first + i}", spool_dir=spool, flush_interval_ms=1000,
-                                         spool_max_bytes=16 << 20), sender_id=f"node-{(first + i) // 8}/{first + i}")
-               for i in range(count)]  # fmt: skip
-    rng = random.Random(first)
-    for round_ in range(rounds):
-        for i, sender in enumerate(senders):
-            for n in range(events):
-                sender.offer(make_event(kong_request_id=f"{first + i}-{round_}-{n}", team=f"team-{(first + i) % 50}"))
-        time.sleep(interval_s * rng.uniform(0.8, 1.2))
-    settled = sum(sender.flush(300) for sender in senders)
-    acked = sum(sender.counters.sent for sender in senders)
-    for sender in senders:
-        sender.close(0.1)
-    print(json.dumps({"senders": count, "settled": settled, "acked": acked}), flush=True)
-    os._exit(0)  # the senders' threads are done with; skip interpreter teardown of thousands of them
+    payloads = [[pb.UsageBatch(batch_id=f"s{s}-b{b}", sender_id=f"node-{s // 8}/plugin-{s % 8}", sequence=b + 1,
+                               events=[make_event(kong_request_id=f"{s}-{b}-{i}", team=f"team-{s % 50}") for i in range(events)])
+                 .SerializeToString() for b in range(batches)] for s in range(first, first + count)]  # fmt: skip
+    latencies: list[float] = []
+    failures: list[str] = []
 
+    async def run() -> None:
+        channels = [grpc.aio.insecure_channel(grpc_listen, options=[("grpc.use_local_subchannel_pool", 1)])
+                    for _ in range(0, count, STREAMS_PER_CONNECTION)]  # fmt: skip
 
-def histogram(http_listen: str, name: str) -> list[tuple[float, float]]:
-    """(upper bound, cumulative count) of a Prometheus histogram."""
-    with urllib.request.urlopen(f"http://{http_listen}/metrics", timeout=30) as response:
-        text = response.read().decode()
-    buckets = []
-    for line in text.splitlines():
-        if line.startswith(f"{name}_bucket{{"):
-            bound = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float("inf") if bound == "+Inf" else float(bound), float(line.rsplit(" ", 1)[1])))
-    return buckets
+        async def one(index: int) -> None:
+            rng = random.Random(first + index)
+            call = channels[index // STREAMS_PER_CONNECTION].stream_stream(
+                METHOD, request_serializer=None, response_deserializer=pb.BatchAck.FromString)()
+            sent_at: dict[int, float] = {}
 
+            async def acks() -> None:
+                async for ack in call:
+                    if ack.status != pb.BatchAck.STATUS_STORED:
+                        failures.append(f"{first + index}/{ack.sequence}: status {ack.status}")
+                    latencies.append((time.perf_counter() - sent_at.pop(ack.sequence)) * 1000)
 
-def quantile_bound(buckets: list[tuple[float, float]], q: float) -> float:
-    """The smallest bucket bound holding at least ``q`` of the observations (an upper estimate)."""
-    total = buckets[-1][1] if buckets else 0
-    return next((bound for bound, count in buckets if count >= q * total), float("nan"))
+            reading = asyncio.create_task(acks())
+            await asyncio.sleep(rng.uniform(0, interval_s))  # gateways are not in step
+            try:
+                for sequence, data in enumerate(payloads[index], start=1):
+                    sent_at[sequence] = time.perf_counter()
+                    await call.write(data)
+                    await asyncio.sleep(interval_s * rng.uniform(0.5, 1.5))
+                await call.done_writing()
+                await reading
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+                failures.append(f"{first + index}: {(await call.code()).name} ({type(exc).__name__})")
+                reading.cancel()
+
+        await asyncio.sleep(max(start_at - time.time(), 0))
+        await asyncio.gather(*(one(i) for i in range(count)))
+        for channel in channels:
+            await channel.close()
+
+    asyncio.run(run())
+    print(json.dumps({"latencies_ms": latencies, "failures": failures}), flush=True)
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        grpc_listen, first, count, rounds, events, interval_s, spool = sys.argv[2:9]
-        child(grpc_listen, int(first), int(count), int(rounds), int(events), float(interval_s), spool)
+        grpc_listen, first, count, batches, events, interval_s, start_at = sys.argv[2:9]
+        child(grpc_listen, int(first), int(count), int(batches), int(events), float(interval_s), float(start_at))
         return
     parser = argparse.ArgumentParser()
-    parser.add_argument("--senders", type=int, default=2400)
-    parser.add_argument("--processes", type=int, default=6)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--events", type=int, default=3, help="per sender per round")
+    parser.add_argument("--streams", type=int, default=2400)
+    parser.add_argument("--processes", type=int, default=12)
+    parser.add_argument("--batches", type=int, default=12, help="per stream")
+    parser.add_argument("--events", type=int, default=5, help="per batch")
     parser.add_argument("--interval-s", type=float, default=5.0)
     parser.add_argument("--flush-interval-ms", type=int, default=1000)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.senders, args.processes, args.rounds = 300, 2, 2
+        args.streams, args.processes, args.batches, args.interval_s = 300, 2, 3, 2.0
     workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     process, grpc_listen, http_listen = start_aggregator(workdir / "store", env={"CHARGEBACK_FLUSH_INTERVAL_MS": str(args.flush_interval_ms)})
     sampled_open: list[float] = []
@@ -99,37 +115,40 @@ def main() -> None:
             except OSError:
                 pass
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    per = -(-args.senders // args.processes)
-    started = time.perf_counter()
-    children = [subprocess.Popen([sys.executable, __file__, "--child", grpc_listen, str(first), str(min(per, args.senders - first)),
-                                  str(args.rounds), str(args.events), str(args.interval_s), str(workdir / "spool")],
+    per = -(-args.streams // args.processes)
+    start_at = time.time() + 10 + args.streams / 200  # every child has built its batches by then
+    children = [subprocess.Popen([sys.executable, __file__, "--child", grpc_listen, str(first), str(min(per, args.streams - first)),
+                                  str(args.batches), str(args.events), str(args.interval_s), str(start_at)],
                                  stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent)  # fmt: skip
-                for first in range(0, args.senders, per)]
+                for first in range(0, args.streams, per)]
+    threading.Thread(target=sample, daemon=True).start()
     reports: list[dict[str, Any]] = []
     try:
         for proc in children:
-            out, _ = proc.communicate(timeout=1800)
+            out, _ = proc.communicate(timeout=3600)
             reports.append(json.loads(out.strip().splitlines()[-1]))
-        elapsed = time.perf_counter() - started
+        elapsed = time.time() - start_at
         stop.set()
-        acked_ms = histogram(http_listen, "chargeback_batch_store_seconds")
         stored = metric(http_listen, "chargeback_events_stored_total")
         rss = peak_rss_mb(process.pid)
     finally:
         stop.set()
+        for proc in children:
+            if proc.poll() is None:
+                proc.kill()
         process.send_signal(signal.SIGTERM)
         process.wait(300)
         shutil.rmtree(workdir, ignore_errors=True)
-    total = args.senders * args.rounds * args.events
+    latencies = [v for r in reports for v in r["latencies_ms"]]
+    total = args.streams * args.batches * args.events
     print(json.dumps({
-        "senders": args.senders, "processes": args.processes, "rounds": args.rounds, "events_per_sender_round": args.events,
-        "flush_interval_ms": args.flush_interval_ms, "streams_open_max": max(sampled_open, default=0),
-        "senders_settled": sum(r["settled"] for r in reports), "events": total,
-        "events_acked": sum(r["acked"] for r in reports), "events_stored": int(stored), "seconds": round(elapsed, 1),
-        "batch_receipt_to_ack_s": {"p50_at_most": quantile_bound(acked_ms, 0.5), "p99_at_most": quantile_bound(acked_ms, 0.99),
-                                   "count": acked_ms[-1][1] if acked_ms else 0},
+        "streams": args.streams, "client_processes": args.processes, "batches_per_stream": args.batches,
+        "events_per_batch": args.events, "send_interval_s": args.interval_s, "flush_interval_ms": args.flush_interval_ms,
+        "streams_open_max": max(sampled_open, default=0), "batches_sent": args.streams * args.batches,
+        "batches_acked": len(latencies), "failures": [f for r in reports for f in r["failures"]][:20],
+        "events": total, "events_stored": int(stored), "events_per_s": round(total / max(elapsed, 1e-9)),
+        "ack_ms": {"p50": round(percentile(latencies, 50), 1), "p99": round(percentile(latencies, 99), 1),
+                   "max": round(max(latencies, default=float("nan")), 1)},
         "aggregator_peak_rss_mb": round(rss, 1), "load_average": os.getloadavg(),
     }))  # fmt: skip
 

@@ -46,7 +46,8 @@ def run_json(script: str, args: list[str], timeout_s: float) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--skip", default="", help="comma-separated: plugin,parsers,ingest,reports,soak")
+    parser.add_argument("--skip", default="", help="comma-separated: plugin,parsers,ingest,fleet,dedup,reports,soak "
+                        "(a skipped section keeps its figures from the previous run, marked so)")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -55,6 +56,8 @@ def main() -> int:
         ("plugin", "bench_plugin.py", quick, 1800),
         ("parsers", "bench_parsers.py", quick, 1800),
         ("ingest", "bench_ingest.py", quick, 3600),
+        ("fleet", "bench_fleet.py", quick, 3600),
+        ("dedup", "bench_dedup.py", quick, 7200),
         ("reports", "bench_reports.py", quick, 3600),
         ("soak", "bench_soak.py", ["--minutes", str(0.5 if args.quick else args.soak_minutes)], 7200),
     ]
@@ -64,8 +67,11 @@ def main() -> int:
         "quick": args.quick,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    previous = json.loads((RESULTS / "latest.json").read_text()) if (RESULTS / "latest.json").exists() else {}
     for name, script, extra, timeout_s in plan:
         if name in skip:
+            if isinstance(previous.get(name), dict):
+                results[name] = {**previous[name], "_from_previous_run": previous.get("started_at", "?")}
             continue
         if not (HERE / script).exists():
             results[name] = {"error": f"{script} missing"}

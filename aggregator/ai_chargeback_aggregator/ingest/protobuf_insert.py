@@ -46,6 +46,7 @@ _SENDER_TAG = bytes([0xC0, 0x3E])  # field 1000, varint
 _EXTRA_TAG = bytes([0xC8, 0x3E])  # field 1001, varint
 _HASH_TAG = bytes([0xD1, 0x3E])  # field 1002, fixed64
 _HASH = struct.Struct("<Q")
+_STORAGE_FIELDS_BYTES = len(_SENDER_TAG) + len(_EXTRA_TAG) + len(_HASH_TAG) + _HASH.size  # plus the two varints
 SCHEMA_FILE_NAME = "chargeback_stored_usage.proto"
 PAYLOAD_DIR = "insert-payloads"
 
@@ -110,21 +111,26 @@ def _varint(n: int) -> bytes:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
-    return bytes(out)
+    return out
 
 
 def frame(payloads: Sequence[bytes], content_hashes: Sequence[int], sender_index: Sequence[int],
-          extra_index: Sequence[int]) -> bytes:  # fmt: skip
+          extra_index: Sequence[int]) -> bytearray:  # fmt: skip
     """Length-delimited messages (ClickHouse's Protobuf input format): each event's encoding
     followed by its storage-only fields (concatenated protobuf encodings merge into one message)."""
-    parts: list[bytes] = []
-    append = parts.append
+    out = bytearray()  # one growing buffer: no per-event copies, no second copy to join them
     varint, pack = _varint, _HASH.pack
     for payload, content_hash, sender, extra in zip(payloads, content_hashes, sender_index, extra_index):
-        data = b"".join((payload, _SENDER_TAG, varint(sender), _EXTRA_TAG, varint(extra), _HASH_TAG, pack(content_hash)))
-        append(varint(len(data)))
-        append(data)
-    return b"".join(parts)
+        sender_field, extra_field = varint(sender), varint(extra)
+        out += varint(len(payload) + len(sender_field) + len(extra_field) + _STORAGE_FIELDS_BYTES)
+        out += payload
+        out += _SENDER_TAG
+        out += sender_field
+        out += _EXTRA_TAG
+        out += extra_field
+        out += _HASH_TAG
+        out += pack(content_hash)
+    return out
 
 
 def index_values(values: Sequence[Any]) -> tuple[list[Any], list[int]]:
@@ -201,7 +207,7 @@ class EmbeddedProtobufInserter:
         )
         self.column_types = {name: type_ for name, type_ in found}
 
-    def write_payload(self, data: bytes) -> Path:
+    def write_payload(self, data: bytes | bytearray) -> Path:
         """The framed events in a file of their own (raises OSError when the disk is full)."""
         fd, path = tempfile.mkstemp(prefix="events-", suffix=".pb", dir=self.payload_dir)
         try:

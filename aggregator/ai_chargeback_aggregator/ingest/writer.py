@@ -46,8 +46,9 @@ RECENT_IDS_CAPACITY = 50_000
 LOSS_IDS_CAPACITY = 100_000
 RETRY_BACKOFF_INITIAL_S = 0.05
 RETRY_BACKOFF_MAX_S = 5.0
-# Flush early once this share of the byte budget waits, so admissions blocked on it move.
-EARLY_FLUSH_BYTES_SHARE = 0.5
+# Flush early once this share of the byte budget waits: admissions blocked on it move, and one
+# insert stays small (the embedded engine holds about 3 KB per row of an insert while writing it).
+EARLY_FLUSH_BYTES_SHARE = 0.25
 
 Enricher = Callable[[dict[str, list[Any]]], None]
 # Called with the inserted key columns only after ClickHouse committed them (the
@@ -133,7 +134,7 @@ class Writer:
         store: Store,
         *,
         flush_interval_ms: int = 1000,
-        flush_max_events: int = 50_000,
+        flush_max_events: int = 20_000,
         max_pending_events: int = 100_000,
         max_pending_bytes: int = 16 * 1024 * 1024,
         enrich: Enricher | None = None,
