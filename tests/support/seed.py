@@ -28,8 +28,7 @@ from typing import Any
 
 from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
 from ai_chargeback_aggregator.ingest.admission import Admitted
-from ai_chargeback_aggregator.ingest.content import canonical_encoding, content_hash
-from ai_chargeback_aggregator.ingest.rows import events_to_columns, key_columns
+from ai_chargeback_aggregator.ingest.rows import events_to_columns
 from ai_chargeback_aggregator.ingest.writer import Writer
 from ai_chargeback_aggregator.pricing.override_store import save_overrides
 from ai_chargeback_aggregator.pricing.overrides import Override, parse_records
@@ -161,10 +160,7 @@ class Seed:
 def admitted_as_is(events: Sequence[pb.UsageEvent], sender_id: str) -> Admitted:
     """A batch for the writer without the ingest service's validation: seeds reach back
     further than the 35 days a gateway may deliver late."""
-    payloads = [canonical_encoding(e) for e in events]
-    return Admitted(batch_id=f"seed-{next(_batch_ids)}", sender_id=sender_id, ids=[e.event_id for e in events],
-                    payloads=payloads, hashes=[content_hash(p) for p in payloads], keys=key_columns(events),
-                    nbytes=sum(map(len, payloads)))  # fmt: skip
+    return Admitted.of_valid(f"seed-{next(_batch_ids)}", sender_id, events)
 
 
 def _writer(store: Store, pricer: Pricer, maintainer: RollupMaintainer) -> Writer:

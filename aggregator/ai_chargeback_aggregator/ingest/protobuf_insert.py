@@ -114,7 +114,7 @@ def _varint(n: int) -> bytes:
     return out
 
 
-def frame(payloads: Sequence[bytes], content_hashes: Sequence[int], sender_index: Sequence[int],
+def frame(payloads: Sequence[bytes | memoryview], content_hashes: Sequence[int], sender_index: Sequence[int],
           extra_index: Sequence[int]) -> bytearray:  # fmt: skip
     """Length-delimited messages (ClickHouse's Protobuf input format): each event's encoding
     followed by its storage-only fields (concatenated protobuf encodings merge into one message)."""
@@ -231,7 +231,7 @@ class EmbeddedProtobufInserter:
                          extra_rows=extra_rows, extra_types=self.column_types, ingested_at_ms=ingested_at_ms)  # fmt: skip
         self._store.command(sql, settings=self.settings)
 
-    def insert_events(self, payloads: Sequence[bytes], content_hashes: Sequence[int], sender_ids: Sequence[str],
+    def insert_events(self, payloads: Sequence[bytes | memoryview], content_hashes: Sequence[int], sender_ids: Sequence[str],
                       ingested_at_ms: int, extra: Mapping[str, Sequence[Any]]) -> None:  # fmt: skip
         """Frame, write and insert in one call (tests and benchmarks; the writer uses the steps)."""
         senders, sender_index = index_values(sender_ids)

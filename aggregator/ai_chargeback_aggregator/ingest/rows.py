@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from array import array
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -125,18 +126,27 @@ def events_to_columns(events: Sequence[pb.UsageEvent], sender_ids: Sequence[str]
 
 # What the pricer and the rollup maintainer read, for inserts where ClickHouse builds the row.
 KEY_COLUMNS = ("provider", "served_model", "requested_model", "service_tier", "tenant", "started_at", "input_tokens")
+_KEY_TEXT = ("provider", "served_model", "requested_model", "service_tier", "tenant")
 
 
-def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, list[Any]]:
-    """The pricer's and the rollups' columns of validated events. Their few distinct
-    strings are interned: a batch waiting for the store then holds one copy of each."""
+def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, Any]:
+    """The pricer's and the rollups' values of validated events, compact while they wait:
+    text interned (a batch holds one copy of each of its few distinct strings), numbers in
+    arrays. ``price_columns`` turns them into the columns the pricer takes."""
     intern = sys.intern
-    return {
-        "provider": [intern(e.provider) for e in events],
-        "served_model": [intern(e.served_model) for e in events],
-        "requested_model": [intern(e.requested_model) for e in events],
-        "service_tier": [intern(e.service_tier) for e in events],
-        "tenant": [intern(e.tenant) for e in events],
-        "started_at": [_ts(e.started_at_unix_ms) for e in events],
-        "input_tokens": [e.input_tokens for e in events],
-    }
+    keys: dict[str, Any] = {name: [intern(getattr(e, name)) for e in events] for name in _KEY_TEXT}
+    keys["started_ms"] = array("q", (e.started_at_unix_ms for e in events))
+    keys["input_tokens"] = array("Q", (e.input_tokens for e in events))
+    return keys
+
+
+def empty_keys() -> dict[str, Any]:
+    return {**{name: [] for name in _KEY_TEXT}, "started_ms": array("q"), "input_tokens": array("Q")}
+
+
+def price_columns(keys: dict[str, Any]) -> dict[str, list[Any]]:
+    """KEY_COLUMNS for the pricer and the rollups (built for one flush, then dropped)."""
+    columns: dict[str, list[Any]] = {name: list(keys[name]) for name in _KEY_TEXT}
+    columns["started_at"] = [_ts(ms) for ms in keys["started_ms"]]
+    columns["input_tokens"] = list(keys["input_tokens"])
+    return columns

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,9 +25,9 @@ from typing import Any, Protocol
 from ai_chargeback_proto import pb
 
 from ..store.clickhouse import Store, StoreError, is_embedded
-from .admission import Quarantined
+from .admission import Admitted, Quarantined
 from .protobuf_insert import EmbeddedProtobufInserter, frame, index_values
-from .rows import KEY_COLUMNS, events_to_columns
+from .rows import KEY_COLUMNS, empty_keys, events_to_columns
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +42,40 @@ PURGE_INTERVAL_S = 1.0
 
 @dataclass(slots=True)
 class Candidates:
-    """Events of one flush, parallel lists; ``owner`` is the index of each event's ticket."""
+    """Events of one flush, parallel sequences; ``owner`` is the index of each event's ticket.
+
+    Built for one flush and dropped after it: payloads are views into the batches' buffers."""
 
     ids: list[str] = field(default_factory=list)
-    payloads: list[bytes] = field(default_factory=list)
-    hashes: list[int] = field(default_factory=list)
+    payloads: list[memoryview] = field(default_factory=list)
+    hashes: array[int] = field(default_factory=lambda: array("Q"))
     senders: list[str] = field(default_factory=list)
     batch_ids: list[str] = field(default_factory=list)
     owner: list[int] = field(default_factory=list)
-    keys: dict[str, list[Any]] = field(default_factory=lambda: {name: [] for name in KEY_COLUMNS})
+    keys: dict[str, Any] = field(default_factory=empty_keys)
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def add(self, admitted: Admitted, owner: int) -> None:
+        count = admitted.events
+        self.ids += admitted.ids
+        self.payloads += admitted.payloads()
+        self.hashes += admitted.hashes
+        self.senders += [admitted.sender_id] * count
+        self.batch_ids += [admitted.batch_id] * count
+        self.owner += [owner] * count
+        for name, values in admitted.keys.items():
+            self.keys[name] += values
+
     def select(self, indexes: Sequence[int]) -> Candidates:
         picked = Candidates(
             ids=[self.ids[i] for i in indexes], payloads=[self.payloads[i] for i in indexes],
-            hashes=[self.hashes[i] for i in indexes], senders=[self.senders[i] for i in indexes],
+            hashes=array("Q", (self.hashes[i] for i in indexes)), senders=[self.senders[i] for i in indexes],
             batch_ids=[self.batch_ids[i] for i in indexes], owner=[self.owner[i] for i in indexes],
         )  # fmt: skip
-        picked.keys = {name: [values[i] for i in indexes] for name, values in self.keys.items()}
+        picked.keys = {name: array(values.typecode, (values[i] for i in indexes)) if isinstance(values, array)
+                       else [values[i] for i in indexes] for name, values in self.keys.items()}  # fmt: skip
         return picked
 
     def id_range(self) -> tuple[int, int]:
@@ -76,7 +91,7 @@ def id_range(ids: Sequence[str]) -> tuple[int, int]:
 class Conflict:
     """A replay whose content differs from the stored event with its id."""
 
-    payload: bytes
+    payload: bytes | memoryview
     content_hash: int
     stored_content_hash: int
     sender_id: str
@@ -259,7 +274,7 @@ def insert_conflicts(store: Store, conflicts: Sequence[Conflict], now_ms: int) -
         "model": [e.served_model or e.requested_model for e in events],
         "input_tokens": [e.input_tokens for e in events],
         "output_tokens": [e.output_tokens for e in events],
-        "raw_event": [c.payload for c in conflicts],
+        "raw_event": [bytes(c.payload) for c in conflicts],
     })  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from .. import metrics
 from ..store.clickhouse import Store
 from .admission import Admitted
 from .content import UNKNOWN_CONTENT_HASH
+from .rows import price_columns
 from .sinks import Candidates, Conflict, EventSink, insert_conflicts, insert_losses, insert_quarantined, sink_for
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # not caught up yet); exactness comes from the lookup. ~200 bytes an id: ~10 MB.
 RECENT_IDS_CAPACITY = 50_000
 LOSS_IDS_CAPACITY = 100_000
+_UINT64 = (1 << 64) - 1
 RETRY_BACKOFF_INITIAL_S = 0.05
 RETRY_BACKOFF_MAX_S = 5.0
 # Flush early once this share of the byte budget waits: admissions blocked on it move, and one
@@ -95,25 +97,29 @@ class RecentIds:
 
     Two generations of plain dicts: when the young one is full it becomes the old
     one and the previous old one is forgotten, so memory stays within ``capacity``
-    entries and every operation is O(1).
+    entries and every operation is O(1). Keys and values are objects of their own,
+    made when remembered: holding on to the strings made at admission would pin the
+    memory of everything allocated around them for as long as the id is remembered.
     """
 
     def __init__(self, capacity: int = RECENT_IDS_CAPACITY) -> None:
         self._generation = max(capacity // 2, 1)
-        self._young: dict[str, int] = {}
-        self._old: dict[str, int] = {}
+        self._young: dict[bytes, int] = {}
+        self._old: dict[bytes, int] = {}
 
     def get(self, key: str) -> int | None:
-        found = self._young.get(key)
-        return self._old.get(key) if found is None else found
+        encoded = key.encode()
+        found = self._young.get(encoded)
+        return self._old.get(encoded) if found is None else found
 
     def __contains__(self, key: str) -> bool:
-        return key in self._young or key in self._old
+        encoded = key.encode()
+        return encoded in self._young or encoded in self._old
 
     def add(self, key: str, content_hash: int) -> None:
         if len(self._young) >= self._generation:
             self._old, self._young = self._young, {}
-        self._young[key] = content_hash
+        self._young[key.encode()] = content_hash & _UINT64  # (a new int, not the admission's)
 
     def __len__(self) -> int:
         return len(self._young) + len(self._old)
@@ -134,9 +140,9 @@ class Writer:
         store: Store,
         *,
         flush_interval_ms: int = 1000,
-        flush_max_events: int = 20_000,
-        max_pending_events: int = 100_000,
-        max_pending_bytes: int = 16 * 1024 * 1024,
+        flush_max_events: int = 10_000,
+        max_pending_events: int = 50_000,
+        max_pending_bytes: int = 8 * 1024 * 1024,
         enrich: Enricher | None = None,
         after_insert: AfterInsert | None = None,
         aggregator_id: str = "aggregator",
@@ -273,7 +279,20 @@ class Writer:
             while not self._stopping and not self._flush_due() and (remaining := deadline - time.perf_counter()) > 0:
                 self._cond.wait(remaining)
             self._drop_abandoned()
-            return list(self._pending)
+            return self._take()
+
+    def _take(self) -> list[Ticket]:
+        """The oldest pending batches, up to one insert's worth (always at least one batch)."""
+        taken: list[Ticket] = []
+        events = nbytes = 0
+        byte_limit = self._max_pending_bytes * EARLY_FLUSH_BYTES_SHARE
+        for ticket in self._pending:
+            if taken and (events + ticket.admitted.events > self._flush_max_events or nbytes + ticket.admitted.nbytes > byte_limit):
+                break
+            taken.append(ticket)
+            events += ticket.admitted.events
+            nbytes += ticket.admitted.nbytes
+        return taken
 
     def _drop_abandoned(self) -> None:
         """Batches whose stream stopped waiting (it answered RETRY) are not written behind its back."""
@@ -347,19 +366,11 @@ class Writer:
         assert self._sink is not None
         candidates = Candidates()
         for owner, ticket in enumerate(flush.tickets):
-            admitted = ticket.admitted
-            candidates.ids += admitted.ids
-            candidates.payloads += admitted.payloads
-            candidates.hashes += admitted.hashes
-            candidates.senders += [admitted.sender_id] * admitted.events
-            candidates.batch_ids += [admitted.batch_id] * admitted.events
-            candidates.owner += [owner] * admitted.events
-            for name, values in admitted.keys.items():
-                candidates.keys[name] += values
+            candidates.add(ticket.admitted, owner)
         outcomes = [Outcome(quarantined=len(t.admitted.quarantined)) for t in flush.tickets]
         if not candidates.ids:
             return outcomes
-        columns = {name: list(values) for name, values in candidates.keys.items()}
+        columns = price_columns(candidates.keys)
         if self._enrich is not None:
             self._enrich(columns)
         self._sink.prepare(candidates, columns)

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 # Tables a migration set aside (the data as it was) for an operator to check before dropping.
 SET_ASIDE_TABLES = ("usage_events_before_0011",)
+EMBEDDED_WRITE_SESSION_SETTINGS: Mapping[str, Any] = {
+    "compile_expressions": 0, "compile_aggregate_expressions": 0, "compile_sort_description": 0,
+}  # fmt: skip
 # Queries that read for people (reports, analyst SQL) must never write.
 READ_ONLY_SETTINGS: Mapping[str, Any] = {"readonly": 2}
 
@@ -61,6 +64,10 @@ class Store:
         # the shards have it: an ack must mean stored, so every insert of the
         # writing session (writer batches, rollup INSERT ... SELECT) waits for them.
         self._session_settings: dict[str, Any] = {"insert_distributed_sync": 1} if cluster else {}
+        if is_embedded(self.dsn):
+            # The embedded engine lives in this process: its JIT-compiled expressions (the
+            # insert's transforms, the lookups) would stay in the aggregator's memory for good.
+            self._session_settings.update(EMBEDDED_WRITE_SESSION_SETTINGS)
 
     # -- connection -------------------------------------------------------
     def _connect(self) -> Client:
