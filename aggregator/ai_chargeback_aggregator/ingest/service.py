@@ -141,7 +141,7 @@ class IngestService(pb_grpc.UsageIngestServicer):
         stored: asyncio.Future[None] = loop.create_future()
 
         def settle(_: Ticket) -> None:
-            loop.call_soon_threadsafe(_set_done, stored)
+            _call_soon(loop, _set_done, stored)
 
         deadline = item.accepted_at + self._wait_s
         while True:
@@ -184,6 +184,14 @@ class IngestService(pb_grpc.UsageIngestServicer):
 def _set_done(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
+    """From the writer's thread: a loop closed at shutdown has nobody left to tell."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        pass
 
 
 _SENDER_COUNTERS = ("events_queued", "events_sent", "events_spooled", "events_dropped", "usage_parse_failures",

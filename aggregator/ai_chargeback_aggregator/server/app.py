@@ -128,7 +128,7 @@ class Aggregator:
         token = settings.auth_token.get_secret_value() if settings.auth_token else None
         service = IngestService(self.writer, auth_token=token, store_wait_timeout_s=settings.store_wait_timeout_ms / 1000,
                                 ack_hooks=self._ack_hooks)  # fmt: skip
-        self.writer.on_room = lambda: loop.call_soon_threadsafe(service.room_freed)
+        self.writer.on_room = lambda: None if loop.is_closed() else loop.call_soon_threadsafe(service.room_freed)
         pb_grpc.add_UsageIngestServicer_to_server(service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         tls = bool(settings.tls_cert_path and settings.tls_key_path)
