@@ -94,7 +94,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, default=2400)
-    parser.add_argument("--processes", type=int, default=12)
+    parser.add_argument("--processes", type=int, default=24)
     parser.add_argument("--batches", type=int, default=12, help="per stream")
     parser.add_argument("--events", type=int, default=5, help="per batch")
     parser.add_argument("--interval-s", type=float, default=5.0)

@@ -121,6 +121,12 @@ class Aggregator:
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
                 ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+                # New streams wait in gRPC's queue until the server takes them. When a whole
+                # fleet (re)connects at once (this aggregator restarted, a balancer moved them),
+                # that queue holds thousands; past its default limits (1,000, hard 3,000) gRPC
+                # cancels the newest streams with no error the sender could act on.
+                ("grpc.server.max_pending_requests", settings.grpc_max_streams),
+                ("grpc.server.max_pending_requests_hard_limit", 2 * settings.grpc_max_streams),
                 *KEEPALIVE_OPTIONS,
             ],
             maximum_concurrent_rpcs=settings.grpc_max_streams,
