@@ -35,6 +35,8 @@ def render(results: dict[str, Any]) -> str:
             continue
         if data.get("_from_previous_run"):
             out += [f"_{section}: not rerun; figures from the run of {data['_from_previous_run']}._", ""]
+        if data.get("_rerun_at"):
+            out += [f"_{section}: rerun on its own at {data['_rerun_at']}._", ""]
         if "error" in data:
             out += [f"## {section}", "", "```", str(data["error"])[-1500:], "```", ""]
             continue

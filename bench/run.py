@@ -71,7 +71,8 @@ def main() -> int:
     for name, script, extra, timeout_s in plan:
         if name in skip:
             if isinstance(previous.get(name), dict):
-                results[name] = {**previous[name], "_from_previous_run": previous.get("started_at", "?")}
+                ran_at = previous[name].get("_from_previous_run") or previous.get("started_at", "?")
+                results[name] = {**previous[name], "_from_previous_run": ran_at}
             continue
         if not (HERE / script).exists():
             results[name] = {"error": f"{script} missing"}
@@ -82,6 +83,8 @@ def main() -> int:
         (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")  # keep what is done
     from report_md import render
 
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")  # with the sections carried over
     (RESULTS / "latest.md").write_text(render(results))
     print((RESULTS / "latest.md").read_text())
     return 0
