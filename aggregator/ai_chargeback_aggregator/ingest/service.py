@@ -114,7 +114,10 @@ class IngestService(pb_grpc.UsageIngestServicer):
     async def _read(self, request_iterator: AsyncIterator[pb.UsageBatch], accepted: asyncio.Queue[object]) -> None:
         try:
             async for batch in request_iterator:
-                item = await self._accept(batch)
+                item = self._admit(batch)
+                del batch  # the parsed batch is several times its wire size: drop it before any wait
+                if item.admitted is not None:
+                    await self._submit(item, item.admitted)
                 await accepted.put(item)
                 if item.malformed or item.refused:
                     return
@@ -126,9 +129,8 @@ class IngestService(pb_grpc.UsageIngestServicer):
             log.exception("stream reader failed")
         await accepted.put(_END)
 
-    async def _accept(self, batch: pb.UsageBatch) -> _Accepted:
-        loop = asyncio.get_running_loop()
-        item = _Accepted(batch.batch_id, batch.sequence, accepted_at=loop.time())
+    def _admit(self, batch: pb.UsageBatch) -> _Accepted:
+        item = _Accepted(batch.batch_id, batch.sequence, accepted_at=asyncio.get_running_loop().time())
         metrics.EVENTS_RECEIVED.inc(len(batch.events))
         try:
             check_batch(batch)
@@ -136,8 +138,12 @@ class IngestService(pb_grpc.UsageIngestServicer):
             item.malformed = str(exc)
             return item
         _record_sender_report(batch)
-        item.admitted = admitted = admit(batch, int(time.time() * 1000))
-        del batch  # the writer holds the admitted form only
+        item.admitted = admit(batch, int(time.time() * 1000))
+        return item
+
+    async def _submit(self, item: _Accepted, admitted: Admitted) -> None:
+        """Hand the batch to the writer, waiting for room while the store keeps up."""
+        loop = asyncio.get_running_loop()
         stored: asyncio.Future[None] = loop.create_future()
 
         def settle(_: Ticket) -> None:
@@ -148,12 +154,12 @@ class IngestService(pb_grpc.UsageIngestServicer):
             try:
                 item.ticket = self._writer.submit(admitted, settle)
                 item.stored = stored
-                return item
+                return
             except Backpressure as exc:
                 remaining = deadline - loop.time()
                 if not exc.waitable or remaining <= 0:
                     item.refused = str(exc)
-                    return item
+                    return
                 await self._wait_for_room(min(remaining, ROOM_RECHECK_S))
 
     async def _ack(self, item: _Accepted) -> pb.BatchAck:
