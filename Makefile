@@ -17,7 +17,7 @@ $(UV): tools/uv-requirements.txt
 	$(TOOLS)/bin/python -m pip install --disable-pip-version-check --require-hashes -r tools/uv-requirements.txt
 	touch $(UV)
 
-$(STAMP): $(UV) uv.lock pyproject.toml proto/pyproject.toml plugin/pyproject.toml aggregator/pyproject.toml
+$(STAMP): $(UV) uv.lock VERSION pyproject.toml proto/pyproject.toml plugin/pyproject.toml aggregator/pyproject.toml
 	@echo "== installing the workspace from uv.lock into $(VENV) (first time: about a minute)"
 	$(UV) sync --locked --python $(PYTHON)
 	touch $(STAMP)

@@ -211,14 +211,16 @@ def ollama_ndjson(size: int) -> tuple[str, str, bytes]:
 
 
 def embeddings_json(size: int) -> tuple[str, str, bytes]:
-    n = max(1, size // 22)
-    body = {
-        "object": "list",
-        "data": [{"object": "embedding", "index": 0, "embedding": [0.0023064255 * (i % 7 - 3) for i in range(n)]}],
-        "model": "text-embedding-3-small",
-        "usage": {"prompt_tokens": 8, "total_tokens": 8},
-    }
-    return "/v1/embeddings", "application/json", json.dumps(body).encode()
+    def body(n: int) -> bytes:
+        return json.dumps({
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.0023064255 * (i % 7 - 3) for i in range(n)]}],
+            "model": "text-embedding-3-small",
+            "usage": {"prompt_tokens": 8, "total_tokens": 8},
+        }).encode()  # fmt: skip
+
+    per_value = len(body(1000)) / 1000  # the vector dominates: size it to the target
+    return "/v1/embeddings", "application/json", body(max(1, int(size / per_value)))
 
 
 CASES: list[tuple[str, str, Callable[[int], tuple[str, str, bytes]]]] = [

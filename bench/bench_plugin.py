@@ -30,7 +30,7 @@ from kong_harness import PluginServerProcess
 from kong_harness.ai_proxy import ai_proxy_hook
 from kong_harness.bridge import ExternalPlugin
 from kong_harness.front import KongFront
-from support.gateway import KONG_YML, running_gateway
+from support.gateway import KONG_YML, front_for, running_gateway
 from support.mock_llm import MockLLM
 
 MESSAGES = [{"role": "user", "content": "Give me three reasons to meter LLM traffic at the gateway."}]
@@ -98,8 +98,7 @@ def run_noop(workdir: Path, gevent: bool, requests: int, streaming: bool) -> dic
     server = PluginServerProcess.for_script(_common.ROOT / "tests" / "support" / "noop_plugin.py", gevent=gevent,
                                             prefix=workdir / "noop", socket_name="noop.sock", log_path=workdir / "noop.log")  # fmt: skip
     with MockLLM() as llm:
-        front = KongFront.from_kong_yml(noop_config(), {"noop": server},
-                                        upstream_overrides={"openai": llm.url, "anthropic": llm.url, "internal-vllm": llm.url})  # fmt: skip
+        front = front_for(noop_config(), {"noop": server}, llm.url)
         try:
             result = drive(front, requests, streaming)
             result["plugin_server_peak_rss_mb"] = round(peak_rss_mb(server.pid or 0), 1)

@@ -18,8 +18,7 @@ import _common  # noqa: F401  (puts tests/ on sys.path)
 import httpx
 from _common import rss_mb, start_aggregator
 from kong_harness import PluginServerProcess
-from kong_harness.front import KongFront
-from support.gateway import PLUGIN, kong_config_for
+from support.gateway import PLUGIN, front_for, kong_config_for
 from support.mock_llm import MockLLM
 
 
@@ -38,8 +37,7 @@ def main() -> None:
     try:
         with MockLLM() as llm:
             config = kong_config_for(grpc_listen, workdir / "spool")
-            front = KongFront.from_kong_yml(config, {PLUGIN: server}, keep_requests=1000,
-                                            upstream_overrides={"openai": llm.url, "anthropic": llm.url, "internal-vllm": llm.url})  # fmt: skip
+            front = front_for(config, {PLUGIN: server}, llm.url, keep_requests=1000)
             stop = threading.Event()
 
             def sample() -> None:

@@ -29,7 +29,8 @@ def render(results: dict[str, Any]) -> str:
             "Figures are from one run on a shared 2-core machine; compare the ratios, which pair each figure "
             "with its baseline measured in the same run.", ""]  # fmt: skip
     for section, renderer in (("plugin", _plugin), ("parsers", _parsers), ("ingest", _ingest), ("fleet", _fleet),
-                              ("dedup", _dedup), ("reports", _reports), ("soak", _soak)):  # fmt: skip
+                              ("dedup", _dedup), ("reports", _reports), ("analyst_sql", _analyst_sql), ("console", _console),
+                              ("soak", _soak)):  # fmt: skip
         data = results.get(section)
         if data is None:
             continue
@@ -45,6 +46,17 @@ def render(results: dict[str, Any]) -> str:
     if notes.exists():
         out += ["", notes.read_text()]
     return "\n".join(out) + "\n"
+
+
+def _analyst_sql(data: dict[str, Any]) -> list[str]:
+    out = [f"## Analyst SQL through POST /v1/sql ({data['events']:,} events)", "",
+           f"`SELECT 1` end to end (guard + a new read-only session): {data['select_1_ms']['median']} ms median. "
+           "Exit 2 is a failure; 0 and 1 are answers (1: findings, unpriced usage).", "",
+           "| read | exit | seconds | aggregator peak RSS growth MiB |", "|---|---|---|---|"]  # fmt: skip
+    out += [f"| {name} | {r['exit']} | {r['seconds']} | {r['peak_rss_growth_mib']} |" for name, r in data["reads"].items()]
+    out += ["", "| refused oversized answer | status | aggregator peak RSS growth MiB |", "|---|---|---|"]
+    out += [f"| {name} | {r['status']} {r['kind']} | {r['peak_rss_growth_mib']} |" for name, r in data["oversized"].items()]
+    return out + [""]
 
 
 def _plugin(data: dict[str, Any]) -> list[str]:
@@ -76,7 +88,9 @@ def _parsers(data: dict[str, Any]) -> list[str]:
            f"≥ {SSE_GOAL_MBPS} MB/s for SSE.", "",
            "| family | format | body bytes | p50 µs | p99 µs | MB/s |", "|---|---|---|---|---|---|"]  # fmt: skip
     for row in data.get("results", []):
-        out.append(f"| {row['family']} | {row['format']} | {row['body_bytes']} | {row['us_p50']} | {row['us_p99']} | {row['mb_per_s']} |")
+        out.append(
+            f"| {row['family']} | {row['format']} | {row['body_bytes']} | {row['us_p50']} | {row['us_p99']} | {row['mb_per_s']} |"
+        )
     if data.get("summary"):
         out += ["", "Summary: `" + json.dumps(data["summary"]) + "`"]
     return out + [""]
@@ -137,6 +151,33 @@ def _dedup(data: dict[str, Any]) -> list[str]:
 def _reports(data: dict[str, Any]) -> list[str]:
     return ["## 4. Reports and FOCUS export", "", f"Goal: report < {REPORT_GOAL_MS} ms at 10M events.", "",
             "```json", json.dumps({k: v for k, v in data.items() if not k.startswith("_")}, indent=2)[:6000], "```", ""]  # fmt: skip
+
+
+def _console(data: dict[str, Any]) -> list[str]:
+    out = [
+        "## Console pages (server time, embedded store)",
+        "",
+        f"Goal: every page < {data.get('goal_ms', 300)} ms server time at 10M events.",
+        "",
+    ]
+    for key, size in data.items():
+        if not key.startswith("events_"):
+            continue
+        out += [
+            f"{size['events']:,} events over {size['days']} days; analyses (readiness, governance) finished in "
+            f"{size.get('analyses_seconds')} s after the first request. Baseline in the same run: `report --by team` "
+            f"{size.get('baseline_report_team_median_ms')} ms (median); 'reports' = page time / baseline.",
+            "",
+            "| page | status | server median ms | server max ms | client median ms | reports | bytes | goal |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {name} | {p['status']} | {p['server_median_ms']} | {p['server_max_ms']} | {p['client_median_ms']} | "
+            f"{p.get('reports_worth', '')} | {p['bytes']} | {p['goal']} |"
+            for name, p in size["pages"].items()
+        ]
+        out.append("")
+    return out
 
 
 def _soak(data: dict[str, Any]) -> list[str]:

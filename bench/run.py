@@ -46,8 +46,12 @@ def run_json(script: str, args: list[str], timeout_s: float) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--skip", default="", help="comma-separated: plugin,parsers,ingest,fleet,dedup,reports,soak "
-                        "(a skipped section keeps its figures from the previous run, marked so)")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated: plugin,parsers,ingest,fleet,dedup,reports,analyst_sql,"
+        "console,soak (a skipped section keeps its figures from the previous run, marked so)",
+    )
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -59,11 +63,17 @@ def main() -> int:
         ("fleet", "bench_fleet.py", quick, 3600),
         ("dedup", "bench_dedup.py", quick, 7200),
         ("reports", "bench_reports.py", quick, 3600),
+        ("analyst_sql", "bench_analyst_sql.py", quick, 3600),
+        ("console", "bench_console.py", quick, 3600),
         ("soak", "bench_soak.py", ["--minutes", str(0.5 if args.quick else args.soak_minutes)], 7200),
     ]
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_avg_at_start": os.getloadavg()},  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_avg_at_start": os.getloadavg(),
+        },  # fmt: skip
         "quick": args.quick,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -1,16 +1,29 @@
-"""`make demo`: the whole metering path on this machine, no Kong install needed.
+"""`make demo`: send a realistic mix of LLM traffic through the whole metering path, no Kong install needed.
 
-Starts the aggregator (embedded ClickHouse in a temp dir), the real
-ai-chargeback plugin server, the Kong harness front configured from kong.yml
-(routes, key-auth consumers, plugin config) and a mock LLM upstream; sends a
-mix of OpenAI and Anthropic requests as several consumers; prints per-team/app
-usage read back from ClickHouse by SQL.
+The traffic goes: OpenAI/Anthropic SDK clients -> the Kong harness front configured
+from kong.yml (routes, key-auth consumers, plugin config) -> the real ai-chargeback
+plugin server -> gRPC -> the aggregator -> ClickHouse, with a local mock LLM upstream.
+
+Where it lands:
+- an aggregator already running (`make run` in another terminal) receives it, and
+  keeps it: the CLI reads it back through that aggregator;
+- otherwise the demo starts `chargeback serve` on the same store `make run` uses
+  (./var/chargeback), stops it when the traffic is stored, and the CLI reads the
+  store directly.
+Either way the data stays, so `chargeback report` etc. answer afterwards.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,23 +32,20 @@ sys.path.insert(0, str(ROOT / "tests"))  # the Kong harness and the mock LLM are
 
 import anthropic  # noqa: E402
 import openai  # noqa: E402
-from support.gateway import running_gateway  # noqa: E402
+from kong_harness import PluginServerProcess  # noqa: E402
+from support.gateway import PLUGIN, front_for, kong_config_for  # noqa: E402
+from support.mock_llm import MockLLM  # noqa: E402
 
+from ai_chargeback_aggregator.cli.aggregator_client import running_aggregator  # noqa: E402
+from ai_chargeback_aggregator.settings import AggregatorSettings  # noqa: E402
+
+STORE = ROOT / "var" / "chargeback"
+BIN = Path(sys.executable).parent
 CONSUMERS = {"checkout-service": "demo-key-checkout", "fraud-scoring": "demo-key-fraud",
              "support-bot": "demo-key-support", "legacy-batch": "demo-key-legacy"}  # fmt: skip
-
 # The mock answers with as many output tokens as asked: enough for costs to show in cents.
 LONG_ANSWER = {"x-mock-output-tokens": "1500"}
-
-USAGE_BY_TEAM_APP = """
-SELECT tenant, team, app, team_source AS source, count() AS requests,
-       sum(input_tokens) AS input, sum(cached_input_tokens) AS cached, sum(output_tokens) AS output,
-       sum(reasoning_tokens) AS reasoning, toDecimal64(sum(cost_total), 6) AS cost_usd,
-       countIf(pricing_status = 'unpriced') AS unpriced, groupUniqArray(usage_source) AS usage_sources
-FROM chargeback.usage_events FINAL
-GROUP BY tenant, team, app, team_source
-ORDER BY tenant, team, app
-"""
+STORED_METRIC = re.compile(r"^chargeback_events_stored_total (\S+)$", re.MULTILINE)
 
 
 def send_traffic(url: str) -> int:
@@ -53,7 +63,7 @@ def send_traffic(url: str) -> int:
             pass
         sent += 1
     claude = anthropic.Anthropic(base_url=f"{url}/anthropic", api_key="unused",
-                                 default_headers={"x-api-key": CONSUMERS["fraud-scoring"]}, max_retries=0)  # fmt: skip
+                                 default_headers={"apikey": CONSUMERS["fraud-scoring"]}, max_retries=0)  # fmt: skip
     for turn in range(4):
         claude.messages.create(model="claude-3-5-sonnet-latest", max_tokens=300,
                                messages=[{"role": "user", "content": f"score transaction {turn}"}],
@@ -66,40 +76,82 @@ def send_traffic(url: str) -> int:
     return sent + 1
 
 
-def table(columns: list[str], rows: list[tuple[object, ...]]) -> str:
-    cells = [columns] + [[", ".join(v) if isinstance(v, list) else str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def events_stored(base_url: str) -> float:
+    """The aggregator's own count of events it committed (its /metrics needs no token)."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
+        match = STORED_METRIC.search(response.read().decode())
+    return float(match.group(1)) if match else 0.0
 
 
-def report_by_team(gw: object) -> None:
-    from ai_chargeback_aggregator.analytics.reports.report import build_report
-    from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
+def wait_until_stored(base_url: str, before: float, count: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while events_stored(base_url) < before + count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: the aggregator at {base_url} stored {events_stored(base_url) - before:.0f} of {count} events")
+        time.sleep(0.1)
 
-    today = datetime.now(UTC).date()
-    report = build_report(LocalRunner(gw.aggregator.store), first=today, last=today, by="team")  # type: ignore[attr-defined]
-    rows = [(line["label"], line["events"], line.get("list_cost", line.get("cost", "")), line.get("flag", "")) for line in report.lines]
-    print(table(["team", "requests", "list cost USD", "flag"], rows))
+
+@contextmanager
+def aggregator() -> Iterator[tuple[str, str, bool]]:
+    """(HTTP base URL, gRPC address, started here): the running one, else `chargeback serve` on ./var/chargeback."""
+    settings = AggregatorSettings()
+    running = running_aggregator()
+    if running:
+        yield running, settings.grpc_listen, False
+        return
+    STORE.parent.mkdir(parents=True, exist_ok=True)
+    log = STORE.parent / "demo-aggregator.log"
+    process = subprocess.Popen([str(BIN / "chargeback"), "serve", "--store-dsn", f"chdb://{STORE}"],
+                               stdout=subprocess.DEVNULL, stderr=open(log, "ab"))  # noqa: SIM115  # fmt: skip
+    host, _, port = settings.http_listen.rpartition(":")
+    base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(base_url + "/readyz", timeout=2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"demo: the aggregator did not start; its log: {log}") from None
+                time.sleep(0.2)
+        yield base_url, settings.grpc_listen, True
+    finally:
+        process.terminate()  # SIGTERM: it flushes what it received, then exits
+        process.wait(timeout=60)
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="chargeback-demo-") as tmp, running_gateway(Path(tmp)) as gw:
-        print(f"aggregator gRPC {gw.aggregator.settings.grpc_listen}, Kong harness front {gw.url}, mock LLM {gw.llm.url}")
-        sent = send_traffic(gw.url)
-        gw.wait_for_events(sent)
-        columns, rows = gw.aggregator.store.query(USAGE_BY_TEAM_APP)
-        print(f"\n{sent} requests metered through kong.yml's routes; usage by tenant/team/app, read back by SQL:\n")
-        print(table(columns, rows))
-        conflicts = gw.query("SELECT consumer_username, team, identity_conflicts FROM chargeback.usage_events FINAL "
-                             "WHERE notEmpty(identity_conflicts)")  # fmt: skip
-        print("\nThe same data as finance sees it: `chargeback report --by team` on this store:\n")
-        report_by_team(gw)
-        print("\nIdentity conflicts (headers that disagreed with the authenticated consumer):")
-        for consumer, team, found in conflicts:
-            print(f"  {consumer} (billed to {team}): {'; '.join(found)}")
-    return 0
+    with aggregator() as (base_url, grpc_address, started_here), tempfile.TemporaryDirectory(prefix="chargeback-demo-") as tmp:
+        where = f"the aggregator started for this demo on {STORE}" if started_here else f"the running aggregator at {base_url}"
+        print(f"sending traffic through kong.yml's routes to {where}")
+        llm = MockLLM().start()
+        plugin_server = PluginServerProcess.for_console_script(
+            "ai-chargeback-pluginserver", gevent=True, prefix=Path(tmp) / "kong", log_path=Path(tmp) / "pluginserver.log"
+        )
+        (Path(tmp) / "kong").mkdir()
+        front = None
+        try:
+            config = kong_config_for(grpc_address, Path(tmp) / "spool")
+            front = front_for(config, {PLUGIN: plugin_server}, llm.url)  # kong.yml's vault references: demo keys
+            before = events_stored(base_url)
+            sent = send_traffic(front.url)
+            front.wait_for_logs(60)
+            wait_until_stored(base_url, before, sent)
+            front.raise_failures()
+        finally:
+            if front is not None:
+                front.stop()
+            plugin_server.stop()
+            llm.stop()
+    print(f"{sent} requests metered and stored.\n")
+    month = datetime.now(UTC).strftime("%Y-%m")
+    command = [str(BIN / "chargeback"), "report", "--by", "team", "--month", month]
+    print("$ chargeback report --by team --month", month)
+    shown = subprocess.run(command, env=os.environ)
+    print(f"\nNext: chargeback statement --team payments --month {month} --out payments.html, "
+          f"chargeback governance readiness --month {month}, chargeback explain HANDLE (README.md).")  # fmt: skip
+    return 0 if shown.returncode in (0, 1) else shown.returncode
 
 
 if __name__ == "__main__":

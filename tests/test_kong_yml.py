@@ -1,13 +1,19 @@
-"""kong.yml stays valid for the plugin we ship.
+"""kong.yml stays valid for the plugin we ship, and shows the production shape.
 
 Every `ai-chargeback` config block in the repository's kong.yml is validated
 against the schema the real `ai-chargeback-pluginserver --dump` prints, the
 way Kong validates an external plugin's config (kong_harness.ConfigSchema,
-which also applies the metaschema checks Kong runs on the dumped schema).
+which also applies the metaschema checks Kong runs on the dumped schema);
+key-auth and ai-proxy blocks against their schemas as the harness re-states
+them. The shape is checked too: LLM routes behind ai-proxy with the provider
+key from Kong's vault, key-auth names that cannot swallow a provider's auth
+header, and one plain proxy route. tests/harness/test_kong_yml_served.py
+sends requests through all of it.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +23,7 @@ import pytest
 import yaml
 from kong_harness import ConfigSchema, ConfigValidationError, PluginServerProcess, find_console_script
 from kong_harness.declarative import load_declarative_config
-from kong_harness.key_auth import SCHEMA as KEY_AUTH_SCHEMA
+from kong_harness.front import bundled_validators
 
 PLUGIN_NAME = "ai-chargeback"
 SERVER_COMMAND = "ai-chargeback-pluginserver"
@@ -81,17 +87,63 @@ def test_every_ai_chargeback_block_validates(chargeback_schema: ConfigSchema, wh
 
 
 def test_whole_kong_yml_loads_in_the_harness(chargeback_schema: ConfigSchema) -> None:
-    """References between services, routes, consumers and credentials resolve
-    and no plugin is configured twice for the same scope."""
+    """References between services, routes, consumers and credentials resolve, every
+    plugin block validates (nothing ignored), and no plugin is configured twice for a scope."""
     assert KONG_YML.exists(), f"{KONG_YML} does not exist"
-    doc = yaml.safe_load(KONG_YML.read_text())
-    others = {p.get("name") for _, p in _plugin_blocks(doc)} - {PLUGIN_NAME, "key-auth"}
-    config = load_declarative_config(
-        KONG_YML,
-        validators={
-            PLUGIN_NAME: chargeback_schema.validate,
-            "key-auth": ConfigSchema(KEY_AUTH_SCHEMA, check_definition=False).validate,
-        },
-        ignore_plugins=frozenset(n for n in others if n),
-    )
+    config = load_declarative_config(KONG_YML, validators={PLUGIN_NAME: chargeback_schema.validate, **bundled_validators()})
     assert config.plugins_named(PLUGIN_NAME)
+
+
+# ---------------------------------------------------------------- the production shape
+
+# Headers providers read credentials from: a Kong credential under one of these names would be
+# taken (and hidden) by key-auth before the provider could see it.
+PROVIDER_AUTH_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-goog-api-key"})
+VAULT_REFERENCE = re.compile(r"\{vault://[a-z0-9_-]+/[A-Za-z0-9_./-]+\}")
+
+
+def _services() -> list[dict[str, Any]]:
+    return yaml.safe_load(KONG_YML.read_text())["services"]
+
+
+def _plugin(service: dict[str, Any], name: str) -> dict[str, Any] | None:
+    return next((p for p in service.get("plugins") or [] if p["name"] == name), None)
+
+
+def test_llm_routes_use_ai_proxy_with_the_provider_key_from_a_vault_reference() -> None:
+    behind_ai_proxy = [s for s in _services() if _plugin(s, "ai-proxy")]
+    assert {s["name"] for s in behind_ai_proxy} >= {"openai", "anthropic"}
+    for service in behind_ai_proxy:
+        auth = _plugin(service, "ai-proxy")["config"]["auth"]  # type: ignore[index]
+        assert VAULT_REFERENCE.search(auth["header_value"]), f"{service['name']}: provider key is not a vault reference"
+        assert auth["header_name"].lower() in PROVIDER_AUTH_HEADERS
+        assert auth.get("allow_override") is not True, f"{service['name']}: a caller could bring its own provider key"
+
+
+def test_key_auth_never_takes_a_header_a_provider_reads_its_key_from() -> None:
+    for service in _services():
+        key_auth = _plugin(service, "key-auth")
+        if key_auth is None:
+            continue
+        names = {n.lower().replace("_", "-") for n in key_auth["config"].get("key_names", ["apikey"])}
+        assert not names & PROVIDER_AUTH_HEADERS, f"{service['name']}: key-auth would eat {sorted(names & PROVIDER_AUTH_HEADERS)}"
+        assert key_auth["config"].get("hide_credentials") is True, f"{service['name']}: the Kong key would reach the provider"
+
+
+def test_the_plugin_runs_in_a_capture_mode_that_fits_each_route() -> None:
+    plain = []
+    for service in _services():
+        block = _plugin(service, PLUGIN_NAME)
+        assert block is not None, f"{service['name']} is not metered"
+        mode = block["config"].get("usage_capture", "auto")
+        ai_proxy = _plugin(service, "ai-proxy")
+        if ai_proxy is None:
+            plain.append(service["name"])
+            assert mode != "ai_proxy", f"{service['name']}: ai_proxy mode without ai-proxy meters nothing"
+        elif ai_proxy["config"]["route_type"] == "preserve":
+            assert mode == "auto", f"{service['name']}: ai-proxy records no usage in preserve mode"
+        else:
+            assert mode in ("auto", "ai_proxy"), f"{service['name']}: {mode} would buffer streams ai-proxy already counts"
+        secret = block["config"].get("credential_hmac_secret")
+        assert secret is None or VAULT_REFERENCE.fullmatch(secret), f"{service['name']}: HMAC key written in clear"
+    assert plain, "kong.yml shows no plain proxy route without ai-proxy"

@@ -44,6 +44,12 @@ STORE_WRITABLE = Gauge("chargeback_store_writable", "1 while the last store writ
 STORE_WRITABLE.set(1)
 STREAMS_OPEN = Gauge("chargeback_streams_open", "Sender streams open now", registry=REGISTRY)
 AUTH_FAILURES = Counter("chargeback_auth_failures", "Streams refused for a missing or wrong token", registry=REGISTRY)
+SQL_QUERIES = Counter(
+    "chargeback_sql_queries",
+    "Analyst queries on POST /v1/sql, by outcome (ok, refused, rejected, limit, query, unavailable, bad_request)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 SENDER_COUNTER = Gauge(
     "chargeback_sender_events",
     "Counters reported by each plugin sender (queued, sent, spooled, dropped, usage_parse_failures)",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .secret_env import ROLE_TOKENS, equal_role_tokens, settings_sources, variable
 
 DEFAULT_STORE_DSN = "chdb://./var/chargeback"
 DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
@@ -15,9 +17,13 @@ class AggregatorSettings(BaseSettings):
 
     store_dsn: ``chdb:///path`` (embedded ClickHouse, the default) or a ClickHouse
     server URL such as ``http://user:pass@host:8123``; nothing else changes.
+
+    Secrets (the three tokens, both DSNs and the console's session and OpenID client secrets) may also be given as files:
+    ``CHARGEBACK_X_FILE`` (secret_env.py).
     """
 
-    model_config = SettingsConfigDict(env_prefix="CHARGEBACK_", extra="forbid")
+    # Errors never echo what was given: it may be a token.
+    model_config = SettingsConfigDict(env_prefix="CHARGEBACK_", extra="forbid", hide_input_in_errors=True)
 
     store_dsn: str = DEFAULT_STORE_DSN
     database: str = Field(default="chargeback", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -52,6 +58,8 @@ class AggregatorSettings(BaseSettings):
     tls_client_ca_path: str = ""  # set: clients must present a certificate it signed (mTLS)
 
     sql_token: SecretStr | None = None
+    # On a ClickHouse server, POST /v1/sql logs in as this read-only user (deploy/clickhouse/users.d/chargeback-readonly.xml).
+    sql_store_dsn: SecretStr | None = None
     # Bearer token for the admin writes over HTTP (POST /v1/prices, /v1/reprice); unset = disabled.
     admin_token: SecretStr | None = None
     raw_retention_days: int = Field(default=0, ge=0)  # 0 keeps raw events forever, else >= 36
@@ -64,11 +72,47 @@ class AggregatorSettings(BaseSettings):
     # Chargeback policy (platform fee, unattributed usage, FOCUS billing account): one YAML file.
     allocation_config_path: str = ""
 
-    @field_validator("auth_token", "sql_token", "admin_token", mode="before")
+    # The HTTP side behind a reverse proxy: the path prefix it is published under (e.g. /chargeback),
+    # and the proxies whose X-Forwarded-For/-Proto are believed (comma-separated addresses, or *).
+    http_root_path: str = Field(default="", pattern=r"^(/[A-Za-z0-9._~-]+)*$")
+    http_trusted_proxies: str = "127.0.0.1"
+
+    # The console (console/, docs/console.md): accounts file, sessions, optional OpenID Connect.
+    console_enabled: bool = True
+    console_users_path: str = "./var/console-users.yaml"
+    # Signs session cookies; give every aggregator behind one URL the same. Unset: a random key kept beside the users file.
+    console_session_secret: SecretStr | None = None
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Plain HTTP is accepted from loopback clients only (the cookie never leaves the machine); true lifts that.
+    console_allow_insecure_http: bool = False
+    console_oidc_issuer: str = ""
+    console_oidc_client_id: str = ""
+    console_oidc_client_secret: SecretStr | None = None
+    console_oidc_scopes: str = "openid email profile"
+    console_oidc_groups_claim: str = "groups"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:  # fmt: skip
+        return settings_sources(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings)
+
+    @field_validator("auth_token", "sql_token", "admin_token", "sql_store_dsn", "console_session_secret", "console_oidc_client_secret",
+                     mode="before")  # fmt: skip
     @classmethod
     def _empty_token_is_unset(cls, value: object) -> object:
         # An empty variable means "not configured" everywhere, never "the empty token".
         return None if value in ("", b"") else value
+
+    @model_validator(mode="after")
+    def _one_token_per_role(self) -> AggregatorSettings:
+        secrets = {name: getattr(self, name) for name in ROLE_TOKENS}
+        equal = equal_role_tokens({name: secret.get_secret_value() if secret else None for name, secret in secrets.items()})
+        if equal:
+            first, second = equal[0]
+            raise ValueError(f"{variable(first)} and {variable(second)} are equal: gateways, analysts and admins each need a token "
+                             "of their own, or one leaked token opens all three doors")  # fmt: skip
+        return self
 
     @field_validator("grpc_listen", "http_listen")
     @classmethod

@@ -3,9 +3,12 @@
 kong.yml points services at the real providers and the plugin at a local
 aggregator. Inside docker-compose the upstreams are the mock LLM and the
 aggregator is a service name, so this script rewrites exactly those fields
-(service URLs, aggregator_addresses, spool_dir) and keeps everything else
-(routes, key-auth consumers, tags, plugin options) as written. A test fails
-when the committed file is stale; `make deploy-configs` regenerates it.
+(service URLs; ai-proxy's model.options.upstream_url, since ai-proxy sends
+requests to the provider's own endpoint unless told otherwise;
+aggregator_addresses, spool_dir) and keeps everything else (routes, key-auth
+consumers, tags, plugin options, vault references: docker-compose.yml gives the
+Kong container the variables they name) as written. A test fails when the
+committed file is stale; `make deploy-configs` regenerates it.
 
     python deploy/kong/render_compose_config.py [--check]
 """
@@ -31,6 +34,9 @@ AGGREGATOR_ADDRESSES = ["aggregator:50051"]
 # On the volume the Kong image prepares, so unacked events survive a restart.
 SPOOL_DIR = "/var/lib/ai-chargeback/spool"
 PLUGIN = "ai-chargeback"
+AI_PROXY = "ai-proxy"
+# The mock LLM's endpoint for each ai-proxy (route_type, provider) kong.yml uses.
+AI_PROXY_PATHS = {("llm/v1/chat", "openai"): "/v1/chat/completions", ("preserve", "anthropic"): "/v1/messages"}
 
 HEADER = """\
 # GENERATED from kong.yml by deploy/kong/render_compose_config.py: do not edit.
@@ -45,8 +51,8 @@ def _retarget(url: str) -> str:
     return urlunsplit((mock.scheme, mock.netloc, parts.path, parts.query, parts.fragment))
 
 
-def _plugins(container: dict[str, Any]) -> list[dict[str, Any]]:
-    return [p for p in container.get("plugins") or [] if p.get("name") == PLUGIN]
+def _plugins(container: dict[str, Any], name: str = PLUGIN) -> list[dict[str, Any]]:
+    return [p for p in container.get("plugins") or [] if p.get("name") == name]
 
 
 def render(config: dict[str, Any]) -> dict[str, Any]:
@@ -64,6 +70,12 @@ def render(config: dict[str, Any]) -> dict[str, Any]:
             plugin.setdefault("config", {})
             plugin["config"]["aggregator_addresses"] = list(AGGREGATOR_ADDRESSES)
             plugin["config"]["spool_dir"] = SPOOL_DIR
+        for plugin in _plugins(holder, AI_PROXY):
+            config = plugin["config"]
+            key = (config["route_type"], config["model"]["provider"])
+            if key not in AI_PROXY_PATHS:
+                raise SystemExit(f"no mock LLM endpoint for ai-proxy {key}: add one to AI_PROXY_PATHS")
+            config["model"].setdefault("options", {})["upstream_url"] = MOCK_UPSTREAM + AI_PROXY_PATHS[key]
     return out
 
 

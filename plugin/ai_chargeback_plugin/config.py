@@ -65,6 +65,7 @@ class PluginConfig:
     inject_stream_usage: bool
     deployment_models: Mapping[str, str]
     max_body_bytes: int
+    client_body_buffer_size: int
     route_id: str
     service_id: str
 
@@ -120,6 +121,7 @@ class PluginConfig:
             inject_stream_usage=bool(get("inject_stream_usage")),
             deployment_models=dict(get("deployment_models")),
             max_body_bytes=int(get("max_body_bytes")),
+            client_body_buffer_size=int(get("client_body_buffer_size")),
             route_id=_entity_id(data.get("route_id")),
             service_id=_entity_id(data.get("service_id")),
         )

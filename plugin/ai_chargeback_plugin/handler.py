@@ -6,33 +6,44 @@ phase makes as few as the mode allows (counts per request, both phases):
 ================================  =========================================  ===
 mode / request                    PDK calls                                  n
 ================================  =========================================  ===
-auto, non-streaming               request.get_raw_body, enable_buffering,     4
+auto, non-streaming               request.get_header(content-length),        5
+                                  request.get_raw_body, enable_buffering,
                                   log.serialize, service.response.get_raw_body
-auto, streaming (not buffered)    request.get_raw_body, set_serialize_value,  3
-                                  log.serialize  -> estimated usage
-buffered, streaming               + set_raw_body (include_usage injected)     6
-estimate                          request.get_raw_body, set_serialize_value,  3
-                                  log.serialize
+auto, streaming (not buffered)    get_header, get_raw_body,                  4
+                                  set_serialize_value, log.serialize
+                                  -> output estimated from Kong's byte count
+buffered, streaming               + set_raw_body (include_usage injected)     7
+estimate                          get_header, get_raw_body,                  4
+                                  set_serialize_value, log.serialize
 ai_proxy                          log.serialize                               1
 ================================  =========================================  ===
 
 With ``api_family: auto``, access adds ``request.get_path`` in buffered mode and
 for providers whose streaming shows only in the URL (auto, gemini, vertex,
-bedrock, ollama).
+bedrock, ollama). A body that is empty, too large (``max_body_bytes``) or that
+this Kong cannot read back from disk (see kong_state.py) costs no
+``get_raw_body``; its prompt is estimated from its length. Before Kong 3.8
+(no ``source`` in serialize()), log adds ``nginx.get_ctx`` before reading a
+buffered answer.
 
-Request facts travel from access to log through ``kong.log.set_serialize_value``
-(they come back inside serialize()) only when log needs them.
-An exception escaping a handler would leave Kong's RPC waiting forever, so each
-phase catches everything, counts it, and returns.
+Every call is one that cannot raise in that phase and state (kong_state.py):
+a PDK call that raises inside Kong fails the request with HTTP 500 (access) or
+loses its event and strands this handler (log). Request facts travel from
+access to log through ``kong.log.set_serialize_value`` (they come back inside
+serialize()) only when log needs them. An exception escaping a handler would
+leave Kong's RPC waiting forever, so each phase catches everything, counts it,
+and returns.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+from . import kong_state
 from .config import PluginConfig
 from .identity import resolve
 from .meter import build_event
@@ -41,18 +52,23 @@ from .usage import (
     Exchange,
     RequestFacts,
     UsageRecord,
+    UsageSource,
+    ai_proxy_ran,
+    detect_family,
     estimate_usage,
+    notes,
     parse_usage,
     prepare_request,
+    registry,
+    sizes,
     usage_from_ai_proxy,
 )
+from .usage.estimate import output_from_bytes_instead
 
 log = logging.getLogger("ai-chargeback")
 
 FACTS_KEY = "ai_chargeback"
-# Providers whose streaming requests are recognizable from the body alone ("stream": true).
-BODY_SIGNALS_STREAMING = frozenset({"openai", "azure", "anthropic", "mistral", "cohere", "openai-compatible"})
-STREAM_CONTENT_TYPES = ("text/event-stream", "application/x-ndjson", "application/vnd.amazon.eventstream")
+_UPSTREAM_FAILURE_STATUSES = (502, 504)  # Kong's error page for an unreachable, timed-out or truncated upstream
 
 
 class Plugin:
@@ -78,10 +94,17 @@ class Plugin:
         mode = config.usage_capture
         if mode == "ai_proxy":
             return
-        body = _bytes(kong.request.get_raw_body())
+        length = kong_state.content_length(kong.request.get_header("content-length"))
+        unread = kong_state.unread_reason(length, max_body_bytes=config.max_body_bytes,
+                                          client_body_buffer_size=config.client_body_buffer_size)  # fmt: skip
+        body: bytes | None = None
+        if length == 0:
+            body = b""
+        elif length is not None and not unread:
+            body = _bytes(kong.request.get_raw_body(kong_state.READ_WHOLE_FILE))
         path = ""
         # The path tells the API family (and so whether include_usage can be injected).
-        if config.api_family == "auto" and (mode == "buffered" or config.provider not in BODY_SIGNALS_STREAMING):
+        if config.api_family == "auto" and (mode == "buffered" or config.provider not in registry.BODY_SAYS_STREAMING):
             path = _text(kong.request.get_path())
         # One parse answers everything access must decide: streaming or not, the
         # include_usage rewrite (buffered mode), and a prompt estimate for answers
@@ -92,12 +115,15 @@ class Plugin:
             estimate_prompt=mode == "estimate", estimate_streaming_prompt=mode == "auto",
             max_body_bytes=config.max_body_bytes,
         )  # fmt: skip
-        buffer = mode == "buffered" or (mode == "auto" and not facts.streaming)
+        if unread:
+            facts = dataclasses.replace(facts, unread_body_bytes=length, unread_reason=unread)
+        # Streaming is known only from a body that was read: never buffer a maybe-stream in auto mode.
+        buffer = mode == "buffered" or (mode == "auto" and body is not None and not facts.streaming)
         if new_body is not None:
             kong.service.request.set_raw_body(new_body)
         if buffer:
             kong.service.request.enable_buffering()
-        if new_body is not None or not buffer:
+        if new_body is not None or not buffer or unread:
             kong.log.set_serialize_value(FACTS_KEY, {**facts.to_wire(), "buffered": buffer})
 
     # -- log ------------------------------------------------------------------------
@@ -111,11 +137,12 @@ class Plugin:
                 self.sender.counters.usage_parse_failures += 1
 
     def _log(self, kong: Any, config: PluginConfig, sender: EventSender) -> None:
-        serialized = json.loads(kong.log.serialize())
+        serialized = _json_object(kong.log.serialize())
+        kong_state.RUNTIME.observe(serialized)
         carried = serialized.get(FACTS_KEY) if isinstance(serialized.get(FACTS_KEY), Mapping) else None
         facts = RequestFacts.from_wire(carried)
         usage = self._usage(kong, config, serialized, facts, carried)
-        if usage.source.value == "none" and usage.note != "not-proxied":
+        if usage.source is UsageSource.NONE and usage.note != notes.NOT_PROXIED:
             sender.counters.usage_parse_failures += 1
         event = build_event(serialized, resolve(serialized, config), usage, facts, config)
         sender.offer(event)
@@ -123,26 +150,12 @@ class Plugin:
     def _usage(self, kong: Any, config: PluginConfig, serialized: Mapping[str, Any], facts: RequestFacts | None,
                carried: Mapping[str, Any] | None) -> UsageRecord:  # fmt: skip
         mode = config.usage_capture
-        if mode in ("auto", "ai_proxy"):
-            from_ai_proxy = usage_from_ai_proxy(serialized)
-            if from_ai_proxy is not None:
-                return from_ai_proxy
-        if mode == "ai_proxy":
-            return UsageRecord.none("ai-proxy-analytics-missing")
         response = _mapping(serialized.get("response"))
         headers = {str(k).lower(): _first(v) for k, v in _mapping(response.get("headers")).items()}
-        content_type = headers.get("content-type", "")
-        if carried is not None and "buffered" in carried:
-            buffered = bool(carried["buffered"])
-        else:
-            buffered = mode == "buffered" or (mode == "auto" and not content_type.startswith(STREAM_CONTENT_TYPES))
-        proxied = bool(serialized.get("tries")) or _int(_mapping(serialized.get("latencies")).get("proxy")) >= 0
-        if not proxied:
-            return UsageRecord.none("not-proxied")
         exchange = Exchange(
             path=_text(serialized.get("upstream_uri")),
-            response_body=_bytes(kong.service.response.get_raw_body()) if buffered else b"",
-            content_type=content_type,
+            response_body=b"",
+            content_type=headers.get("content-type", ""),
             content_encoding=headers.get("content-encoding", ""),
             response_headers=headers,
             status=_int(response.get("status")),
@@ -152,9 +165,104 @@ class Plugin:
             requested_model=facts.requested_model if facts else "",
             facts=facts,
         )
+        if mode == "ai_proxy":
+            from_ai_proxy = usage_from_ai_proxy(serialized)
+            if from_ai_proxy is not None:
+                return _checked_ai_proxy(from_ai_proxy, serialized, exchange)
+            return _without_ai_proxy_counts(serialized, exchange)
+        if not kong_state.proxied(serialized):
+            return UsageRecord.none(notes.NOT_PROXIED)
+        if carried is not None and "buffered" in carried:
+            buffered = bool(carried["buffered"])
+        else:
+            buffered = mode == "buffered" or (mode == "auto" and not registry.is_stream_content_type(exchange.content_type))
+        # Best source first: the provider's own usage block in a buffered answer (with the
+        # cache and reasoning breakdown), then Kong ai-proxy's analytics, then an estimate.
+        parsed: UsageRecord | None = None
         if buffered:
-            return parse_usage(exchange, max_body_bytes=config.max_body_bytes, deployment_models=config.deployment_models)
-        return estimate_usage(facts, exchange)
+            answered_by = kong_state.answered_by(serialized)
+            if answered_by == "kong":
+                return UsageRecord.none(_kong_error_page(exchange.status))
+            if _buffered_answer_kept(kong, serialized, answered_by):
+                exchange = dataclasses.replace(exchange, response_body=_bytes(kong.service.response.get_raw_body()))
+                parsed = parse_usage(exchange, max_body_bytes=config.max_body_bytes, deployment_models=config.deployment_models)
+                if parsed.source is not UsageSource.NONE:
+                    return parsed
+        if mode == "auto":
+            from_ai_proxy = usage_from_ai_proxy(serialized)
+            if from_ai_proxy is not None:
+                return _checked_ai_proxy(from_ai_proxy, serialized, exchange)
+        if parsed is not None:
+            if 200 <= exchange.status < 300 and parsed.api_family and notes.NO_USAGE in parsed.note.split(","):
+                # An LLM answer that reported no usage: estimate it from its text rather than bill nothing.
+                estimated = estimate_usage(facts, exchange, request_bytes=sizes.request_body_bytes(serialized))
+                return dataclasses.replace(estimated, provider=parsed.provider, api_family=parsed.api_family,
+                                           served_model=parsed.served_model or estimated.served_model,
+                                           note=notes.join(notes.NO_USAGE, estimated.note))  # fmt: skip
+            return parsed
+        if exchange.status >= 400:  # providers bill no error answer: never estimate one
+            return UsageRecord.none(notes.join(notes.BODY_NOT_BUFFERED if buffered else "", notes.UPSTREAM_ERROR))
+        if not _family(exchange)[1] and not registry.is_stream_content_type(exchange.content_type):
+            return UsageRecord.none(notes.UNKNOWN_API)  # a model list, a file download...: nothing to estimate
+        record = estimate_usage(facts, exchange, response_bytes=sizes.response_body_bytes(serialized),
+                                request_bytes=sizes.request_body_bytes(serialized))  # fmt: skip
+        suspect = mode == "auto" and 200 <= exchange.status < 300 and ai_proxy_ran(serialized)  # it said 0 for this answer
+        extra = notes.join(notes.BODY_NOT_BUFFERED if buffered else "", notes.KONG_AI_PROXY_ZERO_OUTPUT if suspect else "")
+        return dataclasses.replace(record, note=notes.join(record.note, extra)) if extra else record
+
+
+def _buffered_answer_kept(kong: Any, serialized: Mapping[str, Any], answered_by: str | None) -> bool:
+    """Whether kong.service.response.get_raw_body() can run: buffered_proxying survived the request."""
+    if answered_by == "upstream":
+        return not kong_state.websocket_upgrade(serialized)
+    return bool(kong.nginx.get_ctx("buffered_proxying"))  # Kong < 3.8: ask the saved ctx itself
+
+
+def _kong_error_page(status: int) -> str:
+    failed = notes.UPSTREAM_FAILED if status in _UPSTREAM_FAILURE_STATUSES else ""
+    return notes.join(notes.KONG_ERROR_PAGE, failed, notes.UPSTREAM_ERROR if status >= 400 else "")
+
+
+def _family(exchange: Exchange) -> tuple[str, str]:
+    if exchange.facts is not None and exchange.facts.api_family:
+        return exchange.facts.provider, exchange.facts.api_family
+    provider, family = detect_family(exchange.path, host=exchange.host, content_type=exchange.content_type)
+    if exchange.api_family not in ("", "auto"):
+        family = exchange.api_family
+    return (exchange.provider if exchange.provider not in ("", "auto") else provider), family
+
+
+def _checked_ai_proxy(record: UsageRecord, serialized: Mapping[str, Any], exchange: Exchange) -> UsageRecord:
+    """ai-proxy's counts, unless they say 0 output for a 2xx answer that had a body (Kong/kong#14535, #14768)."""
+    if record.output_tokens or not 200 <= exchange.status < 300:
+        return record
+    _, family = _family(exchange)
+    return output_from_bytes_instead(
+        dataclasses.replace(record, api_family=record.api_family or family), family=family,
+        response_bytes=sizes.response_body_bytes(serialized), streaming=registry.is_stream_content_type(exchange.content_type),
+        reason=notes.KONG_AI_PROXY_ZERO_OUTPUT, content_encoding=exchange.content_encoding,
+    )  # fmt: skip
+
+
+def _without_ai_proxy_counts(serialized: Mapping[str, Any], exchange: Exchange) -> UsageRecord:
+    """ai_proxy mode, no counts: a 2xx answer with a body is estimated from sizes, and flagged."""
+    ran = ai_proxy_ran(serialized)
+    missing = notes.KONG_AI_PROXY_ZERO_OUTPUT if ran else notes.AI_PROXY_ANALYTICS_MISSING
+    response_bytes = sizes.response_body_bytes(serialized)
+    if not kong_state.proxied(serialized) or not 200 <= exchange.status < 300 or not response_bytes:
+        reason = notes.NOT_PROXIED if not kong_state.proxied(serialized) else missing
+        return UsageRecord.none(notes.join(reason, notes.UPSTREAM_ERROR if exchange.status >= 400 else ""))
+    provider, family = _family(exchange)
+    exchange = dataclasses.replace(exchange, provider=provider or "auto", api_family=family or "auto")
+    record = estimate_usage(None, exchange, response_bytes=response_bytes, request_bytes=sizes.request_body_bytes(serialized))
+    return dataclasses.replace(record, note=notes.join(record.note, missing))
+
+
+def _json_object(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, bytes):  # a plugin server that kept Kong's bytes: keep them visible, never fail
+        raw = raw.decode("utf-8", errors="replace")
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}
 
 
 def _bytes(value: Any) -> bytes:

@@ -13,6 +13,9 @@ from typing import Any
 
 from ai_chargeback_proto.limits import BATCH_MAX_EVENTS, EVENT_LIMITS, Entries, Text
 
+from .usage import registry
+from .usage.registry import AUTO
+
 PLUGIN_NAME = "ai-chargeback"
 VERSION = version("kong-ai-chargeback-plugin")
 # Runs after auth plugins (key-auth 1250, jwt 1450...) so the consumer is known,
@@ -21,14 +24,9 @@ PRIORITY = 760
 
 IDENTITY_SOURCES = ("consumer", "route_tags", "service_tags", "headers")
 USAGE_CAPTURE_MODES = ("auto", "ai_proxy", "buffered", "estimate")
-PROVIDERS = (
-    "auto", "openai", "azure", "anthropic", "gemini", "vertex", "bedrock", "cohere", "mistral", "ollama",
-    "openai-compatible",
-)  # fmt: skip
-API_FAMILIES = (
-    "auto", "openai.chat", "openai.responses", "openai.completions", "openai.embeddings", "anthropic.messages",
-    "gemini.generate_content", "bedrock.converse", "bedrock.invoke", "cohere.chat", "ollama.chat", "ollama.generate",
-)  # fmt: skip
+# From the provider / API-family registry, so every adapter's family is allowed here.
+PROVIDERS = (AUTO, *registry.PROVIDER_NAMES)
+API_FAMILIES = (AUTO, *registry.FAMILY_NAMES)
 
 
 _TAGS = next(limit for name, limit in EVENT_LIMITS.items() if name == "tags" and isinstance(limit, Entries))
@@ -95,7 +93,16 @@ Schema: list[dict[str, Any]] = [
         "keys": {"type": "string"}, "values": {"type": "string"},
         "description": "Azure OpenAI deployment name -> model, for answers that do not name the model",
     }},
-    {"max_body_bytes": _integer(10 * 1024 * 1024, 1024, 256 * 1024 * 1024)},
+    {"max_body_bytes": {
+        **_integer(10 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+        "description": "largest request or response body the plugin reads; a larger request body is not read and "
+                       "its prompt is estimated from its Content-Length (labelled)",
+    }},
+    {"client_body_buffer_size": {
+        **_integer(8 * 1024, 1024, 256 * 1024 * 1024),
+        "description": "Kong's nginx_http_client_body_buffer_size: until Kong shows it is 3.8 or newer (which reads "
+                       "request bodies nginx spooled to disk), larger bodies are not read",
+    }},
     # -- delivery --
     {"queue_max_events": _integer(10_000, 100, 1_000_000)},
     {"batch_max_events": _integer(500, 1, min(10_000, BATCH_MAX_EVENTS))},

@@ -2,7 +2,8 @@
 
 Kong runs it as both ``query_cmd`` (with ``--dump``: the plugin info JSON, and
 nothing else, on stdout) and ``start_cmd``. The plugin is written for
-python-style PDK returns, so ``--no-lua-style`` is always in force.
+python-style PDK returns, so ``--no-lua-style`` is always in force. The server
+is kong-pdk's, hardened where Kong's behaviour would break it (see pluginserver.py).
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING if dumping else logging.INFO, handlers=[handler], force=True)
     logging.getLogger("ai-chargeback").setLevel(logging.INFO)
 
-    from kong_pdk.cli import start_dedicated_server
-
     from .handler import Plugin
+    from .pluginserver import serve
     from .schema import PLUGIN_NAME, PRIORITY, VERSION, Schema
 
-    start_dedicated_server(PLUGIN_NAME, Plugin, VERSION, PRIORITY, Schema)
+    serve(PLUGIN_NAME, Plugin, VERSION, PRIORITY, Schema)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ CH_USER = "chargeback"
 CH_PASSWORD = "test-" + uuid.uuid4().hex[:12]
 CLUSTER_NAME = "chargeback"  # deploy/clickhouse/cluster-one-node.xml
 CLUSTER_CONFIG = ROOT / "deploy" / "clickhouse" / "cluster-one-node.xml"
+# The read-only users (analyst SQL, Grafana) and the access rules, as docker-compose.yml mounts them.
+READ_ONLY_USERS = ROOT / "deploy" / "clickhouse" / "users.d" / "chargeback-readonly.xml"
+ACCESS_CONTROL = ROOT / "deploy" / "clickhouse" / "config.d" / "access-control.xml"
+ANALYST_USER, ANALYST_PASSWORD = "chargeback_analyst", "analyst-" + uuid.uuid4().hex[:12]
+GRAFANA_USER, GRAFANA_PASSWORD = "grafana", "grafana-" + uuid.uuid4().hex[:12]
 
 
 def compose_image(service: str) -> str:
@@ -49,6 +54,10 @@ def clickhouse(*, cluster: bool = False, network: Any = None, alias: str = "clic
         DockerContainer(compose_image("clickhouse"))
         .with_env("CLICKHOUSE_USER", CH_USER)
         .with_env("CLICKHOUSE_PASSWORD", CH_PASSWORD)
+        .with_env("ANALYST_CLICKHOUSE_PASSWORD", ANALYST_PASSWORD)
+        .with_env("GRAFANA_CLICKHOUSE_PASSWORD", GRAFANA_PASSWORD)
+        .with_copy_into_container(READ_ONLY_USERS, "/etc/clickhouse-server/users.d/chargeback-readonly.xml")
+        .with_copy_into_container(ACCESS_CONTROL, "/etc/clickhouse-server/config.d/access-control.xml")
         .with_exposed_ports(8123)
         .with_kwargs(ulimits=[docker.types.Ulimit(name="nofile", soft=262144, hard=262144)])
         .waiting_for(HttpWaitStrategy(8123, "/ping").for_status_code(200).with_startup_timeout(180))
@@ -60,8 +69,8 @@ def clickhouse(*, cluster: bool = False, network: Any = None, alias: str = "clic
     return container
 
 
-def dsn(container: Any) -> str:
-    return f"http://{CH_USER}:{CH_PASSWORD}@{container.get_container_host_ip()}:{container.get_exposed_port(8123)}"
+def dsn(container: Any, user: str = CH_USER, password: str = CH_PASSWORD) -> str:
+    return f"http://{user}:{password}@{container.get_container_host_ip()}:{container.get_exposed_port(8123)}"
 
 
 def wait_until(check: Callable[[], Any], *, timeout_s: float, what: str, every_s: float = 0.25) -> Any:

@@ -1,9 +1,12 @@
 """A real Kong, built from deploy/kong/Dockerfile, metering requests into a real ClickHouse server.
 
-client -> Kong 3.x (key-auth, ai-chargeback via its kong-pdk plugin server) ->
-mock LLM container; the plugin's sender -> aggregator container (gRPC) ->
-ClickHouse server container. Kong loads deploy/kong/kong.compose.yml, the
-same generated config `make up` uses, so this also proves the compose wiring.
+client -> Kong 3.x (key-auth, Kong's own ai-proxy with the provider key from its
+env vault, ai-chargeback via its kong-pdk plugin server) -> mock LLM container;
+the plugin's sender -> aggregator container (gRPC) -> ClickHouse server
+container. Kong loads deploy/kong/kong.compose.yml, the same generated config
+`make up` uses (kong.yml's production shape), so this also proves the compose
+wiring and what the harness models of Kong: a spooled request body, an
+unreachable upstream, a streamed answer.
 """
 
 from __future__ import annotations
@@ -84,6 +87,9 @@ def running(images: dict[str, str]) -> Iterator[Stack]:
             .with_env("KONG_ADMIN_LISTEN", "0.0.0.0:8001")
             .with_env("KONG_PROXY_ERROR_LOG", "/dev/stderr")
             .with_env("KONG_LOG_LEVEL", "info")
+            .with_env("OPENAI_API_KEY", "sk-test-openai")  # Kong's env vault: kong.yml's {vault://env/...}
+            .with_env("ANTHROPIC_API_KEY", "sk-ant-test")
+            .with_env("AI_CHARGEBACK_HMAC_SECRET", "test-hmac-secret")
             .with_copy_into_container(stack.ROOT / "deploy/kong/kong.compose.yml", CONFIG_IN_CONTAINER)
             .with_exposed_ports(8000, 8001)
             .with_network(network).with_network_aliases("kong")
@@ -142,10 +148,11 @@ def test_openai_request_through_kong_lands_in_clickhouse_with_identity_and_exact
         )]  # fmt: skip
 
 
-def test_anthropic_request_with_x_api_key_is_attributed_to_its_consumer(running: Stack) -> None:
+def test_anthropic_request_is_attributed_to_its_kong_consumer_not_its_provider_header(running: Stack) -> None:
     trace_id, header = traceparent()
     body = {"model": "claude-3-5-haiku-latest", "max_tokens": 64, "messages": [{"role": "user", "content": "Score it."}]}
-    headers = {"x-api-key": "demo-key-fraud", "anthropic-version": "2023-06-01", "traceparent": header}
+    # The Kong key travels as apikey; x-api-key is the provider's header, which ai-proxy sets from the vault.
+    headers = {"apikey": "demo-key-fraud", "x-api-key": "caller-junk", "anthropic-version": "2023-06-01", "traceparent": header}
     with stack.logs_on_failure(*running.containers()):
         answer = httpx.post(f"{running.proxy}/anthropic/v1/messages", json=body, headers=headers, timeout=30)
         assert answer.status_code == 200, answer.text
@@ -153,6 +160,34 @@ def test_anthropic_request_with_x_api_key_is_attributed_to_its_consumer(running:
         rows = stack.wait_until(lambda: stored(running, trace_id, "team, app, provider, input_tokens, output_tokens"),
                                 timeout_s=60, what="the event in ClickHouse")  # fmt: skip
         assert rows == [("risk", "fraud-scoring", "anthropic", expected["input_tokens"], expected["output_tokens"])]
+
+
+def test_a_body_larger_than_client_body_buffer_size_is_proxied_and_metered(running: Stack) -> None:
+    trace_id, header = traceparent()
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "ledger line. " * 4000}]}  # ~52 kB: spooled to disk
+    headers = {"apikey": "demo-key-checkout", "traceparent": header}
+    with stack.logs_on_failure(*running.containers()):
+        answer = httpx.post(f"{running.proxy}/openai/v1/chat/completions", json=body, headers=headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+        rows = stack.wait_until(lambda: stored(running, trace_id, "usage_source, input_tokens"), timeout_s=60,
+                                what="the event in ClickHouse")  # fmt: skip
+        ((source, input_tokens),) = rows
+        assert source in ("provider", "estimated") and input_tokens > 0  # exact once Kong showed it reads spooled bodies
+
+
+def test_a_stream_is_counted_by_ai_proxy_or_a_labelled_estimate_never_free(running: Stack) -> None:
+    trace_id, header = traceparent()
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "Stream a haiku."}]}
+    headers = {"apikey": "demo-key-checkout", "traceparent": header}
+    with stack.logs_on_failure(*running.containers()):
+        with httpx.stream("POST", f"{running.proxy}/openai/v1/chat/completions", json=body, headers=headers, timeout=30) as answer:
+            assert answer.status_code == 200
+            assert b"data:" in b"".join(answer.iter_raw())
+        rows = stack.wait_until(lambda: stored(running, trace_id, "usage_source, output_tokens, usage_note"), timeout_s=60,
+                                what="the event in ClickHouse")  # fmt: skip
+        ((source, output_tokens, note),) = rows
+        assert output_tokens > 0, note
+        assert source == "kong-ai-proxy" or (source == "estimated" and "output-from-bytes" in note.split(",")), note
 
 
 def test_key_auth_refuses_a_wrong_key_before_the_upstream(running: Stack) -> None:

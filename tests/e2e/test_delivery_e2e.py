@@ -16,6 +16,7 @@ import httpx
 import pytest
 from kong_harness import MsgpackRpcClient, PluginServerProcess
 from kong_harness.front import KongFront
+from support import gateway
 from support.aggregator_fixtures import make_settings
 from support.aggregator_process import remote_count, start_serve, store_counts
 from support.gateway import PLUGIN, kong_config_for
@@ -29,8 +30,7 @@ SQL_TOKEN = "e2e-sql-token-0123456789"
 
 def front_for(tmp_path: Path, grpc_listen: str, llm: MockLLM, server: PluginServerProcess) -> KongFront:
     config = kong_config_for(grpc_listen, tmp_path / "spool", overrides={"batch_max_events": 200})
-    return KongFront.from_kong_yml(config, {PLUGIN: server}, keep_requests=1000,
-                                   upstream_overrides={"openai": llm.url, "anthropic": llm.url, "internal-vllm": llm.url})  # fmt: skip
+    return gateway.front_for(config, {PLUGIN: server}, llm.url, keep_requests=1000)
 
 
 def send(front: KongFront, count: int, *, threads: int = 1, label: str = "r") -> None:

@@ -56,7 +56,7 @@ def test_openai_sdk_request_is_metered_with_identity_and_exact_tokens(gateway: G
 def test_anthropic_sdk_request_is_metered_with_cache_reads_and_writes(gateway: Gateway) -> None:
     # This SDK version authenticates with "Authorization: Bearer"; Kong's key-auth reads the key header.
     client = anthropic.Anthropic(base_url=f"{gateway.url}/anthropic", api_key="sk-ant-not-used-by-the-mock",
-                                 default_headers={"x-api-key": "demo-key-fraud"}, max_retries=0)  # fmt: skip
+                                 default_headers={"apikey": "demo-key-fraud"}, max_retries=0)  # fmt: skip
     body = {"model": "claude-3-5-sonnet-latest", "max_tokens": 200, "messages": [{"role": "user", "content": "Score this card transaction for fraud risk given the merchant history and the cardholder profile."}]}
     headers = {"x-mock-cached-tokens": "8", "x-mock-cache-creation-tokens": "5"}
     message = client.messages.create(**body, extra_headers=headers)  # type: ignore[arg-type]

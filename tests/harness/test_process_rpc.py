@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 from kong_harness import (
+    LuaBinary,
     MsgpackRpcClient,
     PluginInfoError,
     PluginServerProcess,
     PluginServerStartError,
     RpcError,
+    RpcProtocolError,
     parse_dump_output,
 )
 
@@ -191,10 +193,24 @@ def test_raw_bytes_travel_as_msgpack_bin(plugin_server_factory, tmp_path: Path) 
     step = client.call("plugin.Step", {"EventId": step["EventId"], "Data": "b1"})
     step = client.call("plugin.Step", {"EventId": step["EventId"], "Data": json.dumps([["kong.request.get_raw_body", []]])})
     raw = bytes(range(256))
-    step = client.call("plugin.Step", {"EventId": step["EventId"], "Data": raw})
+    step = client.call("plugin.Step", {"EventId": step["EventId"], "Data": LuaBinary(raw)})
     assert step["Data"] == "ret"
     result = json.loads((report_dir / "b1.access.json").read_text())[0]
     assert result["type"] == "bytes"
+    client.close()
+
+
+def test_a_lua_string_that_is_not_utf8_kills_kong_pdks_stock_connection(plugin_server_factory, tmp_path: Path) -> None:
+    """Kong sends every Lua string as msgpack str, whatever its bytes (lua-MessagePack);
+    kong-pdk's listener decodes str as UTF-8 and drops the connection on a Latin-1
+    byte, leaving the handler waiting for a Step that can no longer arrive."""
+    report_dir = tmp_path / "reports"
+    server = plugin_server_factory(PROBE_PLUGIN)
+    client = MsgpackRpcClient(server.socket_path)
+    iid = client.call("plugin.StartInstance", {"Name": "probe", "Config": json.dumps({"report_dir": str(report_dir)})})["Id"]
+    step = client.call("plugin.HandleEvent", {"InstanceId": iid, "EventName": "access"})
+    with pytest.raises(RpcProtocolError, match="closed the connection"):
+        client.call("plugin.Step", {"EventId": step["EventId"], "Data": b"caf\xe9"})
     client.close()
 
 

@@ -35,7 +35,7 @@ from .errors import (
     SchemaDefinitionError,
 )
 from .front import KongFront
-from .luaisms import LuaArray, cjson_encode
+from .luaisms import LuaArray, LuaBinary, cjson_encode, cjson_encode_raw, lua_packb
 from .pdk import KNOWN_KONG_METHODS, TYPED_STEPS, PdkEnvironment
 from .phases import Phase
 from .process import PluginInfo, PluginServerProcess, find_console_script, parse_dump_output
@@ -56,6 +56,7 @@ __all__ = [
     "KNOWN_KONG_METHODS",
     "KongFront",
     "LuaArray",
+    "LuaBinary",
     "LuaError",
     "MsgpackRpcClient",
     "PdkCall",
@@ -79,9 +80,11 @@ __all__ = [
     "build_serialize",
     "check_schema_definition",
     "cjson_encode",
+    "cjson_encode_raw",
     "extract_usage",
     "find_console_script",
     "load_declarative_config",
+    "lua_packb",
     "parse_dump_output",
     "stable_id",
     "validate_plugin_config",

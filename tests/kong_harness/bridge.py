@@ -18,14 +18,15 @@ from typing import Any
 
 from .context import PdkCall, RequestContext
 from .errors import LuaError, PdkSoftError, RpcError, RpcProtocolError, RpcTimeout
-from .luaisms import cjson_encode, lua_number
+from .luaisms import LuaBinary, cjson_encode, lua_number
 from .pdk import (
+    FIX_RAW_METHODS,
+    FIX_RAW_NIL,
     KNOWN_KONG_METHODS,
     TYPED_STEPS,
     ExitSignal,
     PdkEnvironment,
     PdkMethod,
-    RawBody,
     build_registry,
 )
 from .phases import Phase
@@ -108,6 +109,9 @@ class ExternalPlugin:
         self._seqs: dict[tuple[int, str], int] = {}
         self._slots_lock = threading.Lock()
         self.instance_restarts = 0
+        # Fault injection: PDK method -> the Lua error Kong raises for it (e.g. nginx's temp
+        # file of a spooled body vanished: get_raw_body returns nil, fix_raw cannot pack it).
+        self.lua_errors: dict[str, str] = {}
         self.pdk_calls: collections.Counter[str] = collections.Counter()
         self._counter_lock = threading.Lock()
 
@@ -254,7 +258,7 @@ class ExternalPlugin:
                 ctx.pdk_calls.append(PdkCall(phase, method, args, step_method, "ok"))
                 payload = {"EventId": event_id}
                 if result is not None:
-                    payload["Data"] = result.data if isinstance(result, RawBody) else lua_number(result)
+                    payload["Data"] = result if isinstance(result, LuaBinary) else lua_number(result)
             step_in = self._call(ctx, step_method, payload)
 
     def _run_pdk(self, ctx: RequestContext, method: str, args: list[Any]) -> Any:
@@ -266,10 +270,20 @@ class ExternalPlugin:
             else:
                 self._fail(ctx, f"[{self.name}] could not find pdk method: {method}")
             return _UNKNOWN
+        if method in self.lua_errors:
+            raise LuaError(self.lua_errors[method])
         in_log_timer = ctx.phase is Phase.log and ctx.saved_log is not None
         func = impl.log_override if (in_log_timer and impl.log_override is not None) else impl.func
         # Lua silently drops surplus arguments.
-        return func(ctx, *args[: _max_positional(func)])
+        try:
+            result = func(ctx, *args[: _max_positional(func)])
+        except PdkSoftError:
+            if method in FIX_RAW_METHODS:
+                raise LuaError(FIX_RAW_NIL) from None  # fix_raw(nil): see pdk.FIX_RAW_METHODS
+            raise
+        if method in FIX_RAW_METHODS and result is None:
+            raise LuaError(FIX_RAW_NIL)
+        return result
 
 
 _UNKNOWN = object()

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .luaisms import wire_bytes
 from .phases import Phase
 
 
@@ -72,11 +73,26 @@ class Headers:
             out.setdefault(k.lower(), []).append(v)
         return out
 
+    def wire_first(self, name: str) -> str | bytes | None:
+        """`first`, as the bytes nginx holds (see luaisms.wire_bytes)."""
+        value = self.first(name)
+        return None if value is None else wire_bytes(value)
+
+    def wire_multimap(self) -> dict[str, list[str | bytes]]:
+        return {k: [wire_bytes(v) for v in values] for k, values in self.multimap().items()}
+
     def lua_table(self) -> dict[str, str | list[str]]:
         """ngx.req.get_headers() before fix_mmap: a string, or a list when repeated.
         This is what cjson puts into serialize()'s request/response headers."""
         out: dict[str, str | list[str]] = {}
         for k, v in self.multimap().items():
+            out[k] = v[0] if len(v) == 1 else v
+        return out
+
+    def wire_lua_table(self) -> dict[str, str | bytes | list[str | bytes]]:
+        """`lua_table` with values as the bytes nginx holds: what cjson writes into serialize()."""
+        out: dict[str, str | bytes | list[str | bytes]] = {}
+        for k, v in self.wire_multimap().items():
             out[k] = v[0] if len(v) == 1 else v
         return out
 
@@ -143,7 +159,12 @@ class RequestContext:
     extra_serialize: dict[str, Any] = field(default_factory=dict)
     log_lines: list[tuple[str, str, str]] = field(default_factory=list)
 
+    # nginx spooled the request body to a temp file (larger than client_body_buffer_size)
+    body_in_file: bool = False
+    kong_version: tuple[int, int] = (3, 10)
+
     buffered_proxying: bool = False
+    ai_proxy: dict[str, Any] | None = None  # set by the bundled ai-proxy model in access
     buffered_status: int | None = None
     buffered_headers: Headers | None = None
     buffered_body: bytes | None = None

@@ -11,7 +11,9 @@ from __future__ import annotations
 import collections
 import http.client
 import itertools
+import os
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -22,10 +24,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from . import ai_proxy as ai_proxy_plugin
+from . import vault
 from .bridge import ExternalPlugin, PluginEntity
 from .context import Headers, RequestContext
 from .declarative import DeclarativeConfig, load_declarative_config, upstream_path
-from .errors import HarnessFailures
+from .errors import DeclarativeConfigError, HarnessFailures
 from .key_auth import NAME as KEY_AUTH
 from .key_auth import PRIORITY as KEY_AUTH_PRIORITY
 from .key_auth import SCHEMA as KEY_AUTH_SCHEMA
@@ -37,10 +41,28 @@ from .schema_validator import ConfigSchema
 from .serialize import apply_serialize_values, build_serialize
 
 KONG_VERSION = "3.10.0"
+# kong/templates/kong_defaults.lua: nginx_http_client_body_buffer_size = 8k (a larger
+# body goes to a temp file), nginx_http_client_max_body_size = 0 (no limit).
+CLIENT_BODY_BUFFER_SIZE = 8 * 1024
+CLIENT_MAX_BODY_SIZE = 0
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
 )
 SerializeHook = Callable[[RequestContext], "Mapping[str, Any] | None"]
+# Kong's bundled plugins the harness runs itself, by priority (their handler.lua PRIORITY).
+BUNDLED_PRIORITIES = {KEY_AUTH: KEY_AUTH_PRIORITY, ai_proxy_plugin.NAME: ai_proxy_plugin.PRIORITY}
+
+
+def bundled_validators() -> dict[str, Callable[[Any], dict[str, Any]]]:
+    """Config validators of the bundled plugins the harness models (Kong's own schemas, re-stated)."""
+    ai_proxy_schema = ConfigSchema(ai_proxy_plugin.SCHEMA, check_definition=False)
+
+    def ai_proxy(raw: Any) -> dict[str, Any]:
+        config = ai_proxy_schema.validate(raw)
+        ai_proxy_plugin.check_config(config)
+        return config
+
+    return {KEY_AUTH: ConfigSchema(KEY_AUTH_SCHEMA, check_definition=False).validate, ai_proxy_plugin.NAME: ai_proxy}
 
 
 @dataclass
@@ -73,14 +95,24 @@ class KongFront:
         keep_requests: int | None = 10_000,
         capture_limit: int = 8 * 1024 * 1024,
         owned_processes: Iterable[PluginServerProcess] = (),
+        client_body_buffer_size: int = CLIENT_BODY_BUFFER_SIZE,
+        client_max_body_size: int = CLIENT_MAX_BODY_SIZE,
+        vault_env: Mapping[str, str] | None = None,
+        ai_proxy_bugs: Iterable[str] = (),
     ) -> None:
         self.config = config
+        self.kong_version = _version_tuple(kong_version)
+        self.client_body_buffer_size = client_body_buffer_size
+        self.client_max_body_size = client_max_body_size
         self.external_plugins = dict(external_plugins)
         self.workers = max(1, workers)
         self.server_header = f"kong/{kong_version}"
         self.serialize_hook = serialize_hook
         self.capture_limit = capture_limit
         self.key_auth = KeyAuth(config.credentials, config.find_consumer)
+        # Kong's env vault reads the process environment; tests pass their own.
+        self.ai_proxy = ai_proxy_plugin.AiProxy(os.environ if vault_env is None else vault_env, self._record_failure)
+        self.ai_proxy_bugs = tuple(ai_proxy_bugs)
         self._owned = list(owned_processes)
         self._bind = (host, port)
         self._server: _Server | None = None
@@ -111,6 +143,7 @@ class KongFront:
         serialize_hook: SerializeHook | None = None,
         start: bool = True,
         stop_servers_on_close: bool = False,
+        vault_env: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> KongFront:
         """Start (if needed) each plugin server, validate kong.yml against the
@@ -132,9 +165,7 @@ class KongFront:
                 raise ValueError(f"plugin_servers[{name!r}] serves plugin {plugin.name!r} according to --dump")
             externals[name] = plugin
         try:
-            validators: dict[str, Callable[[Any], dict[str, Any]]] = {
-                KEY_AUTH: ConfigSchema(KEY_AUTH_SCHEMA, check_definition=False).validate
-            }
+            validators = bundled_validators()
             for name, plugin in externals.items():
                 validators[name] = ConfigSchema(plugin.info.schema).validate
             config = load_declarative_config(
@@ -146,12 +177,24 @@ class KongFront:
                 plugin.close()
             raise
         lookup["find"] = config.find_consumer
+        env = os.environ if vault_env is None else vault_env
+        try:
+            for entity in config.plugins:
+                fields = (externals[entity.name].info.config_schema["fields"] if entity.name in externals
+                          else ai_proxy_plugin.SCHEMA["fields"][0]["config"]["fields"] if entity.name == ai_proxy_plugin.NAME
+                          else [])  # fmt: skip
+                entity.config = vault.resolve_config(entity.config, fields, env)
+        except KeyError as exc:
+            for plugin in externals.values():
+                plugin.close()
+            raise DeclarativeConfigError(f"{exc.args[0]} (pass vault_env, or set it)") from None
         front = cls(
             config,
             externals,
             workers=workers,
             serialize_hook=serialize_hook,
             owned_processes=plugin_servers.values() if stop_servers_on_close else (),
+            vault_env=vault_env,
             **kwargs,
         )
         if start:
@@ -237,6 +280,14 @@ class KongFront:
             "rpc_calls_by_method": self.rpc_calls_by_method(),
         }
 
+    def inject_lua_error(self, method: str, message: str | None = None) -> None:
+        """From now on, the PDK call `method` raises a Lua error inside Kong (None message: stop)."""
+        for plugin in self.external_plugins.values():
+            if message is None:
+                plugin.lua_errors.pop(method, None)
+            else:
+                plugin.lua_errors[method] = message
+
     def last_request(self) -> RequestContext:
         return self.requests[-1]
 
@@ -303,7 +354,7 @@ class KongFront:
         ranked = []
         for name in names:
             external = self.external_plugins.get(name)
-            ranked.append((external.info.priority if external else KEY_AUTH_PRIORITY, name))
+            ranked.append((external.info.priority if external else BUNDLED_PRIORITIES[name], name))
         ranked.sort(key=lambda item: (-item[0], item[1]))
         return ranked
 
@@ -339,6 +390,8 @@ class KongFront:
             workspace_id=self.config.workspace_id,
             http_version=float(handler.request_version.split("/")[1]) if "/" in handler.request_version else 1.1,
             request_length=request_length,
+            body_in_file=len(body) > self.client_body_buffer_size,
+            kong_version=self.kong_version,
         )
 
     def _serve(self, handler: _Handler, body: bytes, request_length: int) -> None:
@@ -373,6 +426,12 @@ class KongFront:
                 self._log_finished()
 
     def _run_request(self, ctx: RequestContext, handler: _Handler, collected: list[_Collected]) -> None:
+        if self.client_max_body_size and len(ctx.body) > self.client_max_body_size:
+            # nginx refuses the body before Kong's rewrite phase: no plugin runs,
+            # none is collected, so no plugin's log phase runs either.
+            ctx.exit = kong_error_exit(ctx, 413, None, None, source="nginx", phase=None)
+            self._send_exit(ctx, handler)
+            return
         # rewrite: only global plugins run (execute_global_plugins_iterator)
         ctx.phase = Phase.rewrite
         for priority, name in self._names_by_priority():
@@ -411,17 +470,28 @@ class KongFront:
                 exit_record = self.key_auth.access(ctx, item.entity.config)
                 if exit_record is not None:
                     ctx.exit = exit_record
+            elif name == ai_proxy_plugin.NAME:
+                exit_record = self.ai_proxy.access(ctx, item.entity.config)
+                if exit_record is not None:
+                    ctx.exit = exit_record
             elif item.external and item.external.has_phase("access"):
                 self._run_external(ctx, item, "access")
         ctx.access_ended_ms = ctx.now_ms()
 
         if ctx.exit is not None:
+            ctx.buffered_proxying = False  # kong/init.lua flush_delayed_response
             self._send_exit(ctx, handler)
             return
         if ctx.service is None:
+            ctx.buffered_proxying = False  # kong/init.lua Kong.access: no service
             ctx.exit = kong_error_exit(ctx, 503, "no Service found with those values", None, source="router", phase="access")
             self._send_exit(ctx, handler)
             return
+        upgrade = ctx.headers.first("upgrade")
+        if ctx.buffered_proxying and upgrade is not None and upgrade.lower() == "websocket":
+            # kong/runloop/handler.lua sets $upstream_upgrade for "Upgrade: websocket";
+            # kong/init.lua Kong.access then turns buffering off ("connection upgrade").
+            ctx.buffered_proxying = False
         self._proxy(ctx, handler, collected)
 
     def _run_external(self, ctx: RequestContext, item: _Collected, phase: str) -> bool:
@@ -510,8 +580,7 @@ class KongFront:
             ctx.upstream_error = f"{type(exc).__name__}: {exc}"
             status = 504 if isinstance(exc, (socket.timeout, TimeoutError)) else 502
             ctx.upstream_status = status
-            ctx.exit = kong_error_exit(ctx, status, None, None, source="upstream-error", phase=None)
-            self._send_exit(ctx, handler)
+            self._error_handler(ctx, handler, status, unexpected=True)
             return
         ctx.response_start_ms = ctx.now_ms()
         ctx.upstream_status = response.status
@@ -540,7 +609,15 @@ class KongFront:
     def _answer_buffered(
         self, ctx: RequestContext, handler: _Handler, response: http.client.HTTPResponse, collected: list[_Collected]
     ) -> None:
-        body = response.read()
+        try:
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            # kong/init.lua Kong.response: res.truncated -> 502 through the error handler
+            ctx.body_ended_ms = ctx.now_ms()
+            ctx.upstream_error = f"{type(exc).__name__}: {exc}"
+            self._capture(ctx, getattr(exc, "partial", b"") or b"")
+            self._error_handler(ctx, handler, 502, unexpected=False)
+            return
         ctx.body_ended_ms = ctx.now_ms()
         ctx.buffered_status = response.status
         ctx.buffered_headers = ctx.upstream_headers.copy() if ctx.upstream_headers else Headers()
@@ -558,6 +635,20 @@ class KongFront:
         self._write_head(ctx, handler, response.status, headers)
         if ctx.method != "HEAD":
             self._write(ctx, handler, body)
+
+    def _error_handler(self, ctx: RequestContext, handler: _Handler, status: int, *, unexpected: bool) -> None:
+        """nginx's error_page -> kong/error_handlers.lua: Kong's own error page.
+
+        Kong.handle_error (kong/init.lua) marks the request KONG_UNEXPECTED; a truncated
+        buffered answer reaches the handler from Kong.response without that mark. Either
+        way the handler clears ctx.buffered_proxying, so kong.service.response.get_raw_body()
+        raises in the log phase even when access enabled buffering, and answers with
+        kong.response.exit (KONG_EXITED): serialize().source is "kong".
+        """
+        ctx.kong_unexpected = ctx.kong_unexpected or unexpected
+        ctx.buffered_proxying = False
+        ctx.exit = kong_error_exit(ctx, status, None, None, source="error-handler", phase=None)
+        self._send_exit(ctx, handler)
 
     def _answer_streaming(self, ctx: RequestContext, handler: _Handler, response: http.client.HTTPResponse) -> None:
         headers = self._response_headers(ctx, ctx.upstream_headers or Headers())
@@ -640,6 +731,11 @@ class KongFront:
     def _start_log_phase(self, ctx: RequestContext, collected: list[_Collected]) -> None:
         ctx.phase = Phase.log
         try:
+            for item in collected:
+                if item.name == ai_proxy_plugin.NAME and ctx.ai_proxy is not None:
+                    # serialize-analytics.lua runs in header/body filter: before any log phase
+                    values = ai_proxy_plugin.AiProxy.analytics(ctx, item.entity.id, self.ai_proxy_bugs)
+                    ctx.serialize_values.extend((k, v, "set") for k, v in values.items())
             if self.serialize_hook is not None:
                 extra = self.serialize_hook(ctx)
                 for key, value in (extra or {}).items():
@@ -676,10 +772,23 @@ class KongFront:
             self._log_finished()
 
 
+def _version_tuple(version: str) -> tuple[int, int]:
+    major, _, rest = version.partition(".")
+    minor = rest.partition(".")[0]
+    return int(major), int(minor or 0)
+
+
 class _Server(ThreadingHTTPServer):
     # Bursts of concurrent clients must queue, not be reset (default backlog is 5).
     request_queue_size = 1024
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client dropping its idle keep-alive connection is routine (nginx logs it at
+        # info level); only other failures deserve a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
+
+import msgpack
 
 # kong/tools/uri.lua: reserved characters stay percent-encoded when normalizing.
 _RESERVED = set(b"!*'();:@&=+$,/?%#[]")
@@ -36,27 +40,99 @@ class LuaArray(list):  # type: ignore[type-arg]
 
 
 def cjson_encode(value: Any) -> str:
-    """Encode like lua-cjson with Kong's defaults.
+    """Encode like lua-cjson with Kong's defaults, as text (for values that are valid UTF-8).
+
+    See :func:`cjson_encode_raw`; bytes that are not UTF-8 become U+FFFD here.
+    """
+    return cjson_encode_raw(value).decode("utf-8", errors="replace")
+
+
+_CJSON_ESCAPE = re.compile(rb'[\x00-\x1f"\\/\x7f]')
+_CJSON_SHORT = {b'"': b'\\"', b"\\": b"\\\\", b"/": b"\\/", b"\b": b"\\b", b"\f": b"\\f",
+                b"\n": b"\\n", b"\r": b"\\r", b"\t": b"\\t"}  # fmt: skip
+
+
+def _cjson_string(raw: bytes) -> bytes:
+    def escape(match: re.Match[bytes]) -> bytes:
+        char = match.group(0)
+        return _CJSON_SHORT.get(char) or b"\\u%04x" % char[0]
+
+    return b'"' + _CJSON_ESCAPE.sub(escape, raw) + b'"'
+
+
+def cjson_encode_raw(value: Any) -> bytes:
+    """Encode like lua-cjson with Kong's defaults, as the bytes Kong would produce.
 
     - an empty table encodes as `{}` (a plain Lua table cannot remember it was
       meant to be an array) unless it carries array_mt (`LuaArray`);
     - '/' is escaped as '\\/';
-    - integral numbers have no fractional part; non-ASCII is left as UTF-8.
+    - integral numbers have no fractional part;
+    - strings are byte strings: cjson copies bytes >= 0x80 through unchanged, so a
+      header holding a Latin-1 byte makes the output invalid UTF-8
+      (lua-cjson strbuf escaping; Kong's serialize() is then sent as it is).
+      `bytes` values stand for such wire strings; `str` values are UTF-8.
     """
+    if isinstance(value, LuaArray):
+        return b"[" + b",".join(cjson_encode_raw(v) for v in value) + b"]"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return b"{}"
+        return b"[" + b",".join(cjson_encode_raw(v) for v in value) + b"]"
+    if isinstance(value, dict):
+        items = (_cjson_string(_key_bytes(k)) + b":" + cjson_encode_raw(v) for k, v in value.items())
+        return b"{" + b",".join(items) + b"}"
+    if isinstance(value, bytes):
+        return _cjson_string(value)
+    if isinstance(value, str):
+        return _cjson_string(value.encode("utf-8"))
+    return json.dumps(lua_number(value), allow_nan=False).encode()
 
-    def convert(v: Any) -> Any:
-        if isinstance(v, LuaArray):
-            return [convert(x) for x in v]
-        if isinstance(v, (list, tuple)):
-            return {} if len(v) == 0 else [convert(x) for x in v]
-        if isinstance(v, dict):
-            return {str(k): convert(x) for k, x in v.items()}
-        if isinstance(v, bytes):
-            return v.decode("utf-8", errors="replace")
-        return lua_number(v)
 
-    text = json.dumps(convert(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.replace("/", "\\/")
+def _key_bytes(key: Any) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    return str(key).encode("utf-8")
+
+
+def wire_bytes(text: str) -> bytes | str:
+    """A string as nginx holds it: header values and request lines are bytes.
+
+    Python's http.server decodes them as Latin-1 (one char per byte), so encoding
+    back to Latin-1 gives the exact bytes the client sent. ASCII stays `str`.
+    """
+    if text.isascii():
+        return text
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")  # set by a plugin as UTF-8 text
+
+
+@dataclass(frozen=True)
+class LuaBinary:
+    """A value mp_rpc.lua wraps with fix_raw: it travels as msgpack bin, not str."""
+
+    data: bytes
+
+
+_STR_PACKER = msgpack.Packer(use_bin_type=False)  # lua-MessagePack: every Lua string is a str
+_BIN_PACKER = msgpack.Packer(use_bin_type=True)
+
+
+def lua_packb(value: Any) -> bytes:
+    """msgpack as lua-MessagePack packs Kong's values (kong/runloop/plugin_servers/rpc/mp_rpc.lua).
+
+    Lua strings are byte strings and go out as msgpack *str* whatever their bytes
+    (`bytes` here), so a receiver decoding str as UTF-8 can fail on them; only
+    values wrapped by fix_raw (`LuaBinary`) go out as *bin*.
+    """
+    if isinstance(value, LuaBinary):
+        return _BIN_PACKER.pack(value.data)
+    if isinstance(value, dict):
+        return _STR_PACKER.pack_map_header(len(value)) + b"".join(lua_packb(k) + lua_packb(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return _STR_PACKER.pack_array_header(len(value)) + b"".join(lua_packb(v) for v in value)
+    return _STR_PACKER.pack(value)
 
 
 def decode_query(query: str, max_args: int = 100) -> dict[str, Any]:

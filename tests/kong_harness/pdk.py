@@ -22,7 +22,16 @@ from typing import Any
 from . import phases as ph
 from .context import ExitRecord, Headers, RequestContext
 from .errors import LuaError, PdkSoftError
-from .luaisms import cjson_encode, decode_query, fix_mmap, lua_number, lua_tostring, normalize_path
+from .luaisms import (
+    LuaBinary,
+    cjson_encode,
+    cjson_encode_raw,
+    decode_query,
+    fix_mmap,
+    lua_number,
+    lua_tostring,
+    normalize_path,
+)
 from .phases import Phase, check_not_phase, check_phase
 
 # mp_rpc.lua get_step_method: by_pdk_method
@@ -39,6 +48,15 @@ TYPED_STEPS: dict[str, str] = {
     "kong.response.get_headers": "plugin.StepMultiMap",
     "kong.service.response.get_headers": "plugin.StepMultiMap",
 }
+
+# mp_rpc.lua must_fix: these results are wrapped by fix_raw so they travel as
+# msgpack bin. The wrapper packs whatever the PDK function returned, and
+# lua-MessagePack cannot pack nil as binary: a `nil, err` return becomes a Lua
+# error while Kong packs its Step (Rpc:call -> mp_pack), outside any pcall.
+FIX_RAW_METHODS = frozenset(
+    {"kong.request.get_raw_body", "kong.response.get_raw_body", "kong.service.response.get_raw_body"}
+)
+FIX_RAW_NIL = "attempt to get length of local 'str' (a nil value)"
 
 # kong-pdk's pdk/__init__.py and server.py: the Python side does not wait for
 # an answer to these, and Kong sends none.
@@ -234,11 +252,8 @@ class ExitSignal:
     record: ExitRecord
 
 
-@dataclass(frozen=True)
-class RawBody:
-    """mp_rpc.lua fix_raw: the value goes over the wire as msgpack bin."""
-
-    data: bytes
+# mp_rpc.lua fix_raw: the value goes over the wire as msgpack bin.
+RawBody = LuaBinary
 
 
 @dataclass(frozen=True)
@@ -387,36 +402,51 @@ def build_registry(env: PdkEnvironment) -> dict[str, PdkMethod]:
         return value[0] if isinstance(value, list) else value
 
     def saved_request_header(ctx: RequestContext, name: Any = None) -> Any:
-        return ctx.saved_log["request_headers"].first(str(name)) if ctx.saved_log else None
+        return ctx.saved_log["request_headers"].wire_first(str(name)) if ctx.saved_log else None
 
     @pdk("kong.request.get_header", log_override=saved_request_header)
     def _(ctx: RequestContext, name: Any = None) -> str | None:
         check_phase(ctx.phase, ph.REQUEST)
-        return ctx.headers.first(_str_arg(name, "header name must be a string"))
+        return ctx.headers.wire_first(_str_arg(name, "header name must be a string"))
 
     def saved_request_headers(ctx: RequestContext, _max: Any = None) -> dict[str, Any]:
-        return ctx.saved_log["request_headers"].multimap() if ctx.saved_log else {}
+        return ctx.saved_log["request_headers"].wire_multimap() if ctx.saved_log else {}
 
     @pdk("kong.request.get_headers", log_override=saved_request_headers)
     def _(ctx: RequestContext, max_headers: Any = None) -> dict[str, list[str]]:
         check_phase(ctx.phase, ph.REQUEST)
         _check_max(max_headers, "max_headers", 1, 1000)
-        return ctx.headers.multimap()
+        return ctx.headers.wire_multimap()
 
     @pdk("kong.request.get_raw_body")
-    def _(ctx: RequestContext, _max_file_size: Any = None) -> RawBody:
+    def _(ctx: RequestContext, max_allowed_file_size: Any = None) -> RawBody:
+        # kong/pdk/request.lua get_raw_body: a body larger than client_body_buffer_size
+        # is in nginx's temp file, where ngx.req.get_body_data() is nil. Kong 3.8+
+        # reads the file only when given max_allowed_file_size >= 0 (0: no limit but
+        # client_max_body_size), and returns nil, err for a file over a positive limit;
+        # before 3.8 the function takes no argument and always returns nil, err there.
         check_phase(ctx.phase, ph.BEFORE_CONTENT)
         _require_request(ctx)
+        if not ctx.body_in_file:
+            return RawBody(ctx.body)
+        if ctx.kong_version < (3, 8) or not isinstance(max_allowed_file_size, (int, float)) or max_allowed_file_size < 0:
+            raise PdkSoftError("request body did not fit into client body buffer, consider raising 'client_body_buffer_size'")
+        if max_allowed_file_size > 0 and len(ctx.body) > max_allowed_file_size:
+            raise PdkSoftError(f"request body file too big: {len(ctx.body)} > {int(max_allowed_file_size)}")
         return RawBody(ctx.body)
 
     @pdk("kong.request.get_body")
-    def _(ctx: RequestContext, mimetype: Any = None, max_args: Any = None, _max_file: Any = None) -> Any:
+    def _(ctx: RequestContext, mimetype: Any = None, max_args: Any = None, max_file: Any = None) -> Any:
         check_phase(ctx.phase, ph.BEFORE_CONTENT)
         _require_request(ctx)
         content_type = (mimetype or ctx.headers.first("content-type") or "").lower()
         if not content_type:
             raise PdkSoftError("missing content type")
         if "application/json" in content_type:
+            # get_body reads JSON through get_raw_body(max_allowed_file_size): same limits
+            if ctx.body_in_file and (ctx.kong_version < (3, 8) or not isinstance(max_file, (int, float))
+                                     or max_file < 0 or 0 < max_file < len(ctx.body)):  # fmt: skip
+                raise PdkSoftError("request body did not fit into client body buffer, consider raising 'client_body_buffer_size'")
             try:
                 return json.loads(ctx.body or b"null")
             except ValueError:
@@ -510,12 +540,12 @@ def build_registry(env: PdkEnvironment) -> dict[str, PdkMethod]:
     def _(ctx: RequestContext, max_headers: Any = None) -> dict[str, list[str]]:
         check_phase(ctx.phase, ph.SERVICE_RESPONSE_HEADER_BODY_LOG)
         _check_max(max_headers, "max_headers", 1, 1000)
-        return service_headers(ctx).multimap()
+        return service_headers(ctx).wire_multimap()
 
     @pdk("kong.service.response.get_header")
     def _(ctx: RequestContext, name: Any = None) -> str | None:
         check_phase(ctx.phase, ph.SERVICE_RESPONSE_HEADER_BODY_LOG)
-        return service_headers(ctx).first(_str_arg(name, "name must be a string"))
+        return service_headers(ctx).wire_first(_str_arg(name, "name must be a string"))
 
     @pdk("kong.service.response.get_raw_body")
     def _(ctx: RequestContext) -> RawBody:
@@ -538,21 +568,21 @@ def build_registry(env: PdkEnvironment) -> dict[str, PdkMethod]:
         return ctx.response_status
 
     def saved_response_header(ctx: RequestContext, name: Any = None) -> Any:
-        return ctx.saved_log["response_headers"].first(str(name)) if ctx.saved_log else None
+        return ctx.saved_log["response_headers"].wire_first(str(name)) if ctx.saved_log else None
 
     @pdk("kong.response.get_header", log_override=saved_response_header)
     def _(ctx: RequestContext, name: Any = None) -> str | None:
         check_phase(ctx.phase, ph.RESPONSE_HEADER_BODY_LOG)
-        return ctx.response_headers.first(_str_arg(name, "header name must be a string"))
+        return ctx.response_headers.wire_first(_str_arg(name, "header name must be a string"))
 
     def saved_response_headers(ctx: RequestContext, _max: Any = None) -> dict[str, Any]:
-        return ctx.saved_log["response_headers"].multimap() if ctx.saved_log else {}
+        return ctx.saved_log["response_headers"].wire_multimap() if ctx.saved_log else {}
 
     @pdk("kong.response.get_headers", log_override=saved_response_headers)
     def _(ctx: RequestContext, max_headers: Any = None) -> dict[str, list[str]]:
         check_phase(ctx.phase, ph.RESPONSE_HEADER_BODY_LOG)
         _check_max(max_headers, "max_headers", 1, 1000)
-        return ctx.response_headers.multimap()
+        return ctx.response_headers.wire_multimap()
 
     def response_source(ctx: RequestContext) -> str:
         if ctx.kong_unexpected:
@@ -610,11 +640,12 @@ def build_registry(env: PdkEnvironment) -> dict[str, PdkMethod]:
 
     # ----- kong.log -----
 
-    def saved_serialize(ctx: RequestContext) -> str:
-        return cjson_encode(ctx.log_snapshot or {})
+    def saved_serialize(ctx: RequestContext) -> bytes:
+        # plugin.lua: cjson.encode(saved.serialize_data), bytes exactly as cjson made them
+        return cjson_encode_raw(ctx.log_snapshot or {})
 
     @pdk("kong.log.serialize", log_override=saved_serialize)
-    def _(ctx: RequestContext, *_args: Any) -> str:
+    def _(ctx: RequestContext, *_args: Any) -> bytes:
         check_phase(ctx.phase, Phase.log)
         return saved_serialize(ctx)
 
@@ -712,6 +743,10 @@ def build_registry(env: PdkEnvironment) -> dict[str, PdkMethod]:
 
     @pdk("kong.nginx.get_ctx")
     def _(ctx: RequestContext, key: Any = None) -> Any:
+        if key == "buffered_proxying":
+            # Kong keeps the flag in ngx.ctx itself (kong/pdk/service/request.lua enable_buffering);
+            # the log timer reads the clone plugin.lua saved: true, or nil once cleared.
+            return True if ctx.buffered_proxying else None
         with ctx.lock:
             return ctx.ngx_ctx.get(key)
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgpack
 
 from .errors import RpcError, RpcProtocolError, RpcTimeout
+from .luaisms import lua_packb
 
 _REQUEST, _RESPONSE, _NOTIFICATION = 0, 1, 2
 
@@ -84,7 +85,8 @@ class MsgpackRpcClient:
         with self._lock:
             msgid = next(self._msgids) & 0xFFFFFFFF
             self._calls[method] += 1
-        payload = msgpack.packb([_REQUEST, msgid, method, list(args)], use_bin_type=True)
+        # Kong packs with lua-MessagePack: strings as str whatever their bytes, fix_raw values as bin.
+        payload = lua_packb([_REQUEST, msgid, method, list(args)])
         conn = self._acquire()
         try:
             conn.sock.sendall(payload)

@@ -11,14 +11,15 @@ from typing import Any
 
 from .context import RequestContext
 from .errors import LuaError
-from .luaisms import decode_query, lua_number
+from .luaisms import decode_query, lua_number, wire_bytes
 
 REDACTED = "REDACTED"
 
 
 def build_serialize(ctx: RequestContext) -> dict[str, Any]:
     """Kong's serialize() at the start of the log phase, as a plain dict."""
-    request_headers = ctx.headers.lua_table()
+    # Header values are nginx's bytes: cjson copies them as they are (invalid UTF-8 included).
+    request_headers = ctx.headers.wire_lua_table()
     for secret in ("authorization", "proxy-authorization"):
         if secret in request_headers:
             request_headers[secret] = REDACTED
@@ -45,8 +46,8 @@ def build_serialize(ctx: RequestContext) -> dict[str, Any]:
     root: dict[str, Any] = {
         "request": {
             "id": ctx.request_id,
-            "uri": ctx.request_uri,
-            "url": ctx.url,
+            "uri": wire_bytes(ctx.request_uri),
+            "url": wire_bytes(ctx.url),
             "querystring": decode_query(ctx.raw_query),
             "method": ctx.method,
             "headers": request_headers,
@@ -57,7 +58,7 @@ def build_serialize(ctx: RequestContext) -> dict[str, Any]:
         "upstream_status": str(ctx.upstream_status) if ctx.upstream_status is not None else "",
         "response": {
             "status": ctx.response_status,
-            "headers": ctx.response_headers.lua_table(),
+            "headers": ctx.response_headers.wire_lua_table(),
             "size": ctx.bytes_sent,
         },
         "latencies": {
@@ -68,10 +69,11 @@ def build_serialize(ctx: RequestContext) -> dict[str, Any]:
         },
         "client_ip": ctx.client_ip,
         "started_at": lua_number(ctx.started_at_ms),
-        "source": _source_name(ctx),
         "workspace": ctx.workspace_id,
         "workspace_name": ctx.workspace_name,
     }
+    if ctx.kong_version >= (3, 8):
+        root["source"] = _source_name(ctx)  # added to serialize() in Kong 3.8 (Kong/kong#13177)
     # Absent (nil) rather than null when Kong has nothing to put there.
     if ctx.tries:
         root["tries"] = copy.deepcopy(ctx.tries)

@@ -15,12 +15,15 @@ import shlex
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET  # noqa: N817 (a repository file, not input)
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kong_harness import MsgpackRpcClient, validate_plugin_config
+
+from ai_chargeback_aggregator.store.read_session import ANALYST_LIMITS
 
 ROOT = Path(__file__).resolve().parents[2]
 KONG_DOCKERFILE = ROOT / "deploy" / "kong" / "Dockerfile"
@@ -151,6 +154,16 @@ def test_compose_kong_config_keeps_kong_yml_and_retargets_only_upstreams(compose
         assert filled["aggregator_addresses"] == [f"aggregator:{grpc_port}"]
 
 
+def test_compose_kong_has_every_vault_variable_and_ai_proxy_calls_the_mock(compose: dict[str, Any]) -> None:
+    text = (ROOT / "deploy/kong/kong.compose.yml").read_text(encoding="utf-8")
+    referenced = {name.upper().replace("-", "_") for name in re.findall(r"\{vault://env/([A-Za-z0-9_-]+)\}", text)}
+    assert referenced >= {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+    assert referenced <= set(compose["services"]["kong"]["environment"]), "Kong's env vault would resolve nothing"
+    generated = yaml.safe_load(text)
+    proxies = [p["config"] for s in generated["services"] for p in s["plugins"] if p["name"] == "ai-proxy"]
+    assert proxies and all(c["model"]["options"]["upstream_url"].startswith("http://mock-llm:") for c in proxies)
+
+
 def test_compose_services_build_from_the_recipes_and_mount_files_that_exist(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert {"kong", "aggregator", "clickhouse", "mock-llm", "grafana"} <= services.keys()
@@ -183,5 +196,50 @@ def test_grafana_is_provisioned_with_the_dashboard_and_a_read_only_datasource(co
     (ds,) = datasource["datasources"]
     assert ds["type"] == "grafana-clickhouse-datasource" and ds["jsonData"]["username"] == "grafana"
     assert ds["secureJsonData"]["password"] == "$GRAFANA_CLICKHOUSE_PASSWORD" and "GRAFANA_CLICKHOUSE_PASSWORD" in grafana["environment"]
-    users = (ROOT / "deploy/clickhouse/users.d/grafana.xml").read_text()
-    assert "<readonly>1</readonly>" in users and 'from_env="GRAFANA_CLICKHOUSE_PASSWORD"' in users
+    users = read_only_users()
+    assert users["grafana"]["profile"] == "chargeback_readonly" and users["grafana"]["password_from_env"] == "GRAFANA_CLICKHOUSE_PASSWORD"
+
+
+READ_ONLY_USERS = ROOT / "deploy/clickhouse/users.d/chargeback-readonly.xml"
+
+
+def read_only_users() -> dict[str, dict[str, Any]]:
+    root = ET.parse(READ_ONLY_USERS).getroot()
+    return {
+        user.tag: {"profile": user.findtext("profile"), "password_from_env": user.find("password").get("from_env"),
+                   "grants": [q.text for q in user.findall("grants/query")]}
+        for user in root.find("users")
+    }  # fmt: skip
+
+
+def test_the_read_only_profile_states_the_aggregators_limits_as_constraints() -> None:
+    """One set of limits: the embedded store's (ANALYST_LIMITS) are the server profile's, fixed by constraints."""
+    profile = ET.parse(READ_ONLY_USERS).getroot().find("profiles/chargeback_readonly")
+    assert profile is not None and profile.findtext("readonly") == "1"
+    for name, value in ANALYST_LIMITS.items():
+        assert profile.findtext(name) == str(value), name
+        constraint = profile.find(f"constraints/{name}")
+        assert constraint is not None, f"{name}: a limit without a constraint can be lifted"
+        if name == "max_execution_time":  # Grafana sets it on every query: within 1..the limit only
+            assert (constraint.findtext("min"), constraint.findtext("max")) == ("1", str(value))
+            assert constraint.find("changeable_in_readonly") is not None
+        else:
+            assert constraint.find("const") is not None, name
+    assert profile.find("constraints/readonly/const") is not None
+
+
+def test_read_only_users_may_select_from_the_chargeback_database_only(compose: dict[str, Any]) -> None:
+    users = read_only_users()
+    assert set(users) == {"chargeback_analyst", "grafana"}
+    for name, user in users.items():
+        assert user["profile"] == "chargeback_readonly", name
+        assert user["grants"][0] == "GRANT SELECT ON chargeback.*", name
+        assert all(re.fullmatch(r"GRANT SELECT ON system\.(settings|databases|tables|columns)", g) for g in user["grants"][1:]), name
+    clickhouse = compose["services"]["clickhouse"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in clickhouse["volumes"] if v.startswith("./")}
+    assert mounted["/etc/clickhouse-server/users.d/chargeback-readonly.xml"] == "./deploy/clickhouse/users.d/chargeback-readonly.xml"
+    access = ET.parse(ROOT / mounted["/etc/clickhouse-server/config.d/access-control.xml"]).getroot()
+    assert access.findtext("access_control_improvements/select_from_system_db_requires_grant") == "true"
+    assert {"ANALYST_CLICKHOUSE_PASSWORD", "GRAFANA_CLICKHOUSE_PASSWORD"} <= clickhouse["environment"].keys()
+    dsn = compose["services"]["aggregator"]["environment"]["CHARGEBACK_SQL_STORE_DSN"]
+    assert re.fullmatch(r"http://chargeback_analyst:\$\{ANALYST_CLICKHOUSE_PASSWORD:-[^}]+\}@clickhouse:8123", dsn)

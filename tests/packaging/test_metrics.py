@@ -57,7 +57,7 @@ def test_counters_move_with_ingest(aggregator: Aggregator) -> None:
     assert moved("chargeback_batch_store_seconds_count") >= 2
     assert moved("chargeback_store_inserts_total") >= 1
     assert value(after, "chargeback_pending_events") == 0
-    assert ("chargeback_store_errors_total", (("operation", "insert"),)) in after or moved("chargeback_store_errors_total", operation="insert") == 0
+    assert moved("chargeback_store_errors_total", operation="insert") == 0  # every insert above succeeded
 
     reported = {c: value(after, "chargeback_sender_events", sender_id="kong-1/77/abcd", counter=c)
                 for c in ("queued", "sent", "spooled", "dropped", "usage_parse_failures")}  # fmt: skip

@@ -42,6 +42,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> AggregatorSettings:
         grpc_listen=f"127.0.0.1:{free_port()}",
         http_listen=f"127.0.0.1:{free_port()}",
         flush_interval_ms=50,
+        console_users_path=str(tmp_path / "console-users.yaml"),
     )
     values.update(overrides)
     return AggregatorSettings(**values)  # type: ignore[arg-type]

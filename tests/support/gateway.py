@@ -26,6 +26,14 @@ from support.mock_llm import MockLLM
 ROOT = Path(__file__).resolve().parents[2]
 KONG_YML = ROOT / "kong.yml"
 PLUGIN = "ai-chargeback"
+# kong.yml's services, all pointed at the mock LLM here.
+SERVICES = ("openai", "anthropic", "internal-vllm")
+# What Kong's env vault would read on a gateway node for kong.yml's references (fake keys).
+DEMO_VAULT_ENV = {
+    "OPENAI_API_KEY": "sk-demo-openai-0000",
+    "ANTHROPIC_API_KEY": "sk-ant-demo-0000",
+    "AI_CHARGEBACK_HMAC_SECRET": "demo-only-change-me",
+}
 
 
 def kong_config_for(aggregator_address: str, spool_dir: Path, *, overrides: Mapping[str, Any] | None = None,
@@ -50,6 +58,13 @@ def _plugins(config: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             yield from route.get("plugins") or []
     for route in config.get("routes") or []:
         yield from route.get("plugins") or []
+
+
+def front_for(config: Mapping[str, Any], plugin_servers: Mapping[str, PluginServerProcess], upstream_url: str,
+              **kwargs: Any) -> KongFront:  # fmt: skip
+    """A harness front serving `config` (kong.yml as parsed) with every service sent to `upstream_url`."""
+    kwargs.setdefault("vault_env", DEMO_VAULT_ENV)
+    return KongFront.from_kong_yml(config, plugin_servers, dict.fromkeys(SERVICES, upstream_url), **kwargs)
 
 
 @dataclass
@@ -100,13 +115,7 @@ def running_gateway(workdir: Path, *, gevent: bool = True, plugin_overrides: Map
     front = None
     try:
         config = kong_config_for(settings.grpc_listen, workdir / "spool", overrides=plugin_overrides)
-        front = KongFront.from_kong_yml(
-            config,
-            {PLUGIN: plugin_server},
-            upstream_overrides={"openai": llm.url, "anthropic": llm.url, "internal-vllm": llm.url},
-            serialize_hook=serialize_hook,
-            workers=workers,
-        )
+        front = front_for(config, {PLUGIN: plugin_server}, llm.url, serialize_hook=serialize_hook, workers=workers)
         yield Gateway(aggregator, llm, front, plugin_server)
         front.raise_failures()
     finally:

@@ -28,6 +28,7 @@ import gzip
 import hashlib
 import json
 import math
+import sys
 import threading
 import time
 import zlib
@@ -179,6 +180,13 @@ class _Server(ThreadingHTTPServer):
     # Bursts of concurrent clients must queue, not be reset (default backlog is 5).
     request_queue_size = 1024
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client dropping its idle keep-alive connection is routine (nginx logs it at
+        # info level); only other failures deserve a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -61,11 +61,45 @@ def running_aggregator(explicit: str | None = None) -> str | None:
 
 
 def sql_token(args: argparse.Namespace) -> str:
-    return getattr(args, "sql_token", None) or os.environ.get(SQL_TOKEN_ENV, "")
+    """--sql-token, else CHARGEBACK_SQL_TOKEN, else the file CHARGEBACK_SQL_TOKEN_FILE names."""
+    return getattr(args, "sql_token", None) or _secret("sql_token")
 
 
 def admin_token(args: argparse.Namespace) -> str:
-    return getattr(args, "admin_token", None) or os.environ.get(ADMIN_TOKEN_ENV, "")
+    return getattr(args, "admin_token", None) or _secret("admin_token")
+
+
+def _secret(field: str) -> str:
+    from ..secret_env import SecretFileError, read_secret
+
+    try:
+        return read_secret(field)
+    except SecretFileError as exc:
+        raise AggregatorError(str(exc)) from exc
+
+
+def use_local_access(args: argparse.Namespace) -> None:
+    """No token given: take the one `chargeback serve` keeps beside the store this command reads, if that
+    aggregator answers (local_access.py). An explicit --aggregator keeps it only when it names that same URL."""
+    from .. import local_access
+    from ..settings import DEFAULT_STORE_DSN
+
+    store_dsn = getattr(args, "store_dsn", None) or _secret("store_dsn") or DEFAULT_STORE_DSN
+    access = local_access.find(store_dsn)
+    if access is None:
+        return
+    if args.aggregator and args.aggregator.rstrip("/") != access.url.rstrip("/"):
+        return
+    if args.aggregator or _answers(access.url):
+        args.aggregator, args.sql_token = access.url, access.token
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=PROBE_TIMEOUT_S) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def post(base_url: str, path: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +131,9 @@ def open_reader(args: argparse.Namespace) -> Iterator[Runner]:
     """A read-only runner: the aggregator named or found running (when a SQL token is at hand), else the store."""
     from ..store.clickhouse import StoreError
 
-    if not args.aggregator and sql_token(args):
+    if not sql_token(args):
+        use_local_access(args)
+    elif not args.aggregator:
         args.aggregator = running_aggregator()
     try:
         with open_runner(args) as runner:
@@ -105,7 +141,8 @@ def open_reader(args: argparse.Namespace) -> Iterator[Runner]:
     except StoreError as exc:
         if "chdb" in str(exc) and not args.aggregator:
             raise AggregatorError(
-                f"{exc}\nThe embedded store may be open in a running aggregator: use --aggregator URL with --sql-token (or ${SQL_TOKEN_ENV})."
+                f"{exc}\nThe embedded store may be open in a running aggregator: `chargeback serve` keeps its SQL token beside "
+                f"the store (<store>.sql-access.json), or use --aggregator URL with --sql-token (or ${SQL_TOKEN_ENV}, ${SQL_TOKEN_ENV}_FILE)."
             ) from exc
         raise
 

@@ -12,7 +12,6 @@ Two sources, the same answers (aggregator/reports/runner.py):
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,7 +37,8 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--store-dsn", help="chdb:///path or http://host:8123 (default: CHARGEBACK_STORE_DSN or ./var/chargeback)")
     group.add_argument("--database", help="ClickHouse database (default: chargeback)")
     group.add_argument("--aggregator", metavar="URL", help="read through a running aggregator's POST /v1/sql instead")
-    group.add_argument("--sql-token", help=f"bearer token for --aggregator (default: ${SQL_TOKEN_ENV})")
+    group.add_argument("--sql-token", help=f"bearer token for --aggregator (default: ${SQL_TOKEN_ENV}, ${SQL_TOKEN_ENV}_FILE, or the "
+                                           "token a local `chargeback serve` keeps beside the store)")
 
 
 def add_period_options(parser: argparse.ArgumentParser, *, default_days: int | None = DEFAULT_PERIOD_DAYS) -> None:
@@ -87,13 +87,14 @@ def period_from(args: argparse.Namespace, *, default_days: int | None = DEFAULT_
 def open_runner(args: argparse.Namespace) -> Iterator[Runner]:
     # Imported here: the store driver is the aggregator extra; the CLI starts without it.
     from ..analytics.reports.runner import LocalRunner, RemoteRunner
+    from ..secret_env import read_secret
     from ..settings import AggregatorSettings
     from ..store.clickhouse import Store
 
     if args.aggregator:
-        token = args.sql_token or os.environ.get(SQL_TOKEN_ENV, "")
+        token = args.sql_token or read_secret("sql_token")
         if not token:
-            raise GovernanceError(f"--aggregator needs --sql-token or ${SQL_TOKEN_ENV}")
+            raise GovernanceError(f"--aggregator needs --sql-token, ${SQL_TOKEN_ENV} or ${SQL_TOKEN_ENV}_FILE")
         yield RemoteRunner(args.aggregator, token, database=args.database or "chargeback")
         return
     overrides = {k: v for k, v in (("store_dsn", args.store_dsn), ("database", args.database)) if v}

@@ -1,4 +1,4 @@
-"""The shape every rollup row shares (migration 0004), named once for every query that reads or writes one."""
+"""The shape every rollup row shares (migrations 0004 and 0007), named once for every query that reads or writes one."""
 
 from __future__ import annotations
 
@@ -17,8 +17,16 @@ COSTS: tuple[str, ...] = (
     "cost_input", "cost_cached_input", "cost_cache_write", "cost_output", "cost_reasoning", "cost_request",
     "cost_total", "list_cost_total",
 )  # fmt: skip
-MEASURES: tuple[str, ...] = ("events", *TOKENS, *COSTS)
+# How much of a group was measured (migration 0007): estimated usage and its cost, and
+# answered requests whose usage could not be measured at all.
+MEASUREMENT: tuple[str, ...] = ("estimated_events", "estimated_cost_total", "estimated_list_cost_total", "unmeasured_events")
+MEASURES: tuple[str, ...] = ("events", *TOKENS, *COSTS, *MEASUREMENT)
 ROLLUP_COLUMNS: tuple[str, ...] = ("period_start", *GROUP_KEY, *NAMES, *MEASURES, "build_version", "is_deleted")
+
+# Raw-event conditions: the plugin estimated the usage (labelled), or could not measure an answered request.
+# Costs are named by table (usage_events.cost_total): in the same SELECT, cost_total is the alias of sum(cost_total).
+ESTIMATED = "usage_source = 'estimated'"
+UNMEASURED = "usage_source = 'none' AND policy_outcome = 'allowed'"
 
 # How each rollup column is computed from raw events (usage_events FINAL).
 FROM_EVENTS: dict[str, str] = {
@@ -30,6 +38,10 @@ FROM_EVENTS: dict[str, str] = {
     "events": "count()",
     **{c: f"sum({c})" for c in TOKENS},
     **{c: f"sum({c})" for c in COSTS},
+    "estimated_events": f"countIf({ESTIMATED})",
+    "estimated_cost_total": f"sumIf(usage_events.cost_total, {ESTIMATED})",
+    "estimated_list_cost_total": f"sumIf(usage_events.list_cost_total, {ESTIMATED})",
+    "unmeasured_events": f"countIf({UNMEASURED})",
 }
 # How a coarser rollup row is computed from finer rollup rows.
 FROM_ROLLUP: dict[str, str] = {

@@ -30,7 +30,7 @@ from ..store.clickhouse import Store, StoreError, redact_dsn
 from ..store.retention import apply_raw_retention
 from . import sql_api
 from .health import readiness, serving_status
-from .http_api import HttpApi
+from .http_api import HttpApi, ListenError
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,16 @@ class Aggregator:
         )
         self._ack_hooks = ack_hooks
         self.health = health.aio.HealthServicer()
-        self.http = HttpApi(settings.http_listen, self.readiness)
+        self.http = HttpApi(
+            settings.http_listen, self.readiness, root_path=settings.http_root_path, trusted_proxies=settings.http_trusted_proxies
+        )
         self.http.routes.update(sql_api.routes(self))
+        self.console = None
+        if settings.console_enabled:
+            from ..console import mount  # the console reads through analytics: imported only when it is on
+
+            self.console, routes = mount(settings)
+            self.http.mounts.extend(routes)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -91,6 +99,7 @@ class Aggregator:
         return readiness(self._store_ok, self._store_reason, self.writer)
 
     def start(self) -> None:
+        self.http.bind()  # a busy port fails here, before migrations and threads
         applied = self.store.migrate()
         log.info("store %s ready; migrations applied: %s", redact_dsn(self.settings.store_dsn), applied or "none")
         log.info("%s", apply_raw_retention(self.store, self.settings.raw_retention_days))
@@ -138,9 +147,19 @@ class Aggregator:
         pb_grpc.add_UsageIngestServicer_to_server(service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         tls = bool(settings.tls_cert_path and settings.tls_key_path)
-        port = server.add_secure_port(settings.grpc_listen, self._credentials()) if tls else server.add_insecure_port(settings.grpc_listen)
+        try:
+            port = (
+                server.add_secure_port(settings.grpc_listen, self._credentials())
+                if tls
+                else server.add_insecure_port(settings.grpc_listen)
+            )
+        except RuntimeError:  # grpcio raises on a busy address where older releases returned 0
+            port = 0
         if not port:
-            raise RuntimeError(f"cannot listen for gRPC on {settings.grpc_listen}")
+            raise ListenError(
+                f"cannot listen for gRPC on {settings.grpc_listen}: address in use or not available; "
+                "set CHARGEBACK_GRPC_LISTEN (or --grpc-listen) to a free host:port"
+            )
         await server.start()
         self._grpc = server
         return port
@@ -200,6 +219,8 @@ class Aggregator:
         self.rollups.stop(timeout_s=grace_s)
         self.rollups.close()
         self.http.stop()
+        if self.console is not None:
+            self.console.close()
         self.store.close()
 
     def wait(self) -> None:

@@ -1,96 +1,215 @@
 """The aggregator's HTTP side: liveness, readiness, Prometheus metrics, and extra routes.
 
+An ASGI application (Starlette) served by uvicorn on its own thread and event
+loop, so the gRPC side and the HTTP side never wait on each other. Handlers
+that touch the store are plain functions: Starlette runs them on its thread
+pool.
+
+Two kinds of routes:
+
+* ``routes``: ``path -> Route``, a function of (method, headers, body) answering
+  (status, content type, body). /healthz, /readyz, /metrics and the JSON API
+  (server/sql_api.py) are written this way.
+* ``mounts``: any Starlette route or mount (the console, console/).
+
 Health answers reveal nothing sensitive: no DSN, no credentials, no paths.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import logging
+import socket
 import threading
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import urlsplit
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute
+from starlette.routing import Route as StarletteRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 
-# A route answers (status, content_type, body) for (method, path, headers, body).
-Route = Callable[[str, dict[str, str], bytes], tuple[int, str, bytes]]
+# A route answers (status, content_type, body) for (method, path, headers, body). A body
+# may be an open binary file positioned at its start (a spooled answer): it is sent in
+# chunks with its length, then closed.
+Body = bytes | IO[bytes]
+Route = Callable[[str, dict[str, str], bytes], tuple[int, str, Body]]
+CHUNK_BYTES = 64 * 1024
 MAX_REQUEST_BYTES = 1024 * 1024
+METHODS = ["GET", "POST"]
+LISTEN_SETTING = "CHARGEBACK_HTTP_LISTEN"
+START_TIMEOUT_S = 10.0
+STOP_GRACE_S = 5
+
+
+class ListenError(RuntimeError):
+    """The HTTP address cannot be listened on; the message is one line a person can act on."""
 
 
 def json_response(status: int, payload: Any) -> tuple[int, str, bytes]:
     return status, "application/json", json.dumps(payload, default=str).encode()
 
 
+def _send(answer: tuple[int, str, Body]) -> Response:
+    status, content_type, body = answer
+    if isinstance(body, bytes):
+        return Response(body, status_code=status, media_type=content_type)
+    start = body.tell()
+    length = body.seek(0, 2) - start
+    body.seek(start)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := body.read(CHUNK_BYTES):
+                yield chunk
+        finally:
+            body.close()
+
+    # Closed by the iterator when sent, and by the task when the client left before the end.
+    return StreamingResponse(chunks(), status_code=status, media_type=content_type, headers={"content-length": str(length)},
+                             background=BackgroundTask(body.close))  # fmt: skip
+
+
 class HttpApi:
-    def __init__(self, listen: str, readiness: Callable[[], tuple[bool, dict[str, str]]]) -> None:
-        host, _, port = listen.rpartition(":")
+    def __init__(self, listen: str, readiness: Callable[[], tuple[bool, dict[str, str]]], *, root_path: str = "",
+                 trusted_proxies: str = "127.0.0.1") -> None:  # fmt: skip
+        self.listen = listen
+        self.root_path = root_path.rstrip("/")
+        self.trusted_proxies = trusted_proxies
         self._readiness = readiness
         self.routes: dict[str, Route] = {
             "/healthz": lambda method, headers, body: json_response(200, {"status": "alive"}),
             "/readyz": self._ready,
             "/metrics": lambda method, headers, body: (200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY)),
         }
-        self._server = ThreadingHTTPServer((host.strip("[]"), int(port)), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="chargeback-http", daemon=True)
+        self.mounts: list[BaseRoute] = []
+        # Wraps the finished application (path prefix behind a proxy, security headers).
+        self.wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        if self._socket is None:
+            raise RuntimeError("HTTP socket not bound yet")
+        return int(self._socket.getsockname()[1])
+
+    def bind(self) -> None:
+        """Take the address now, so a busy port fails before anything else starts."""
+        if self._socket is not None:
+            return
+        host, _, port = self.listen.rpartition(":")
+        host = host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, int(port)))
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise ListenError(f"cannot listen for HTTP on {self.listen}: {reason}; set {LISTEN_SETTING} (or --http-listen) to a free host:port") from None
+        sock.set_inheritable(True)
+        self._socket = sock
+
+    def application(self) -> ASGIApp:
+        legacy = [StarletteRoute(path, self._endpoint(route), methods=METHODS) for path, route in self.routes.items()]
+        app = Starlette(routes=[*legacy, *self.mounts], exception_handlers={HTTPException: _http_error})
+        return PathPrefix(self.wrap(app), self.root_path) if self.root_path else self.wrap(app)
 
     def start(self) -> None:
+        self.bind()
+        assert self._socket is not None
+        config = uvicorn.Config(
+            self.application(), log_config=None, log_level="warning", access_log=False, lifespan="off",
+            server_header=False, proxy_headers=True, forwarded_allow_ips=self.trusted_proxies, timeout_graceful_shutdown=STOP_GRACE_S,
+        )  # fmt: skip
+        server = uvicorn.Server(config)
+        sockets = [self._socket]
+        self._thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=sockets)), name="chargeback-http", daemon=True)
+        self._server = server
         self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"HTTP server on {self.listen} did not start")
+            time.sleep(0.01)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(STOP_GRACE_S + 5)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = None
 
     def _ready(self, method: str, headers: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
         ready, checks = self._readiness()
         return json_response(200 if ready else 503, {"ready": ready, "checks": checks})
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        api = self
+    @staticmethod
+    def _endpoint(route: Route) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_REQUEST_BYTES):
+                return _send(json_response(413, {"error": "request too large"}))
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_REQUEST_BYTES:
+                    return _send(json_response(413, {"error": "request too large"}))
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            try:
+                return _send(await run_in_threadpool(route, request.method, headers, bytes(body)))
+            except Exception:
+                log.exception("http route %s failed", request.url.path)
+                return _send(json_response(500, {"error": "internal error"}))
 
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "chargeback-aggregator"
-            sys_version = ""
+        return endpoint
 
-            def _serve(self) -> None:
-                path = urlsplit(self.path).path
-                route = api.routes.get(path)
-                if route is None:
-                    self._send(*json_response(404, {"error": "not found"}))
-                    return
-                length = int(self.headers.get("content-length") or 0)
-                if length > MAX_REQUEST_BYTES:
-                    self._send(*json_response(413, {"error": "request too large"}))
-                    return
-                body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    self._send(*route(self.command, headers, body))
-                except Exception:
-                    log.exception("http route %s failed", path)
-                    self._send(*json_response(500, {"error": "internal error"}))
 
-            do_GET = do_POST = _serve  # noqa: N815 (http.server names)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return _send(json_response(404, {"error": "not found"}))
+    if exc.status_code == 405:
+        return _send(json_response(405, {"error": "method not allowed"}))
+    return _send(json_response(exc.status_code, {"error": exc.detail}))
 
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("content-type", content_type)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                log.debug("http %s", format % args)
+class PathPrefix:
+    """Serves the application under a path prefix (settings.http_root_path), behind a proxy that keeps or strips it.
 
-        return Handler
+    Links and cookies are built from ``root_path``; a request that arrives
+    without the prefix (the proxy stripped it, or a direct call such as a
+    health probe) is routed the same as one that carries it.
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            if not (path == self.prefix or path.startswith(self.prefix + "/")):
+                path = self.prefix + path
+            scope = {**scope, "root_path": self.prefix, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)

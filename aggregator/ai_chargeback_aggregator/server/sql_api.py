@@ -1,8 +1,9 @@
 """HTTP routes for people and tools: read-only SQL, and the two admin writes (prices, reprice).
 
-``POST /v1/sql``      bearer settings.sql_token. Runs one parameterized query on
-                      the store's read-only session: ClickHouse refuses writes
-                      (readonly = 2), we never inspect the SQL text.
+``POST /v1/sql``      bearer settings.sql_token. One parameterized SELECT over the
+                      chargeback database, checked on ClickHouse's parse tree
+                      (sql_guard.py) and run in a read-only session of its own
+                      with fixed limits (analyst_sql.py, store/read_session.py).
 ``POST /v1/prices``   bearer settings.admin_token. Loads price overrides (the
                       body of a price file as JSON records) and refreshes the
                       pricer at once.
@@ -27,9 +28,8 @@ from pydantic import SecretStr
 from ..pricing.override_store import save_overrides
 from ..pricing.overrides import OverrideError, parse_records
 from ..pricing.reprice import RepriceError, reprice
-from ..store.clickhouse import StoreError
-from ..store.wire import decode, encode
-from .http_api import Route, json_response
+from .analyst_sql import AnalystSql
+from .http_api import Body, Route, json_response
 
 if TYPE_CHECKING:
     from .app import Aggregator
@@ -39,16 +39,15 @@ log = logging.getLogger(__name__)
 SQL_PATH = "/v1/sql"
 PRICES_PATH = "/v1/prices"
 REPRICE_PATH = "/v1/reprice"
-# Guard rails for interactive SQL, enforced by ClickHouse.
-SQL_LIMITS: dict[str, Any] = {"max_execution_time": 120, "max_result_rows": 1_000_000, "result_overflow_mode": "throw"}
-
-Response = tuple[int, str, bytes]
+Response = tuple[int, str, Body]
 
 
 def routes(aggregator: Aggregator) -> dict[str, Route]:
     settings = aggregator.settings
+    sql_store_dsn = settings.sql_store_dsn.get_secret_value() if settings.sql_store_dsn else ""
+    analyst = AnalystSql.for_store(settings.store_dsn, database=settings.database, sql_store_dsn=sql_store_dsn)
     return {
-        SQL_PATH: _guarded(settings.sql_token, "SQL endpoint", lambda body: _sql(aggregator, body)),
+        SQL_PATH: _guarded(settings.sql_token, "SQL endpoint", lambda body: _sql(analyst, body)),
         PRICES_PATH: _guarded(settings.admin_token, "price loading", lambda body: _prices(aggregator, body)),
         REPRICE_PATH: _guarded(settings.admin_token, "reprice", lambda body: _reprice(aggregator, body)),
     }
@@ -77,16 +76,11 @@ def _guarded(token: SecretStr | None, what: str, handler: Callable[[dict[str, An
     return route
 
 
-def _sql(aggregator: Aggregator, payload: dict[str, Any]) -> Response:
-    sql = payload.get("sql")
-    if not isinstance(sql, str) or not sql.strip():
-        return json_response(400, {"error": "sql: required"})
-    params = decode(payload.get("params") or {})
-    try:
-        columns, rows = aggregator.store.query(sql, params, read_only=True, settings=SQL_LIMITS)
-    except StoreError as exc:
-        return json_response(400, {"error": str(exc).splitlines()[0][:2000]})
-    return json_response(200, {"columns": columns, "rows": encode([list(r) for r in rows])})
+def _sql(analyst: AnalystSql, payload: dict[str, Any]) -> Response:
+    outcome = analyst.run(payload.get("sql"), payload.get("params") or {})
+    if outcome.body is not None:
+        return 200, "application/json", outcome.body
+    return json_response(outcome.status, outcome.error)
 
 
 def _prices(aggregator: Aggregator, payload: dict[str, Any]) -> Response:

@@ -95,6 +95,25 @@ class Store:
             self._ro_client = client
         return self._ro_client
 
+    # chDB hands the unread output of a query that failed midway to the next query
+    # on the same connection (after a query stopped at a 1M-row limit, numbers(5)
+    # answered 784,913 rows): a connection that saw a query fail is never reused.
+    def _discard_read_only(self) -> None:
+        client, self._ro_client = self._ro_client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                log.debug("closing a failed read-only session", exc_info=True)
+
+    def _discard(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                log.debug("closing a failed session", exc_info=True)
+
     def close(self) -> None:
         with self._ro_lock:
             if self._ro_client is not None:
@@ -210,10 +229,18 @@ class Store:
         try:
             if read_only:
                 with self._ro_lock:
-                    result = self._connect_read_only().query(sql, parameters=dict(parameters or {}), settings=merged)
+                    try:
+                        result = self._connect_read_only().query(sql, parameters=dict(parameters or {}), settings=merged)
+                    except Exception:
+                        self._discard_read_only()
+                        raise
             else:
                 with self._lock:
-                    result = self._connect().query(sql, parameters=dict(parameters or {}), settings=merged)
+                    try:
+                        result = self._connect().query(sql, parameters=dict(parameters or {}), settings=merged)
+                    except Exception:
+                        self._discard()
+                        raise
         except StoreError:
             raise
         except Exception as exc:

@@ -15,9 +15,10 @@ in :mod:`.record`; note words and billable-extra keys in :mod:`.notes`.
 from .detect import detect_family
 from .estimate import estimate_usage
 from .estimate import warm as warm_tokenizer
-from .facts import RequestFacts, prepare_request
-from .kong import usage_from_ai_proxy
+from .facts import RequestFacts
+from .kong import ai_proxy_ran, usage_from_ai_proxy
 from .parse import Exchange, parse_usage, sniff_family
+from .prepare import prepare_request
 from .record import UsageRecord, UsageSource
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "RequestFacts",
     "UsageRecord",
     "UsageSource",
+    "ai_proxy_ran",
     "detect_family",
     "estimate_usage",
     "parse_usage",

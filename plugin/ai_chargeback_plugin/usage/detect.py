@@ -7,12 +7,8 @@ the create endpoints count: ``GET /v1/responses/{id}`` or
 ``/v1/messages/count_tokens`` return usage-looking bodies that must never be
 billed again, so they are not recognised.
 
-API family names: ``openai.chat``, ``openai.responses``, ``openai.completions``,
-``openai.embeddings``, ``anthropic.messages``, ``gemini.generate_content``,
-``bedrock.converse``, ``bedrock.invoke``, ``cohere.chat``, ``ollama.chat``,
-``ollama.generate``, ``ollama.embed``. Provider names: ``openai``, ``azure``,
-``anthropic``, ``gemini``, ``vertex``, ``bedrock``, ``cohere``, ``mistral``,
-``ollama``, ``openai-compatible``; ``""`` when unknown.
+The providers, families, hosts and path patterns are the rows of
+:mod:`.registry`; ``""`` stands for what cannot be told.
 """
 
 from __future__ import annotations
@@ -21,70 +17,10 @@ import re
 from collections.abc import Mapping
 from urllib.parse import unquote
 
-PROVIDERS = (
-    "openai",
-    "azure",
-    "anthropic",
-    "gemini",
-    "vertex",
-    "bedrock",
-    "cohere",
-    "mistral",
-    "ollama",
-    "openai-compatible",
-)
+from . import registry
 
-API_FAMILIES = (
-    "openai.chat",
-    "openai.responses",
-    "openai.completions",
-    "openai.embeddings",
-    "anthropic.messages",
-    "gemini.generate_content",
-    "bedrock.converse",
-    "bedrock.invoke",
-    "cohere.chat",
-    "ollama.chat",
-    "ollama.generate",
-    "ollama.embed",
-)
-
-_HOSTS: tuple[tuple[str, str], ...] = (
-    ("api.openai.com", "openai"),
-    (".openai.azure.com", "azure"),
-    (".cognitiveservices.azure.com", "azure"),
-    (".services.ai.azure.com", "azure"),
-    (".models.ai.azure.com", "azure"),
-    ("api.anthropic.com", "anthropic"),
-    ("generativelanguage.googleapis.com", "gemini"),
-    ("aiplatform.googleapis.com", "vertex"),
-    ("bedrock-runtime.", "bedrock"),
-    ("api.cohere.com", "cohere"),
-    ("api.cohere.ai", "cohere"),
-    ("api.mistral.ai", "mistral"),
-)
-
-# (compiled path pattern, api_family, provider implied by the path or "")
-_PATHS: tuple[tuple[re.Pattern[str], str, str], ...] = (
-    (re.compile(r"/model/[^/]+/converse(?:-stream)?$"), "bedrock.converse", "bedrock"),
-    (re.compile(r"/model/[^/]+/invoke(?:-with-response-stream)?$"), "bedrock.invoke", "bedrock"),
-    (re.compile(r"/models/[^/:]+:(?:stream)?[gG]enerate[cC]ontent$"), "gemini.generate_content", "gemini"),
-    (re.compile(r"/publishers/anthropic/models/[^/:]+:(?:stream)?[rR]aw[pP]redict$"), "anthropic.messages", "vertex"),
-    (re.compile(r"/chat/completions$"), "openai.chat", ""),
-    (re.compile(r"/fim/completions$"), "openai.chat", "mistral"),
-    (re.compile(r"/agents/completions$"), "openai.chat", "mistral"),
-    (re.compile(r"/responses$"), "openai.responses", ""),
-    (re.compile(r"/completions$"), "openai.completions", ""),
-    (re.compile(r"/embeddings$"), "openai.embeddings", ""),
-    (re.compile(r"/v1/messages$"), "anthropic.messages", "anthropic"),
-    (re.compile(r"/v2/chat$"), "cohere.chat", "cohere"),
-    (re.compile(r"/v1/chat$"), "cohere.chat", "cohere"),
-    (re.compile(r"/api/chat$"), "ollama.chat", "ollama"),
-    (re.compile(r"/api/generate$"), "ollama.generate", "ollama"),
-    (re.compile(r"/api/embed(?:dings)?$"), "ollama.embed", "ollama"),
-)
-
-_STREAMING_PATH = re.compile(r"(?::streamGenerateContent|:streamRawPredict|/converse-stream|/invoke-with-response-stream)$")
+PROVIDERS = registry.PROVIDER_NAMES
+API_FAMILIES = registry.FAMILY_NAMES
 
 
 def split_path(path: str) -> tuple[str, str]:
@@ -98,14 +34,12 @@ def provider_from_host(host: str) -> str:
     if not host:
         return ""
     name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-    for suffix, provider in _HOSTS:
+    for suffix, provider in registry.HOSTS:
         if suffix.startswith(".") and name.endswith(suffix):
             return provider
         if not suffix.startswith(".") and (name == suffix or suffix in name):
             return provider
-    if port == "11434":
-        return "ollama"
-    return ""
+    return registry.DEFAULT_PORTS.get(port, "")
 
 
 def detect_family(path: str, *, host: str = "", content_type: str = "") -> tuple[str, str]:
@@ -116,7 +50,7 @@ def detect_family(path: str, *, host: str = "", content_type: str = "") -> tuple
     base, _ = split_path(path)
     host_provider = provider_from_host(host)
     family, path_provider = "", ""
-    for pattern, fam, prov in _PATHS:
+    for pattern, fam, prov in registry.PATHS:
         if pattern.search(base):
             family, path_provider = fam, prov
             break
@@ -137,7 +71,7 @@ def detect_family(path: str, *, host: str = "", content_type: str = "") -> tuple
 
 def is_streaming_path(path: str) -> bool:
     """True for endpoints that always stream (Gemini ``:streamGenerateContent``, Bedrock ``converse-stream``...)."""
-    return bool(_STREAMING_PATH.search(split_path(path)[0]))
+    return bool(registry.STREAMING_PATH.search(split_path(path)[0]))
 
 
 _GEMINI_MODEL = re.compile(r"/(?:models|tunedModels)/([^/:]+):")

@@ -21,12 +21,15 @@ audio and tool schemas are approximations). Every record made here has source
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-from . import _decode, _eventstream, _ndjson, _sse, notes
+from . import _decode, _eventstream, _ndjson, _sse, detect, notes, registry, sizes
+from .facts import DEFAULT_MAX_BODY_BYTES, RequestFacts
+from .parse import Exchange
 from .record import UsageRecord, UsageSource
 
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-", "gpt-oss", "gpt-realtime", "codex")
@@ -218,49 +221,85 @@ def answer_text(body: bytes, *, content_type: str = "") -> list[str] | None:
     return texts
 
 
-def estimate_usage(facts: Any, exchange: Any, *, max_body_bytes: int = 10_485_760) -> UsageRecord:
-    """An ESTIMATED record: prompt from ``facts.estimated_prompt_tokens``, completion from the answer text.
+def estimate_usage(
+    facts: RequestFacts | None,
+    exchange: Exchange | None,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    response_bytes: int | None = None,
+    request_bytes: int | None = None,
+) -> UsageRecord:
+    """An ESTIMATED record for an exchange whose usage nobody reported. Never raises.
 
-    Never passed off as exact: source is ``ESTIMATED`` and the note names the
-    method. When the response body is not visible (or not readable) the output
-    stays None and the note says ``completion-not-visible``. Never raises.
+    Prompt: ``facts.estimated_prompt_tokens`` (the tokenizer, in access), else
+    the size of a body access did not read (``facts.unread_body_bytes``), else
+    `request_bytes` (the request body size Kong reports). Output: the answer's
+    text when the body was seen, else `response_bytes` (the body size Kong
+    reports) through the family's byte calibration (``.sizes``). ``facts``
+    default to the exchange's. Never passed off as exact: source is
+    ``ESTIMATED``, the note names each method and, for size estimates, their
+    error bound (``err<=NN%``). What cannot be estimated stays None
+    (``completion-not-visible``, ``prompt-not-estimated``).
     """
     try:
-        return _estimate(facts, exchange, max_body_bytes)
+        return _estimate(facts, exchange, max_body_bytes, response_bytes, request_bytes)
     except Exception:  # noqa: BLE001 - contract: never raises on the hot path
         return UsageRecord(UsageSource.ESTIMATED, note=notes.join(notes.ESTIMATED, notes.COMPLETION_NOT_VISIBLE))
 
 
-def _estimate(facts: Any, exchange: Any, cap: int) -> UsageRecord:
-    from .facts import RequestFacts
-
-    facts = facts if isinstance(facts, RequestFacts) else None
-    if facts is None and exchange is not None and isinstance(getattr(exchange, "facts", None), RequestFacts):
+def _estimate(facts: RequestFacts | None, exchange: Exchange | None, cap: int, response_bytes: int | None,
+              request_bytes: int | None) -> UsageRecord:  # fmt: skip
+    if facts is None and exchange is not None:
         facts = exchange.facts
-    model = (facts.requested_model if facts else "") or (getattr(exchange, "requested_model", "") or "")
+    model = (facts.requested_model if facts else "") or (exchange.requested_model if exchange else "")
     provider = facts.provider if facts else ""
     family = facts.api_family if facts else ""
     streaming = facts.streaming if facts else False
     if exchange is not None:
-        if getattr(exchange, "provider", "auto") not in ("", "auto"):
+        if exchange.provider not in ("", "auto"):
             provider = exchange.provider
-        if getattr(exchange, "api_family", "auto") not in ("", "auto"):
+        if exchange.api_family not in ("", "auto"):
             family = exchange.api_family
-    input_tokens = facts.estimated_prompt_tokens if facts else None
+        streaming = streaming or registry.is_stream_content_type(exchange.content_type)
+        if not family or not provider:  # access did not need the path: the log phase has it
+            detected_provider, detected_family = detect.detect_family(exchange.path, host=exchange.host)
+            provider, family = provider or detected_provider, family or detected_family
     parts = [notes.ESTIMATED]
+    bounds: list[int] = []
+    input_tokens = facts.estimated_prompt_tokens if facts else None
+    if input_tokens is None:
+        unread = facts.unread_body_bytes if facts else None
+        size, how = (unread, notes.PROMPT_FROM_CONTENT_LENGTH) if unread is not None else (request_bytes, notes.PROMPT_FROM_REQUEST_SIZE)
+        if size:
+            input_tokens, bound = sizes.prompt_from_bytes(size)
+            parts += [facts.unread_reason if facts and unread is not None else "", how]
+            bounds.append(bound)
     output_tokens: int | None = None
     method = _method(model)
-    body = getattr(exchange, "response_body", b"") if exchange is not None else b""
-    if body:
-        decoded, _ = _decode.decode(body, getattr(exchange, "content_encoding", ""), cap)
-        texts = answer_text(decoded, content_type=getattr(exchange, "content_type", "")) if decoded is not None else None
+    tokenized = facts is not None and facts.estimated_prompt_tokens is not None
+    if exchange is not None and exchange.response_body:
+        decoded, _ = _decode.decode(exchange.response_body, exchange.content_encoding, cap)
+        texts = answer_text(decoded, content_type=exchange.content_type) if decoded is not None else None
         if texts is not None:
             output_tokens, method = count_tokens(texts, model)
-    parts.append(f"tokenizer={method}" if method != HEURISTIC else HEURISTIC)
+            tokenized = True
+    elif response_bytes:
+        if exchange is not None and exchange.content_encoding.strip().lower() not in ("", "identity"):
+            parts.append(notes.ANSWER_COMPRESSED)
+        else:
+            estimate = sizes.output_from_bytes(family, response_bytes, streaming=streaming)
+            if estimate is not None:
+                output_tokens, bound = estimate
+                parts.append(notes.OUTPUT_FROM_BYTES)
+                bounds.append(bound)
+    if tokenized:
+        parts.append(f"tokenizer={method}" if method != HEURISTIC else HEURISTIC)
     if input_tokens is None:
         parts.append("prompt-not-estimated")
-    if output_tokens is None:
+    if output_tokens is None and not family.endswith("embeddings"):
         parts.append(notes.COMPLETION_NOT_VISIBLE)
+    if bounds:
+        parts.append(notes.ERROR_BOUND.format(max(bounds)))
     return UsageRecord(
         UsageSource.ESTIMATED,
         provider=provider,
@@ -270,4 +309,27 @@ def _estimate(facts: Any, exchange: Any, cap: int) -> UsageRecord:
         served_model=model,
         streaming=streaming,
         note=notes.join(*parts),
+    )
+
+
+def output_from_bytes_instead(record: UsageRecord, *, family: str, response_bytes: int | None, streaming: bool,
+                              reason: str, content_encoding: str = "") -> UsageRecord:  # fmt: skip
+    """`record` with its output replaced by a size estimate, labelled with `reason` (e.g. a suspect 0 from Kong).
+
+    The record becomes ESTIMATED; its input counts are kept as they were. When
+    no size estimate is possible (no byte count, a compressed answer, an
+    embeddings family), the record keeps its source and gains `reason`.
+    """
+    estimate = None
+    if response_bytes and content_encoding.strip().lower() in ("", "identity"):
+        estimate = sizes.output_from_bytes(family, response_bytes, streaming=streaming)
+    if estimate is None:
+        return dataclasses.replace(record, note=notes.join(record.note, reason))
+    tokens, bound = estimate
+    return dataclasses.replace(
+        record,
+        source=UsageSource.ESTIMATED,
+        output_tokens=tokens,
+        reasoning_tokens=None,
+        note=notes.join(record.note, notes.ESTIMATED, reason, notes.OUTPUT_FROM_BYTES, notes.ERROR_BOUND.format(bound)),
     )

@@ -31,23 +31,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import notes
+from . import notes, registry
 from ._values import Invalid, count, obj, text
 from .adapters._common import provider_record
 from .record import UsageRecord, UsageSource
 
 _NAMESPACES = ("proxy", "ai-proxy", "ai-proxy-advanced")
-_PROVIDERS = {
-    "openai": "openai",
-    "azure": "azure",
-    "anthropic": "anthropic",
-    "gemini": "gemini",
-    "bedrock": "bedrock",
-    "cohere": "cohere",
-    "mistral": "mistral",
-    "llama2": "openai-compatible",
-    "huggingface": "openai-compatible",
-}
 _UNSET = ("", "UNSPECIFIED")
 
 
@@ -60,6 +49,15 @@ def _namespace(ai: Mapping[str, Any]) -> Mapping[str, Any] | None:
         if isinstance(ns, Mapping) and isinstance(ns.get("usage"), Mapping):
             return ns
     return None
+
+
+def ai_proxy_ran(serialized: Mapping[str, Any]) -> bool:
+    """Whether ai-proxy wrote analytics for this request (all zeros included). Never raises."""
+    try:
+        ai = serialized.get("ai") if isinstance(serialized, Mapping) else None
+        return isinstance(ai, Mapping) and _namespace(ai) is not None
+    except Exception:  # noqa: BLE001 - contract: never raises on the hot path
+        return False
 
 
 def usage_from_ai_proxy(serialized: Mapping[str, Any]) -> UsageRecord | None:
@@ -94,13 +92,13 @@ def _from_serialized(serialized: Mapping[str, Any]) -> UsageRecord | None:
         reasoning = count(usage.get("reasoning_tokens"), flag)
 
     kong_provider = text(meta.get("provider_name")).lower()
-    provider = _PROVIDERS.get(kong_provider, kong_provider if kong_provider not in ("unspecified",) else "")
+    provider = registry.KONG_PROVIDERS.get(kong_provider, kong_provider if kong_provider not in ("unspecified",) else "")
     model = text(meta.get("response_model"))
     if model in _UNSET:
         model = text(meta.get("request_model"))
         if model in _UNSET:
             model = ""
-    note = notes.KONG_EXCLUDES_CACHE if provider in ("anthropic", "bedrock") else ""
+    note = notes.KONG_EXCLUDES_CACHE if provider in registry.KONG_EXCLUDES_CACHE else ""
     base = provider_record(
         input_tokens=prompt,
         output_tokens=completion,

@@ -29,6 +29,20 @@ PROMPT_COUNT_MISSING = "prompt-count-missing"  # e.g. Ollama omits prompt_eval_c
 KONG_EXCLUDES_CACHE = "kong-excludes-cache"  # Kong's Anthropic/Bedrock counts leave out cache tokens
 ESTIMATED = "estimated"
 COMPLETION_NOT_VISIBLE = "completion-not-visible"
+# Estimates from sizes, when a body was never read (each says whose count it is):
+OUTPUT_FROM_BYTES = "output-from-bytes"  # output tokens from the response byte count Kong reports
+PROMPT_FROM_CONTENT_LENGTH = "prompt-from-content-length"  # request body not read: its Content-Length
+PROMPT_FROM_REQUEST_SIZE = "prompt-from-request-size"  # no Content-Length: Kong's request size less headers
+ANSWER_COMPRESSED = "answer-compressed"  # its byte count measures gzip/br output: no size estimate
+ERROR_BOUND = "err<={}%"  # the largest error of the size estimates above on the calibration corpus
+# Why a body was not read or not seen:
+BODY_SPOOLED = "body-spooled"  # nginx spooled the request body to disk and this Kong cannot read it back
+BODY_NOT_BUFFERED = "body-not-buffered"  # buffering was asked for, Kong did not keep the answer
+KONG_ERROR_PAGE = "kong-error-page"  # Kong answered with its own error page after trying the upstream
+UPSTREAM_FAILED = "upstream-failed"  # ... because the upstream failed: unreachable, timed out, truncated
+KONG_AI_PROXY_ZERO_OUTPUT = "kong-ai-proxy-zero-output"  # ai-proxy said 0 output for a 2xx answer with a body
+AI_PROXY_ANALYTICS_MISSING = "ai-proxy-analytics-missing"
+NOT_PROXIED = "not-proxied"
 
 # --- billable extras keys -------------------------------------------------
 WEB_SEARCH_REQUESTS = "web_search_requests"  # Anthropic server_tool_use / OpenAI web_search calls

@@ -26,27 +26,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from . import _decode, _eventstream, _ndjson, _sse, detect, notes
+from . import _decode, _eventstream, _ndjson, _sse, detect, notes, registry
 from .facts import DEFAULT_MAX_BODY_BYTES, RequestFacts
 from .record import UsageRecord, UsageSource
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
-_ADAPTERS = {
-    "openai.chat": "openai_chat",
-    "openai.responses": "openai_responses",
-    "openai.completions": "openai_completions",
-    "openai.embeddings": "openai_embeddings",
-    "anthropic.messages": "anthropic_messages",
-    "gemini.generate_content": "gemini",
-    "bedrock.converse": "bedrock",
-    "bedrock.invoke": "bedrock",
-    "cohere.chat": "cohere",
-    "ollama.chat": "ollama",
-    "ollama.generate": "ollama",
-    "ollama.embed": "ollama",
-}
-_STREAM_TYPES = ("text/event-stream", "ndjson", "amazon.eventstream", "stream+json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +65,7 @@ def _pinned(value: str) -> bool:
 
 
 def _adapter(family: str) -> Any:
-    name = _ADAPTERS.get(family)
+    name = registry.adapter_module(family)
     if name is None:
         return None
     return importlib.import_module(f"{__package__}.adapters.{name}")
@@ -94,17 +79,11 @@ def sniff_family(body: bytes, content_type: str = "") -> tuple[str, str]:
         return "bedrock", ("bedrock.invoke" if b"chunk" in head and b"bytes" in head else "bedrock.converse")
     head = body[:8192]
     if _sse.looks_like_sse(body):
-        for marker, result in (
-            (b"chat.completion.chunk", ("", "openai.chat")),
-            (b"response.created", ("openai", "openai.responses")),
-            (b"message_start", ("anthropic", "anthropic.messages")),
-            (b"message-start", ("cohere", "cohere.chat")),
-            (b'"candidates"', ("gemini", "gemini.generate_content")),
-            (b"usageMetadata", ("gemini", "gemini.generate_content")),
-            (b"text_completion", ("", "openai.completions")),
-        ):
-            if marker in head:
-                return result
+        # The marker seen first wins: it sits in the stream's first event, before any generated text.
+        found = [(at, provider, family) for marker, provider, family in registry.SSE_MARKERS if (at := head.find(marker)) >= 0]
+        if found:
+            _, provider, family = min(found)
+            return provider, family
         return "", ""
     if _ndjson.looks_like_ndjson(body) and b'"done"' in body[-4096:]:
         return "ollama", ("ollama.generate" if b'"response"' in head else "ollama.chat")
@@ -117,12 +96,8 @@ def sniff_family(body: bytes, content_type: str = "") -> tuple[str, str]:
     if not isinstance(doc, dict):
         return "", ""
     kind = doc.get("object")
-    if kind == "chat.completion":
-        return "", "openai.chat"
-    if kind == "response":
-        return "openai", "openai.responses"
-    if kind == "text_completion":
-        return "", "openai.completions"
+    if isinstance(kind, str) and kind in registry.JSON_OBJECTS:
+        return registry.JSON_OBJECTS[kind]
     if kind == "list" and isinstance(doc.get("data"), list):
         return "", "openai.embeddings"
     if doc.get("type") == "message" and isinstance(doc.get("usage"), Mapping):
@@ -190,7 +165,7 @@ def _parse(exchange: Exchange, cap: int, deployment_models: Mapping[str, str] | 
     headers = exchange.response_headers or _NO_HEADERS
     body = exchange.response_body or b""
 
-    stream_hint = any(t in ct for t in _STREAM_TYPES) or (facts.streaming if facts else False)
+    stream_hint = registry.is_stream_content_type(ct) or (facts.streaming if facts else False)
     decoded, note = _decode.decode(body, exchange.content_encoding, cap)
     if decoded is None and note == notes.DECODE_ERROR and body[:16].lstrip()[:1] in (b"{", b"[", b"d", b"e", b":"):
         decoded, note = body, ""  # Content-Encoding header left on an already-decoded body

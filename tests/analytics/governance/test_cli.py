@@ -52,8 +52,8 @@ def test_readiness_exit_codes_gate_ci(tmp_path: Path, capsys: pytest.CaptureFixt
     payload = json.loads(capsys.readouterr().out)
     assert payload["ok"] is True and payload["summary"]["unattributed_cost"] == "3.72"
     assert [row["metric"] for row in payload["sections"]["readiness"]] == [
-        "requests", "unattributed_request_share", "unattributed_cost_share", "conflict_share", "unbilled_share",
-        "replay_conflicts",
+        "requests", "unattributed_request_share", "unattributed_cost_share", "conflict_share", "estimated_cost_share",
+        "unmeasured_share", "unbilled_share", "replay_conflicts",
     ]  # fmt: skip
 
 
@@ -61,7 +61,19 @@ def test_all_checks_at_once(tmp_path: Path, messy: str, capsys: pytest.CaptureFi
     clean = seeded(tmp_path, clean_month())
     assert main(["governance", "all", *MONTH, "--store-dsn", clean]) == 0
     assert "verdict: clean" in capsys.readouterr().out
-    argv = ["governance", "all", *MONTH, "--store-dsn", messy, "--format", "json", "--model", "claude-sonnet-4*", "--app", "checkout-svc"]
+    argv = [
+        "governance",
+        "all",
+        *MONTH,
+        "--store-dsn",
+        messy,
+        "--format",
+        "json",
+        "--model",
+        "claude-sonnet-4*",
+        "--app",
+        "checkout-svc",
+    ]
     assert main(argv) == 1
     payload = json.loads(capsys.readouterr().out)
     assert list(payload["sections"]) == ["readiness", "shared_credentials", "premium_models", "cache_misses", "bursts",
@@ -99,7 +111,9 @@ def test_attribution_prints_every_section(messy: str, capsys: pytest.CaptureFixt
     ],
 )
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
-def test_every_check_in_every_format(messy: str, capsys: pytest.CaptureFixture[str], argv: list[str], exit_code: int, fmt: str) -> None:
+def test_every_check_in_every_format(
+    messy: str, capsys: pytest.CaptureFixture[str], argv: list[str], exit_code: int, fmt: str
+) -> None:
     assert main(["governance", *argv, *MONTH, "--store-dsn", messy, "--format", fmt]) == exit_code
     out = capsys.readouterr().out
     if fmt == "json":
@@ -109,7 +123,10 @@ def test_every_check_in_every_format(messy: str, capsys: pytest.CaptureFixture[s
         rows = list(csv.reader(io.StringIO(out)))
         assert rows and all(len(r) == len(rows[0]) for r in rows)
     else:
-        assert out.startswith(out.splitlines()[0]) and "verdict:" in out
+        # The table says the same verdict the JSON does, on its own line under the title.
+        assert main(["governance", *argv, *MONTH, "--store-dsn", messy, "--format", "json"]) == exit_code
+        expected = json.loads(capsys.readouterr().out)["verdict"]
+        assert f"verdict: {expected}".lower() in [line.lower() for line in out.splitlines()[:4]], out[:400]
 
 
 def test_all_lists_what_was_checked(messy: str, capsys: pytest.CaptureFixture[str]) -> None:

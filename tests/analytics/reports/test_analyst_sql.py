@@ -112,6 +112,8 @@ def test_daily_trend(traffic: tuple[Seed, list[Any], date, date]) -> None:
     assert [r["day"] for r in rows] == [start + timedelta(days=i) for i in range((end - start).days)]  # no gaps
     per_day = Counter(datetime.fromtimestamp(e.started_at_unix_ms / 1000, tz=UTC).date() for e in events)
     assert {r["day"]: r["events"] for r in rows if r["events"]} == per_day
+    quiet = [r for r in rows if r["day"] not in per_day]
+    assert quiet and all((r["events"], r["cost"], r["list_cost"]) == (0, Decimal(0), Decimal(0)) for r in quiet)  # zeros, not NULL
     acme = run(seed, "daily_trend", start=start, end=end, tenant="acme")
     assert sum(r["events"] for r in acme) == sum(1 for e in events if e.tenant == "acme")
 

@@ -202,3 +202,11 @@ def test_long_exports_report_progress_per_day(seed: Seed, tmp_path: Path) -> Non
     export(seed.runner, first=recent_day(3), last=recent_day(1), out=tmp_path / "f.csv", progress=lambda *a: calls.append(a))
     assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
     assert calls[-1][2] > 0
+
+
+def test_every_provider_the_plugin_records_has_a_focus_name() -> None:
+    """The plugin's registry is the list of providers an event can name (the aggregator never imports the plugin)."""
+    from ai_chargeback_aggregator.analytics.reports.focus import PROVIDERS
+    from ai_chargeback_plugin.usage.registry import PROVIDER_NAMES
+
+    assert set(PROVIDER_NAMES) <= set(PROVIDERS)

@@ -38,6 +38,10 @@ DEFAULT_MAX_UNATTRIBUTED_COST_SHARE = 0.02
 DEFAULT_MAX_CONFLICT_SHARE = 0.01
 # Unpriced requests have no cost at all, so a bill built on them is short.
 DEFAULT_MAX_UNPRICED_SHARE = 0.05
+# Estimated usage is labelled, but a bill built mostly on estimates can be challenged; an
+# answered request nobody measured has no cost at all. See docs/governance.md.
+DEFAULT_MAX_ESTIMATED_COST_SHARE: float | None = 0.05
+DEFAULT_MAX_UNMEASURED_SHARE: float | None = 0.01
 # Header-sourced teams are only as trustworthy as the client; off by default
 # because some deployments attribute by trusted internal headers on purpose.
 DEFAULT_MAX_HEADER_TEAM_SHARE: float | None = None
@@ -61,6 +65,8 @@ class Thresholds:
     max_unattributed_cost_share: float = DEFAULT_MAX_UNATTRIBUTED_COST_SHARE
     max_conflict_share: float = DEFAULT_MAX_CONFLICT_SHARE
     max_unpriced_share: float | None = DEFAULT_MAX_UNPRICED_SHARE
+    max_estimated_cost_share: float | None = DEFAULT_MAX_ESTIMATED_COST_SHARE
+    max_unmeasured_share: float | None = DEFAULT_MAX_UNMEASURED_SHARE
     max_header_team_share: float | None = DEFAULT_MAX_HEADER_TEAM_SHARE
     min_requests: int = DEFAULT_MIN_REQUESTS
     max_unbilled_share: float | None = DEFAULT_MAX_UNBILLED_SHARE
@@ -69,7 +75,8 @@ class Thresholds:
     def validate(self) -> None:
         errors: list[str] = []
         for name in ("max_unattributed_request_share", "max_unattributed_cost_share", "max_conflict_share",
-                     "max_unpriced_share", "max_header_team_share", "max_unbilled_share"):  # fmt: skip
+                     "max_unpriced_share", "max_estimated_cost_share", "max_unmeasured_share", "max_header_team_share",
+                     "max_unbilled_share"):  # fmt: skip
             value = getattr(self, name)
             require(errors, value is None or 0 <= value <= 1, f"{name} must be a fraction in 0..1, got {value}")
         require(errors, self.min_requests >= 0, f"min_requests must be >= 0, got {self.min_requests}")
@@ -152,12 +159,44 @@ def judge(summary: Row, t: Thresholds, *, unattributed: Sequence[Row] = (), conf
                        lambda r: f"{r['consumer'] or 'anonymous'} claimed {r['attribute']}={r['header_value']}, resolved {r['resolved_value'] or '(none)'}")  # fmt: skip
     add("conflict_share", share, t.max_conflict_share, passed, detail)
 
-    if t.max_unpriced_share is not None:
-        share = float(summary["unpriced_share"])
-        passed = share <= t.max_unpriced_share
-        add("unpriced_share", share, t.max_unpriced_share, passed,
-            f"unpriced requests {_pct(share)} ({summary['unpriced_requests']}) {'<=' if passed else '>'} "
-            f"{_pct(t.max_unpriced_share)}" + ("" if passed else ": their cost is missing from every bill"))  # fmt: skip
+    def at_most(metric: str, limit: float | None, sentence: Callable[[float], str], why_not: str) -> None:
+        """An optional criterion: the summary's ``metric`` share against ``limit`` (None: not checked)."""
+        if limit is not None:
+            share = float(summary[metric])
+            passed = share <= limit
+            add(
+                metric,
+                share,
+                limit,
+                passed,
+                f"{sentence(share)} {'<=' if passed else '>'} {_pct(limit)}" + ("" if passed else f": {why_not}"),
+            )
+
+    missing = "their cost is missing from every bill"
+    suspect = int(summary["ai_proxy_zero_output_requests"])
+    at_most(
+        "unpriced_share",
+        t.max_unpriced_share,
+        lambda share: f"unpriced requests {_pct(share)} ({summary['unpriced_requests']})",
+        missing,
+    )
+    at_most("estimated_cost_share", t.max_estimated_cost_share,
+            lambda share: f"estimated usage {_pct(share)} of cost ({_usd(summary['estimated_cost'])}, {summary['estimated_requests']} "
+                          f"requests, {_pct(float(summary['estimated_request_share']))} of requests"
+                          + (f"; {suspect} of them Kong ai-proxy answers reporting 0 output tokens" if suspect else "") + ")",
+            "estimates are labelled, but a bill built on them can be challenged")  # fmt: skip
+    at_most(
+        "unmeasured_share",
+        t.max_unmeasured_share,
+        lambda share: f"answered requests without any usage {_pct(share)} ({summary['unmeasured_requests']})",
+        missing,
+    )
+    at_most(
+        "header_team_share",
+        t.max_header_team_share,
+        lambda share: f"teams taken from request headers on {_pct(share)} of requests",
+        "a header is only as accountable as the client sending it",
+    )
 
     if gaps is not None and t.max_unbilled_share is not None:
         quarantined, lost = int(gaps["quarantined_events"] or 0), int(gaps["lost_events"] or 0)
@@ -175,13 +214,6 @@ def judge(summary: Row, t: Thresholds, *, unattributed: Sequence[Row] = (), conf
         add("replay_conflicts", replays, t.max_replay_conflicts, passed,
             f"{replays} replays conflicted with stored events {'<=' if passed else '>'} {t.max_replay_conflicts}"
             + ("" if passed else ": the stored versions are billed; review `chargeback governance replay-conflicts`"))  # fmt: skip
-
-    if t.max_header_team_share is not None:
-        share = float(summary["header_team_share"])
-        passed = share <= t.max_header_team_share
-        add("header_team_share", share, t.max_header_team_share, passed,
-            f"teams taken from request headers on {_pct(share)} of requests {'<=' if passed else '>'} "
-            f"{_pct(t.max_header_team_share)}" + ("" if passed else ": a header is only as accountable as the client sending it"))  # fmt: skip
     return metrics
 
 

@@ -65,6 +65,12 @@ class Line:
     unpriced_events: int = 0
     unpriced_tokens: int = 0
     unpriced_models: list[str] = field(default_factory=list)
+    # usage the plugin estimated (with its contracted and list cost), and answered
+    # requests it could not measure at all; never moved by allocate()
+    estimated_events: int = 0
+    estimated_cost: Decimal = Decimal(0)
+    estimated_list_cost: Decimal = Decimal(0)
+    unmeasured_events: int = 0
     # set by allocate(): this line's share of the unattributed line's charges (0..1),
     # and on the unattributed line itself, that it gave them away
     share: Decimal = Decimal(0)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...periods import day_bounds
+from ...rollups.columns import ESTIMATED, UNMEASURED
 from .handle import Handle
 from .runner import Runner
 from .source import FILTERABLE
@@ -17,6 +18,8 @@ from .usage_by import DIMENSIONS, key_expression
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 100_000
+# Leading columns of usage_events' sort key (migration 0001).
+SORT_KEY = frozenset(("tenant", "team", "app"))
 # Raw column for each --by dimension (raw events call the billed model billing_model).
 _RAW = {"model": "billing_model"}
 
@@ -26,7 +29,7 @@ EVENT_COLUMNS = (
     "billing_model", "service_tier", "price_tier", "input_tokens", "cached_input_tokens", "cache_write_input_tokens",
     "output_tokens", "reasoning_tokens", "cost_total", "list_cost_total", "pricing_status", "price_source",
     "list_price_source", "catalog_version", "price_model_id", "rate_input_e12", "rate_cached_input_e12",
-    "rate_cache_write_e12", "rate_output_e12", "rate_reasoning_e12", "rate_request_e12", "usage_source",
+    "rate_cache_write_e12", "rate_output_e12", "rate_reasoning_e12", "rate_request_e12", "usage_source", "usage_note",
     "ingested_at", "reprice_run_id",
 )  # fmt: skip
 
@@ -47,15 +50,21 @@ def _where(handle: Handle, params: dict[str, Any]) -> str:
     params.update({"start": start, "end": end, "key": handle.key})
     # The report's own filters, as the report applied them: exact equality on the raw value.
     extra = ""
+    narrow = ""
     for i, (name, value) in enumerate(handle.filters):
         if name not in FILTERABLE:
             raise ValueError(f"handle filters on an unknown dimension {name!r}")
         params[f"w{i}"] = value
         extra += f" AND {_RAW.get(name, name)} = {{w{i}:String}}"
-    # PREWHERE (before FINAL) only on started_at, the same in every version of an event;
-    # the line's key is checked in WHERE, after FINAL picked each event's latest version.
+        if name in SORT_KEY:
+            narrow += f" AND {name} = {{w{i}:String}}"
+    if column in SORT_KEY:
+        narrow += f" AND {column} IN ('', 'unattributed')" if handle.key == "" else f" AND {column} = {{key:String}}"
+    # PREWHERE (before FINAL) only on columns every version of an event shares: started_at, and the
+    # sort key's tenant/team/app (FINAL only ever collapses rows with equal sort keys), which lets the
+    # primary index skip other teams' granules. The line's key is checked in WHERE, after FINAL.
     return (
-        "PREWHERE started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')} "
+        f"PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}{narrow} "
         f"WHERE {key_expression(column)} = {{key:String}}{extra}"
     )
 
@@ -67,6 +76,7 @@ def render_summary(handle: Handle, database: str) -> tuple[str, dict[str, Any]]:
 SELECT count() AS events, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
        sum(cost_total) AS cost, sum(list_cost_total) AS list_cost,
        countIf(pricing_status = 'unpriced') AS unpriced_events,
+       countIf({ESTIMATED}) AS estimated_events, countIf({UNMEASURED}) AS unmeasured_events,
        groupUniqArray(20)(price_source) AS price_sources, groupUniqArray(20)(catalog_version) AS catalog_versions
 FROM {{db:Identifier}}.usage_events FINAL
 {where}

@@ -13,6 +13,13 @@ valid FOCUS row (ListUnitPrice must not be null for Usage): it is left out and
 counted on stderr, or with ``include_unpriced`` written with zero costs, null
 unit prices and x_PricingStatus = "unpriced".
 
+How much of a row was measured rides beside it: x_EstimatedEvents (requests
+whose usage the plugin estimated, labelled, not counted by the provider),
+x_EstimatedCostShare (their part of the group's contracted cost, 0..1) and
+x_UnmeasuredEvents (answered requests it could not measure at all: their cost
+is missing, not zero). They describe the whole group, so each of its rows
+carries the same values.
+
 Column names, types, nullability and allowed values follow the FOCUS 1.2
 specification (FinOps Foundation, specification/columns/*.md at tag v1.2);
 our own dimensions ride in x_ columns as the spec's custom-column rule asks.
@@ -30,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ...periods import day_bounds
-from ...rollups.columns import GROUP_KEY, NAMES
+from ...rollups.columns import GROUP_KEY, MEASUREMENT, NAMES
 from .allocation_config import AllocationConfig
 from .runner import Runner
 from .source import SourcePlan, plan, render
@@ -87,6 +94,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("x_CatalogVersion", "String"),
     ("x_Consumer", "String"),
     ("x_ConsumerName", "String"),
+    ("x_EstimatedCostShare", "Decimal"),
+    ("x_EstimatedEvents", "Integer"),
     ("x_Events", "Integer"),
     ("x_ListPriceSource", "String"),
     ("x_Model", "String"),
@@ -100,10 +109,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("x_Team", "String"),
     ("x_Tenant", "String"),
     ("x_TokenType", "String"),
+    ("x_UnmeasuredEvents", "Integer"),
 )
 COLUMN_NAMES = tuple(name for name, _ in COLUMNS)
 # Decimal scales in Parquet: costs carry the store's 18, unit prices 12 (per 1M tokens), quantities 6.
-DECIMAL_SCALE = {"ListUnitPrice": 12, "ContractedUnitPrice": 12, "PricingQuantity": 6, "ConsumedQuantity": 0}
+DECIMAL_SCALE = {"ListUnitPrice": 12, "ContractedUnitPrice": 12, "PricingQuantity": 6, "ConsumedQuantity": 0, "x_EstimatedCostShare": 6}
 # Unit price (12 decimals) x quantity (6) needs up to ~40 digits; Python's default context keeps 28.
 EXACT = Context(prec=80)
 COST_SCALE = 18
@@ -118,6 +128,7 @@ UNITS: tuple[tuple[str, str, str | None, str], ...] = (
     ("request", "API Requests", None, "request"),
 )
 # How providers are named in FOCUS: (ProviderName, ServiceName). Unknown ones: title-cased id.
+# Every provider the plugin's registry can record has a row (tests/analytics/reports/test_focus.py).
 PROVIDERS: dict[str, tuple[str, str]] = {
     "openai": ("OpenAI", "OpenAI API"),
     "anthropic": ("Anthropic", "Claude API"),
@@ -132,6 +143,8 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "deepseek": ("DeepSeek", "DeepSeek API"),
     "x-ai": ("xAI", "xAI API"),
     "groq": ("Groq", "GroqCloud"),
+    "ollama": ("Ollama (self-hosted)", "Ollama API"),
+    "openai-compatible": ("OpenAI-compatible (self-hosted)", "OpenAI-compatible API"),
 }
 # Who made the model, by model-name prefix (PublisherName): a Claude model on Bedrock is Anthropic's.
 PUBLISHERS: tuple[tuple[str, str], ...] = (
@@ -153,6 +166,10 @@ class ExportSummary:
     unpriced_models: list[str]
     billed_cost: Decimal
     list_cost: Decimal
+    events: int = 0
+    estimated_events: int = 0
+    estimated_cost: Decimal = Decimal(0)
+    unmeasured_events: int = 0
 
 
 def render_day(day_plan: SourcePlan, database: str) -> tuple[str, dict[str, Any]]:
@@ -163,7 +180,8 @@ def render_day(day_plan: SourcePlan, database: str) -> tuple[str, dict[str, Any]
 SELECT {keys}, {", ".join(f"max({n})" for n in NAMES)},
        sum(events), sum(input_tokens) - sum(cached_input_tokens) - sum(cache_write_input_tokens),
        sum(cached_input_tokens), sum(cache_write_input_tokens),
-       sum(output_tokens) - sum(reasoning_tokens), sum(reasoning_tokens)
+       sum(output_tokens) - sum(reasoning_tokens), sum(reasoning_tokens),
+       sum(cost_total), {", ".join(f"sum({m})" for m in MEASUREMENT)}
 FROM (
 {source}
 )
@@ -173,7 +191,8 @@ ORDER BY {keys}
     return sql, params
 
 
-_GROUP_FIELDS = (*GROUP_KEY, *NAMES, "events", "uncached_input_tokens", "cached_input_tokens", "cache_write_input_tokens", "non_reasoning_output_tokens", "reasoning_tokens")
+_TOKEN_FIELDS = ("uncached_input_tokens", "cached_input_tokens", "cache_write_input_tokens", "non_reasoning_output_tokens", "reasoning_tokens")
+_GROUP_FIELDS = (*GROUP_KEY, *NAMES, "events", *_TOKEN_FIELDS, "cost_total", *MEASUREMENT)
 
 
 def focus_rows(group: dict[str, Any], day: date, config: AllocationConfig, *, include_unpriced: bool) -> Iterator[dict[str, Any]]:
@@ -188,6 +207,9 @@ def focus_rows(group: dict[str, Any], day: date, config: AllocationConfig, *, in
     month = datetime(day.year, day.month, 1, tzinfo=UTC)
     next_month = datetime(day.year + (day.month == 12), day.month % 12 + 1, 1, tzinfo=UTC)
     sku_model = group["price_model_id"] or model
+    # The group's usage the plugin estimated, as a share of its contracted cost (the same on each of its rows).
+    cost = Decimal(group["cost_total"])
+    estimated_share = EXACT.divide(Decimal(group["estimated_cost_total"]), cost).quantize(Decimal("0.000001")) if cost else Decimal(0)
     tags = {k: v for k, v in (("tenant", group["tenant"]), ("team", group["team"]), ("app", group["app"]), ("consumer", group["consumer_id"]), ("route", group["route_id"])) if v}
     for token_type, meter, tokens_column, rate in UNITS:
         list_rate = Decimal(group[f"list_rate_{rate}_e12"]).scaleb(-12)
@@ -253,6 +275,8 @@ def focus_rows(group: dict[str, Any], day: date, config: AllocationConfig, *, in
             "x_CatalogVersion": group["catalog_version"],
             "x_Consumer": group["consumer_id"],
             "x_ConsumerName": group["consumer_name"],
+            "x_EstimatedCostShare": estimated_share,
+            "x_EstimatedEvents": int(group["estimated_events"]),
             "x_Events": int(group["events"]),
             "x_ListPriceSource": group["list_price_source"],
             "x_Model": model,
@@ -266,6 +290,7 @@ def focus_rows(group: dict[str, Any], day: date, config: AllocationConfig, *, in
             "x_Team": group["team"],
             "x_Tenant": group["tenant"],
             "x_TokenType": token_type,
+            "x_UnmeasuredEvents": int(group["unmeasured_events"]),
         }
 
 
@@ -296,9 +321,13 @@ def export(
             batch: list[dict[str, Any]] = []
             for row in rows:
                 group = dict(zip(_GROUP_FIELDS, row))
+                summary.events += int(group["events"])
+                summary.estimated_events += int(group["estimated_events"])
+                summary.estimated_cost = EXACT.add(summary.estimated_cost, Decimal(group["estimated_cost_total"]))
+                summary.unmeasured_events += int(group["unmeasured_events"])
                 if group["pricing_status"] != "priced":
                     summary.unpriced_events += int(group["events"])
-                    summary.unpriced_tokens += sum(int(group[c]) for c in _GROUP_FIELDS[-5:])
+                    summary.unpriced_tokens += sum(int(group[c]) for c in _TOKEN_FIELDS)
                     unpriced_models.add(group["model"])
                 for focus_row in focus_rows(group, day, config, include_unpriced=include_unpriced):
                     summary.billed_cost = EXACT.add(summary.billed_cost, focus_row["BilledCost"])

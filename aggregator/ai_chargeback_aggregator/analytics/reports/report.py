@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from ...periods import day_bounds
-from .allocation import Line, allocate, round_column, round_lines
+from .allocation import Line, allocate, round_column, round_lines, to_cents
 from .allocation_config import AllocationConfig
 from .handle import Handle
 from .losses import quarantined_events, replay_conflicts, reported_losses
@@ -30,6 +30,8 @@ CURRENCY = "USD"
 UNATTRIBUTED_LABEL = "(unattributed)"
 TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_tokens")
 UNPRICED_FLAG = "UNPRICED"
+ESTIMATED_FLAG = "ESTIMATED"
+UNMEASURED_FLAG = "UNMEASURED"
 
 
 @dataclass
@@ -52,7 +54,12 @@ class Report:
         return {
             "mode": self.mode,
             "by": self.by,
-            "period": {"from": self.first.isoformat(), "to": self.last.isoformat(), "start": _iso(self.start), "end_exclusive": _iso(self.end)},
+            "period": {
+                "from": self.first.isoformat(),
+                "to": self.last.isoformat(),
+                "start": _iso(self.start),
+                "end_exclusive": _iso(self.end),
+            },
             "currency": self.currency,
             "generated_at": _iso(self.generated_at),
             "sources": self.sources,
@@ -101,6 +108,10 @@ def build_report(
         line.unpriced_events += int(r["unpriced_events"])
         line.unpriced_tokens += int(r["unpriced_tokens"])
         line.unpriced_models = sorted(set(line.unpriced_models) | set(r["unpriced_models"]))
+        line.estimated_events += int(r["estimated_events"])
+        line.estimated_cost += r["estimated_cost"]
+        line.estimated_list_cost += r["estimated_list_cost"]
+        line.unmeasured_events += int(r["unmeasured_events"])
         period = config.fee_period(int(r["fee_period"])) if mode == "chargeback" else None
         if period is not None:
             line.fee += Decimal(int(r["events"])) * period.per_request + r["cost"] * period.uplift_percent / Decimal(100)
@@ -119,6 +130,7 @@ def build_report(
     else:
         _showback_lines(report, ordered, first, last, by, filters)
     _unpriced_totals(report, ordered)
+    _measurement_totals(report, ordered)
     _delivery_gaps(report, runner, start, end)
     return report
 
@@ -129,8 +141,7 @@ def _delivery_gaps(report: Report, runner: Runner, start: datetime, end: datetim
     report.totals["events_lost_reported"] = lost
     if lost:
         report.warnings.append(
-            f"gateways reported {lost} events lost in this period ({', '.join(reasons)}): "
-            "those requests are not in these figures"
+            f"gateways reported {lost} events lost in this period ({', '.join(reasons)}): those requests are not in these figures"
         )
     quarantined, fields = quarantined_events(runner, start, end)
     report.totals["events_quarantined"] = quarantined
@@ -148,7 +159,7 @@ def _delivery_gaps(report: Report, runner: Runner, start: datetime, end: datetim
         )
 
 
-def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, str] | None) -> dict[str, Any]:
+def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, str] | None, *, chargeback: bool) -> dict[str, Any]:
     return {
         "key": line.key,
         "label": line.label,
@@ -158,15 +169,25 @@ def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, st
         "unpriced_tokens": line.unpriced_tokens,
         "unpriced_models": line.unpriced_models,
         "flag": UNPRICED_FLAG if line.unpriced_events else "",
+        **_measurement(line, chargeback=chargeback),
         # The filters go into the handle: explain then lists exactly this line's events.
         "handle": Handle.of(first, last, by, line.key, filters).encode(),
     }
 
 
-def _showback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None) -> None:
+def _showback_lines(
+    report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None
+) -> None:
     cents, total = round_column([line.list_cost for line in lines])
     for line, c in zip(lines, cents):
-        report.lines.append({**_base(line, first, last, by, filters), "list_cost": money_text(c), "list_cost_exact": str(line.list_cost), "cost_exact": str(line.cost)})
+        report.lines.append(
+            {
+                **_base(line, first, last, by, filters, chargeback=False),
+                "list_cost": money_text(c),
+                "list_cost_exact": str(line.list_cost),
+                "cost_exact": str(line.cost),
+            }
+        )
     report.totals = {
         **_sum_usage(lines),
         "list_cost": money_text(total),
@@ -175,14 +196,16 @@ def _showback_lines(report: Report, lines: list[Line], first: date, last: date, 
     }
 
 
-def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None) -> None:
+def _chargeback_lines(
+    report: Report, lines: list[Line], first: date, last: date, by: str, filters: Mapping[str, str] | None
+) -> None:
     per_line, total = round_lines(lines)
     source = next((line for line in lines if line.gives), None)
     for line, c in zip(lines, per_line):
         moved_cost, moved_fee = line.allocated_exact(source)
         report.lines.append(
             {
-                **_base(line, first, last, by, filters),
+                **_base(line, first, last, by, filters, chargeback=True),
                 "model_cost": money_text(c.model_cost),
                 "platform_fee": money_text(c.platform_fee),
                 "allocated_in": money_text(c.allocated_in),
@@ -204,19 +227,75 @@ def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date
 
 
 def _sum_usage(lines: list[Line]) -> dict[str, Any]:
-    return {"events": sum(line.events for line in lines), **{t: sum(line.tokens.get(t, 0) for line in lines) for t in TOKEN_FIELDS}}
+    return {
+        "events": sum(line.events for line in lines),
+        **{t: sum(line.tokens.get(t, 0) for line in lines) for t in TOKEN_FIELDS},
+    }
 
 
 def _unpriced_totals(report: Report, lines: list[Line]) -> None:
     events = sum(line.unpriced_events for line in lines)
     tokens = sum(line.unpriced_tokens for line in lines)
     models = sorted({m for line in lines for m in line.unpriced_models})
-    report.totals.update({"unpriced_events": events, "unpriced_tokens": tokens, "unpriced_models": models, "flag": UNPRICED_FLAG if events else ""})
+    report.totals.update(
+        {"unpriced_events": events, "unpriced_tokens": tokens, "unpriced_models": models, "flag": UNPRICED_FLAG if events else ""}
+    )
     if events:
         report.warnings.append(
             f"{UNPRICED_FLAG}: {events} event(s), {tokens} token(s) have no known price and are NOT in the costs "
             f"(models: {', '.join(models) or '?'}); add a price override and reprice"
         )
+
+
+def _measurement(line: Line, *, chargeback: bool) -> dict[str, Any]:
+    """How much of a line was estimated or could not be measured, as counts and shares.
+
+    Shares are fractions (0.0123 = 1.23%) of the line's requests and of its own
+    cost in the report's cost basis (list cost in showback, contracted model cost
+    in chargeback; what allocation moves between lines does not change them).
+    """
+    cost, estimated_cost = (line.cost, line.estimated_cost) if chargeback else (line.list_cost, line.estimated_list_cost)
+    return {
+        "estimated_events": line.estimated_events,
+        "estimated_request_share": _share(Decimal(line.estimated_events), Decimal(line.events)),
+        "estimated_cost": money_text(to_cents(estimated_cost)),
+        "estimated_cost_share": _share(estimated_cost, cost),
+        "unmeasured_events": line.unmeasured_events,
+        "unmeasured_request_share": _share(Decimal(line.unmeasured_events), Decimal(line.events)),
+    }
+
+
+def _measurement_totals(report: Report, lines: list[Line]) -> None:
+    total = Line(
+        key="", label="", events=sum(line.events for line in lines),
+        cost=sum((line.cost for line in lines), Decimal(0)), list_cost=sum((line.list_cost for line in lines), Decimal(0)),
+        estimated_events=sum(line.estimated_events for line in lines),
+        estimated_cost=sum((line.estimated_cost for line in lines), Decimal(0)),
+        estimated_list_cost=sum((line.estimated_list_cost for line in lines), Decimal(0)),
+        unmeasured_events=sum(line.unmeasured_events for line in lines),
+    )  # fmt: skip
+    figures = _measurement(total, chargeback=report.mode == "chargeback")
+    report.totals.update(figures)
+    if total.estimated_events:
+        report.warnings.append(
+            f"{ESTIMATED_FLAG}: {total.estimated_events} of {total.events} request(s) ({percent_text(figures['estimated_request_share'])}) "
+            f"carry estimated usage, {figures['estimated_cost']} of the cost ({percent_text(figures['estimated_cost_share'])}): "
+            "labelled estimates, not measured counts"
+        )
+    if total.unmeasured_events:
+        report.warnings.append(
+            f"{UNMEASURED_FLAG}: {total.unmeasured_events} answered request(s) ({percent_text(figures['unmeasured_request_share'])}) "
+            "could not be measured: their usage and cost are NOT in these figures"
+        )
+
+
+def _share(part: Decimal, whole: Decimal) -> float:
+    return round(float(part / whole), 6) if whole else 0.0
+
+
+def percent_text(share: float) -> str:
+    """A share (0.0123) as the reports print it: '1.23%'. Public, like money_text."""
+    return f"{share * 100:.2f}%"
 
 
 def money_text(cents: int) -> str:

@@ -2,7 +2,9 @@
 
 Both take the same parameterized (sql, params) and answer (columns, rows) with
 the same Python types, so a report never knows which it used. Read-only is
-enforced by ClickHouse (`readonly`), in both cases.
+enforced by ClickHouse (`readonly`) in both cases; the endpoint also checks each
+query's parse tree (server/sql_guard.py), so report SQL stays within what it
+allows: one SELECT over the chargeback database, no SETTINGS.
 """
 
 from __future__ import annotations

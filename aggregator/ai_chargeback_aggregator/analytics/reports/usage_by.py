@@ -35,6 +35,7 @@ def key_expression(column: str) -> str:
 COLUMNS = (
     "key", "label", "fee_period", "events", "input_tokens", "cached_input_tokens", "cache_write_input_tokens",
     "output_tokens", "reasoning_tokens", "cost", "list_cost", "unpriced_events", "unpriced_tokens", "unpriced_models",
+    "estimated_events", "estimated_cost", "estimated_list_cost", "unmeasured_events",
 )  # fmt: skip
 
 
@@ -55,7 +56,8 @@ SELECT {key_expression(column)} AS key,
        sum(list_cost_total) AS list_cost,
        sumIf(events, pricing_status = 'unpriced') AS unpriced_events,
        sumIf(input_tokens + output_tokens, pricing_status = 'unpriced') AS unpriced_tokens,
-       arraySort(groupUniqArrayIf({MAX_UNPRICED_MODELS})(model, pricing_status = 'unpriced')) AS unpriced_models
+       arraySort(groupUniqArrayIf({MAX_UNPRICED_MODELS})(model, pricing_status = 'unpriced')) AS unpriced_models,
+       sum(estimated_events), sum(estimated_cost_total), sum(estimated_list_cost_total), sum(unmeasured_events)
 FROM (
 {source}
 )

@@ -2,6 +2,8 @@
 -- (days without traffic show zeros, so a chart has no gaps).
 --
 -- Reads usage_events FINAL. Optional tenant filter: '' means every tenant.
+-- A day without usage finds no row to join: the LEFT JOIN gives it the
+-- columns' defaults, zeros (no SETTINGS: POST /v1/sql refuses them).
 --
 -- Parameters:
 --   db      Identifier    database holding usage_events
@@ -13,12 +15,12 @@
 --   day, events, input_tokens, output_tokens, cost, list_cost, unpriced_events
 SELECT
     days.day AS day,
-    ifNull(usage.events, 0) AS events,
-    ifNull(usage.input_tokens, 0) AS input_tokens,
-    ifNull(usage.output_tokens, 0) AS output_tokens,
-    ifNull(usage.cost, toDecimal128(0, 18)) AS cost,
-    ifNull(usage.list_cost, toDecimal128(0, 18)) AS list_cost,
-    ifNull(usage.unpriced_events, 0) AS unpriced_events
+    usage.events AS events,
+    usage.input_tokens AS input_tokens,
+    usage.output_tokens AS output_tokens,
+    usage.cost AS cost,
+    usage.list_cost AS list_cost,
+    usage.unpriced_events AS unpriced_events
 FROM
 (
     SELECT {start:Date} + number AS day
@@ -40,4 +42,3 @@ LEFT JOIN
     GROUP BY day
 ) AS usage ON usage.day = days.day
 ORDER BY day
-SETTINGS join_use_nulls = 1

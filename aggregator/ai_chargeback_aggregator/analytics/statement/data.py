@@ -6,7 +6,8 @@ Every amount comes from ``build_report`` (report.py); nothing here queries cost:
   numbers ``chargeback report --by app --team T`` prints;
 * lines by model: ``build_report(by="model")`` with the same filters;
 * app x model lines: ``build_report(by="model")`` per app (filters team + app);
-* the daily series: ``build_report(by="app")`` one UTC day at a time.
+* the daily series: the report's source read once by day and app (reports/series.py),
+  with the report's fee formula per day.
 
 The app x model lines and the days are finer cuts of the same usage. Their exact
 amounts are rounded to cents again with the reports' largest-remainder method:
@@ -21,15 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from ...periods import day_bounds
 from ..reports.allocation import largest_remainder
 from ..reports.allocation_config import AllocationConfig, UnattributedRule
-from ..reports.report import Report, build_report, money_text
+from ..reports.report import UNATTRIBUTED_LABEL, Report, build_report, money_text
 from ..reports.runner import Runner
+from ..reports.series import daily, days_of
 from ..reports.source import FILTERABLE
 from ..reports.usage_by import UNATTRIBUTED_VALUES
 
@@ -40,6 +42,7 @@ MONEY_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 MAX_DAYS = 366  # one report per day: a year is the most a page should chart
 _RAW = {"model": "billing_model"}  # raw events name the billed model differently
+SORT_KEY = frozenset(("tenant", "team", "app"))  # leading columns of usage_events' sort key (migration 0001)
 
 META_SQL = """
 SELECT count() AS events,
@@ -51,7 +54,7 @@ SELECT count() AS events,
        max(ingested_at) AS last_written_at,
        countIf(notEmpty(identity_conflicts)) AS identity_conflicts
 FROM {{db:Identifier}}.usage_events FINAL
-PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}
+PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}{narrow}
 WHERE 1{where}
 """
 
@@ -59,7 +62,7 @@ IDENTITY_SQL = """
 SELECT pair.1 AS attribute, pair.2 AS source, count() AS requests
 FROM {{db:Identifier}}.usage_events FINAL
 ARRAY JOIN [('tenant', toString(tenant_source)), ('team', toString(team_source)), ('app', toString(app_source))] AS pair
-PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}
+PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}{narrow}
 WHERE 1{where}
 GROUP BY attribute, source
 ORDER BY indexOf(['tenant', 'team', 'app'], attribute), requests DESC, source
@@ -115,7 +118,10 @@ def build_statement(
     mode: str = "showback",
     config: AllocationConfig | None = None,
     tenant: str | None = None,
+    facts: bool = True,
 ) -> Statement:
+    """``facts=False`` leaves out what is not money (tenants seen, catalogs, freshness, identity sources):
+    the two queries on raw events, for views that show only the amounts."""
     if not team:
         raise ValueError("--team is required")
     if (last - first).days + 1 > MAX_DAYS:
@@ -140,7 +146,7 @@ def build_statement(
     statement = Statement(
         team=team, filters=filters, mode=mode, first=first, last=last, generated_at=datetime.now(UTC),
         by_app=by_app, by_model=by_model, own_by_app=own_by_app, detail=detail, days=days,
-        identity=_identity(runner, first, last, filters), meta=_meta(runner, first, last, filters),
+        identity=_identity(runner, first, last, filters) if facts else [], meta=_meta(runner, first, last, filters) if facts else {},
     )  # fmt: skip
     if mode == "chargeback":
         # What the team is charged once unattributed usage is allocated between teams:
@@ -195,19 +201,28 @@ def _days(
     filters: Mapping[str, str],
     columns: Sequence[tuple[str, str]],
 ) -> list[DaySpend]:
-    reports: list[tuple[date, Report]] = []
-    day = first
-    while day <= last:
-        reports.append((day, build_report(runner, by="app", first=day, last=day, mode=mode, config=config, filters=filters)))
-        day += timedelta(days=1)
-    rows = [{**report.totals} for _, report in reports]
-    round_into(rows, by_app.totals, columns)
-    result = []
-    for (day, report), row in zip(reports, rows):
-        by_app_exact = {line["label"]: sum((Decimal(line[exact]) for _, exact in columns), Decimal(0)) for line in report.lines}
-        amount = sum(cents(row[c]) for c, _ in columns)
-        result.append(DaySpend(day=day, events=int(row["events"]), amount=money_text(amount), by_app=by_app_exact))
-    return result
+    """The period's days, from one pass over the report's source (reports/series.py), fees as the report charges them."""
+    starts = config.fee_starts() if mode == "chargeback" else []
+    rows: dict[date, dict[str, Any]] = {
+        day: {"events": 0, "list_cost_exact": Decimal(0), "model_cost_exact": Decimal(0), "platform_fee_exact": Decimal(0), "by_app": {}}
+        for day in days_of(first, last)
+    }  # fmt: skip
+    for line in daily(runner, first=first, last=last, by="app", filters=filters):
+        row = rows[line.day]
+        fee = Decimal(0)
+        period = config.fee_period(sum(1 for start in starts if start <= line.day)) if mode == "chargeback" else None
+        if period is not None:  # the report's fee, per (line, fee period): linear, so it splits by day exactly
+            fee = Decimal(line.events) * period.per_request + line.cost * period.uplift_percent / Decimal(100)
+        row["events"] += line.events
+        row["list_cost_exact"] += line.list_cost
+        row["model_cost_exact"] += line.cost
+        row["platform_fee_exact"] += fee
+        label = UNATTRIBUTED_LABEL if line.key == "" else line.label or line.key
+        row["by_app"][label] = row["by_app"].get(label, Decimal(0)) + (line.cost + fee if mode == "chargeback" else line.list_cost)
+    ordered = [rows[day] for day in sorted(rows)]
+    round_into(ordered, by_app.totals, columns)
+    return [DaySpend(day=day, events=row["events"], amount=money_text(sum(cents(row[c]) for c, _ in columns)), by_app=row["by_app"])
+            for day, row in zip(sorted(rows), ordered)]  # fmt: skip
 
 
 def round_into(rows: list[dict[str, Any]], totals: Mapping[str, Any], columns: Sequence[tuple[str, str]]) -> None:
@@ -236,6 +251,12 @@ def _where(filters: Mapping[str, str], params: dict[str, Any]) -> str:
     return clauses
 
 
+def _narrow(filters: Mapping[str, str]) -> str:
+    """The filters on usage_events' sort key (tenant, team, app) again before FINAL: every version of an
+    event has the same sort key, and the primary index then skips other teams' granules."""
+    return "".join(f" AND {name} = {{w{i}:String}}" for i, (name, _) in enumerate(sorted(filters.items())) if name in SORT_KEY)
+
+
 def _params(runner: Runner, first: date, last: date) -> dict[str, Any]:
     start, end = day_bounds(first, last)
     return {"db": runner.database, "start": start, "end": end}
@@ -243,7 +264,7 @@ def _params(runner: Runner, first: date, last: date) -> dict[str, Any]:
 
 def _meta(runner: Runner, first: date, last: date, filters: Mapping[str, str]) -> dict[str, Any]:
     params = _params(runner, first, last)
-    columns, rows = runner.query(META_SQL.format(where=_where(filters, params)), params)
+    columns, rows = runner.query(META_SQL.format(where=_where(filters, params), narrow=_narrow(filters)), params)
     meta = dict(zip(columns, rows[0])) if rows else {}
     if not meta.get("events"):
         # min/max over no rows are the epoch, not "never"
@@ -253,7 +274,7 @@ def _meta(runner: Runner, first: date, last: date, filters: Mapping[str, str]) -
 
 def _identity(runner: Runner, first: date, last: date, filters: Mapping[str, str]) -> list[dict[str, Any]]:
     params = _params(runner, first, last)
-    columns, rows = runner.query(IDENTITY_SQL.format(where=_where(filters, params)), params)
+    columns, rows = runner.query(IDENTITY_SQL.format(where=_where(filters, params), narrow=_narrow(filters)), params)
     found = [dict(zip(columns, row)) for row in rows]
     totals: dict[str, int] = {}
     for row in found:

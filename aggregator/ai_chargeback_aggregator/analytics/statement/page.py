@@ -18,7 +18,7 @@ from html import escape
 from typing import Any
 
 from ... import __version__
-from ..reports.report import money_text
+from ..reports.report import money_text, percent_text
 from .charts import OTHER, PALETTE, Bar, Day, attr, bar_chart, colors_for, daily_chart, legend, share_bar
 from .data import Statement, cents
 
@@ -59,6 +59,7 @@ def render_page(statement: Statement, *, billing_account: str = "Kong AI Gateway
         _masthead(s, billing_account),
         _empty(s),
         _unpriced(s),
+        _measurement(s),
         _totals(s),
         _daily(s),
         '<div class="two">',
@@ -217,6 +218,44 @@ def _unpriced(s: Statement) -> str:
         "and regenerate this statement.</p>"
         '<table class="grid compact"><thead><tr><th>App</th><th>Model</th><th class="num">Requests</th>'
         f'<th class="num">Tokens</th><th>Drill-down handle</th></tr></thead><tbody>{rows}</tbody></table></section>'
+    )
+
+
+def _measurement(s: Statement) -> str:
+    """Estimated usage is labelled, never passed off as measured; an unmeasured answer never as free."""
+    t = s.totals
+    estimated, unmeasured = int(t.get("estimated_events") or 0), int(t.get("unmeasured_events") or 0)
+    if not estimated and not unmeasured:
+        return ""
+    rows = "".join(
+        f'<tr data-handle="{attr(line["handle"])}"><td>{escape(line["app"])}</td><td>{escape(line["model"])}</td>'
+        f'<td class="num">{_n(line["estimated_events"])}</td><td class="num">{money(line["estimated_cost"])}</td>'
+        f'<td class="num">{_n(line["unmeasured_events"])}</td><td><code>{escape(line["handle"])}</code></td></tr>'
+        for line in s.detail
+        if line.get("estimated_events") or line.get("unmeasured_events")
+    )
+    parts = []
+    if estimated:
+        parts.append(
+            f'<strong data-total="estimated_events" data-value="{estimated}">{_n(estimated)}</strong> of {_n(t["events"])} request(s) '
+            f"({percent_text(t['estimated_request_share'])}) carry <em>estimated</em> usage, "
+            f'<strong data-total="estimated_cost" data-value="{attr(t["estimated_cost"])}">{money(t["estimated_cost"])}</strong> '
+            f"({percent_text(t['estimated_cost_share'])}) of the amount: the gateway could not see the provider's count (a streamed "
+            "answer, a body too large to read) and estimated it, with the error bound stated in each request's note."
+        )
+    if unmeasured:
+        parts.append(
+            f'<strong data-total="unmeasured_events" data-value="{unmeasured}">{_n(unmeasured)}</strong> answered request(s) '
+            f"({percent_text(t['unmeasured_request_share'])}) could not be measured at all: their usage and cost are "
+            "<em>not</em> in the amounts below."
+        )
+    return (
+        '<section class="notice" data-section="measurement">'
+        '<h2><span class="badge">ESTIMATED</span> Usage the gateway estimated or could not measure</h2>'
+        f'<p>{" ".join(parts)} <code>chargeback explain HANDLE</code> lists the requests and their notes.</p>'
+        '<table class="grid compact"><thead><tr><th>App</th><th>Model</th><th class="num">Estimated requests</th>'
+        '<th class="num">Estimated amount</th><th class="num">Unmeasured requests</th><th>Drill-down handle</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></section>"
     )
 
 

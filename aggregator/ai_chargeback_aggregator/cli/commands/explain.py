@@ -20,7 +20,7 @@ from ..render import FORMATS, Report, Section, plain, render
 
 TABLE_COLUMNS = ("event_id", "started_at", "team", "team_source", "app", "app_source", "consumer_username", "billing_model",
                  "price_tier", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "cost_total",
-                 "pricing_status", "price_source", "price_model_id")  # fmt: skip
+                 "pricing_status", "price_source", "price_model_id", "usage_source", "usage_note")  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -50,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     print(f"wrote {summary.rows:,} FOCUS rows for {summary.days} day(s) to {summary.path}: "
           f"BilledCost {summary.billed_cost.normalize():f} USD, ListCost {summary.list_cost.normalize():f} USD", file=sys.stderr)  # fmt: skip
+    if summary.estimated_events or summary.unmeasured_events:
+        print(f"ESTIMATED: {summary.estimated_events} of {summary.events} event(s) carry estimated usage "
+              f"({summary.estimated_cost.normalize():f} USD contracted, x_EstimatedEvents / x_EstimatedCostShare); "
+              f"UNMEASURED: {summary.unmeasured_events} answered event(s) could not be measured (x_UnmeasuredEvents)",
+              file=sys.stderr)  # fmt: skip
     if summary.unpriced_events:
         action = "written with zero cost" if args.include_unpriced else "NOT exported"
         print(f"UNPRICED: {summary.unpriced_events} event(s), {summary.unpriced_tokens} token(s) {action} "

@@ -8,7 +8,10 @@ the platform fee, with unattributed usage kept, given to an owner or split pro
 rata per the allocation config. Amounts are exact to the cent and add up to the
 totals. Every line has a drill-down handle for `chargeback explain`. Usage
 without a known price is flagged UNPRICED on its line and in the totals (exit 1).
-Exit 0: complete; 1: unpriced usage present; 2: error.
+Usage the plugin estimated, and answered requests it could not measure, are
+counted per line and in the totals, with their share of requests and cost
+(warnings ESTIMATED / UNMEASURED).
+Exit 0: complete; 1: unpriced usage present, or no usage at all in the period; 2: error.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from ..render import FORMATS, Report, Section, render
 
 BY = ("team", "tenant", "app", "model", "consumer", "route", "provider")
 USAGE_COLUMNS = ("events", "input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_tokens")
+# Usage the plugin estimated (labelled) or could not measure: shares of the line's requests and cost.
+MEASUREMENT_COLUMNS = ("estimated_events", "estimated_request_share", "estimated_cost", "estimated_cost_share",
+                       "unmeasured_events", "unmeasured_request_share")  # fmt: skip
 SHOWBACK_COLUMNS = ("label", "key", *USAGE_COLUMNS, "list_cost", "list_cost_exact", "cost_exact",
-                    "unpriced_events", "unpriced_tokens", "unpriced_models", "flag", "handle")  # fmt: skip
+                    "unpriced_events", "unpriced_tokens", "unpriced_models", *MEASUREMENT_COLUMNS, "flag", "handle")  # fmt: skip
 SHOWBACK_TABLE = ("label", *USAGE_COLUMNS, "list_cost", "flag", "handle")
 CHARGEBACK_COLUMNS = ("label", "key", *USAGE_COLUMNS, "model_cost", "platform_fee", "allocated_in", "total",
                       "model_cost_exact", "platform_fee_exact", "unpriced_events", "unpriced_tokens", "unpriced_models",
-                      "flag", "note", "handle")  # fmt: skip
+                      *MEASUREMENT_COLUMNS, "flag", "note", "handle")  # fmt: skip
 CHARGEBACK_TABLE = ("label", "events", "input_tokens", "output_tokens", "model_cost", "platform_fee", "allocated_in", "total",
                     "flag", "note", "handle")  # fmt: skip
 
@@ -69,7 +75,17 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         render(_as_render_report(report), args.format, sys.stdout)
-    return EXIT_FINDINGS if report.totals.get("unpriced_events") else EXIT_OK
+    return EXIT_OK if verdict(report) == COMPLETE else EXIT_FINDINGS
+
+
+COMPLETE = "complete"
+
+
+def verdict(report: Any) -> str:
+    """An empty period is not a complete one: it usually means the wrong month, store or aggregator."""
+    if not report.totals.get("events") and not report.totals.get("events_lost_reported"):
+        return f"no usage recorded from {report.first} to {report.last}"
+    return "unpriced usage present" if report.totals.get("unpriced_events") else COMPLETE
 
 
 def report_filters(args: argparse.Namespace) -> dict[str, str] | None:
@@ -92,8 +108,8 @@ def _as_render_report(report: Any) -> Report:
             notes.append(f"platform fee from {fee['effective_from']}: {fee['per_request_usd']} USD/request + {fee['uplift_percent']}% of model cost")
     return Report(
         title=f"{report.mode.title()} by {report.by} ({report.currency})",
-        ok=not report.totals.get("unpriced_events"),
-        verdict="complete" if not report.totals.get("unpriced_events") else "unpriced usage present",
+        ok=verdict(report) == COMPLETE,
+        verdict=verdict(report),
         reasons=report.warnings,
         sections=[
             Section("lines", f"By {report.by}", columns, report.lines, CHARGEBACK_TABLE if chargeback else SHOWBACK_TABLE),

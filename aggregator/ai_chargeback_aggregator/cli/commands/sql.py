@@ -6,8 +6,10 @@
     chargeback sql --list     # the shipped queries (analytics/sql/README.md documents each)
 
 Through a running aggregator's POST /v1/sql when one runs (--url/--aggregator
-with --token/--sql-token or CHARGEBACK_SQL_TOKEN), else straight from the
-store. Either way ClickHouse runs it read-only (readonly = 2): writes fail.
+with --token/--sql-token or CHARGEBACK_SQL_TOKEN, or the token a local
+`chargeback serve` keeps beside the store), else straight from the store.
+Either way it runs read-only; through the aggregator it must also be one SELECT
+over the chargeback database, without SETTINGS (docs/security.md).
 Values go as bound parameters ({name:Type} in the query), never spliced into
 the text. Name tables as {db:Identifier}.usage_events (``db`` is bound to the
 store's database, as the shipped queries do) or chargeback.usage_events.

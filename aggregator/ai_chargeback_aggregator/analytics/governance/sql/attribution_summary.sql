@@ -20,6 +20,12 @@
 --   conflict_requests, conflict_share
 --   header_team_requests, header_team_share   team taken from a request header (spoofable)
 --   unpriced_requests, unpriced_share          no known price: cost undercounted
+--   estimated_requests, estimated_request_share, estimated_cost, estimated_cost_share
+--                                              usage the plugin estimated (labelled), not measured
+--   unmeasured_requests, unmeasured_share      answered (allowed) requests with no usage at all:
+--                                              their cost is missing from every bill
+--   ai_proxy_zero_output_requests              Kong ai-proxy said 0 output tokens for a 200 answer
+--                                              with a body (Kong/kong#14535, #14768): estimated instead
 --   teams, consumers, credentials              distinct attributed teams, consumers, credential fingerprints
 --   first_seen, last_seen
 WITH team IN ('', 'unattributed') AS unattributed
@@ -36,6 +42,13 @@ SELECT
     if(requests = 0, 0., header_team_requests / requests) AS header_team_share,
     countIf(pricing_status != 'priced') AS unpriced_requests,
     if(requests = 0, 0., unpriced_requests / requests) AS unpriced_share,
+    countIf(usage_source = 'estimated') AS estimated_requests,
+    if(requests = 0, 0., estimated_requests / requests) AS estimated_request_share,
+    sumIf(cost_total, usage_source = 'estimated') AS estimated_cost,
+    if(cost = 0, 0., toFloat64(estimated_cost) / toFloat64(cost)) AS estimated_cost_share,
+    countIf(usage_source = 'none' AND policy_outcome = 'allowed') AS unmeasured_requests,
+    if(requests = 0, 0., unmeasured_requests / requests) AS unmeasured_share,
+    countIf(has(splitByChar(',', toString(usage_note)), 'kong-ai-proxy-zero-output')) AS ai_proxy_zero_output_requests,
     uniqExactIf(team, NOT unattributed) AS teams,
     uniqExactIf(consumer_id, consumer_id != '') AS consumers,
     uniqExactIf(credential_fingerprint, credential_fingerprint != '') AS credentials,

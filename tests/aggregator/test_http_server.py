@@ -1,0 +1,71 @@
+"""The aggregator's HTTP server itself: a busy port, unknown paths, oversized bodies, over a real socket."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from support.aggregator_fixtures import free_port
+
+from ai_chargeback_aggregator.server.app import Aggregator
+
+
+def request(agg: Aggregator, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    conn = http.client.HTTPConnection("127.0.0.1", agg.http.port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        answer = conn.getresponse()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+    finally:
+        conn.close()
+
+
+def test_a_busy_http_port_fails_with_one_line_naming_the_address_and_the_setting(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        process = subprocess.run(
+            [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "serve", "--store-dsn", f"chdb://{tmp_path / 'store'}",
+             "--grpc-listen", f"127.0.0.1:{free_port()}", "--http-listen", address],
+            capture_output=True, text=True, timeout=120, env={**os.environ, "CHARGEBACK_HTTP_LISTEN": address},
+        )  # fmt: skip
+    assert process.returncode == 2
+    lines = [line for line in process.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, process.stderr
+    assert address in lines[0] and "CHARGEBACK_HTTP_LISTEN" in lines[0] and "in use" in lines[0]
+    assert "Traceback" not in process.stderr
+    assert not (tmp_path / "store").exists()  # failed before touching the store
+
+
+def test_unknown_paths_and_methods_answer_json(aggregator: Aggregator) -> None:
+    status, headers, body = request(aggregator, "GET", "/v1/nothing-here")
+    assert (status, headers["content-type"], json.loads(body)) == (404, "application/json", {"error": "not found"})
+    status, _, body = request(aggregator, "DELETE", "/healthz")
+    assert status == 405 and json.loads(body) == {"error": "method not allowed"}
+    status, _, body = request(aggregator, "GET", "/v1/sql")  # the route decides: it wants POST
+    assert status == 405 and json.loads(body) == {"error": "use POST"}
+    status, headers, body = request(aggregator, "GET", "/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "alive"})
+    assert "server" not in headers  # the server does not announce itself
+
+
+def test_bodies_over_the_limit_are_refused_declared_or_streamed(aggregator: Aggregator) -> None:
+    big = b"x" * (1024 * 1024 + 1)
+    status, _, body = request(aggregator, "POST", "/v1/sql", big, {"content-type": "application/json"})
+    assert status == 413 and json.loads(body) == {"error": "request too large"}
+    # No content-length (chunked): counted while it arrives.
+    conn = http.client.HTTPConnection("127.0.0.1", aggregator.http.port, timeout=30)
+    try:
+        conn.request("POST", "/v1/sql", body=iter([big[:600_000], big[600_000:]]), encode_chunked=True,
+                     headers={"content-type": "application/json", "transfer-encoding": "chunked"})  # fmt: skip
+        answer = conn.getresponse()
+        assert answer.status == 413 and json.loads(answer.read()) == {"error": "request too large"}
+    finally:
+        conn.close()
