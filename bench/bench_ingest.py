@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--quick", action="store_true", help="fewer events and configurations")
     parser.add_argument("--no-sweeps", action="store_true", help="only the main configuration and the ceiling")
+    parser.add_argument("--burst-events", type=int, default=1_000_000, help="the burst: 8 streams x 5,000-event batches")
     args = parser.parse_args()
     total = 60_000 if args.quick else args.events
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -144,11 +145,14 @@ def main() -> None:
                 sweeps.append(run_aggregator(workdir, total, 1000, 4, flush))
             sweeps.append(run_aggregator(workdir, total, 1000, 1, 1000))
             sweeps.append(run_aggregator(workdir, total, 1000, 8, 1000))
+        # Issue 16's burst: everything at once from 8 streams in large batches; RSS must stay < 500 MB.
+        burst = run_aggregator(workdir, 100_000 if args.quick else args.burst_events, 5000, 8, 1000)
         print(json.dumps({
             "main": main_run,
             "ceiling_raw_insert": ceiling,
             "ratio_to_ceiling": round(main_run["events_per_s"] / ceiling["rows_per_s"], 3),
             "sensitivity": sweeps,
+            "burst": burst,
         }))  # fmt: skip
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

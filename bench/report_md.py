@@ -29,11 +29,16 @@ def render(results: dict[str, Any]) -> str:
             "Figures are from one run on a shared 2-core machine; compare the ratios, which pair each figure "
             "with its baseline measured in the same run.", ""]  # fmt: skip
     for section, renderer in (("plugin", _plugin), ("budgets", _budgets), ("parsers", _parsers), ("ingest", _ingest),
-                              ("reports", _reports), ("analyst_sql", _analyst_sql), ("console", _console),
+                              ("fleet", _fleet), ("dedup", _dedup), ("reports", _reports), ("analyst_sql", _analyst_sql),
+                              ("console", _console),
                               ("soak", _soak)):  # fmt: skip
         data = results.get(section)
         if data is None:
             continue
+        if data.get("_from_previous_run"):
+            out += [f"_{section}: not rerun; figures from the run of {data['_from_previous_run']}._", ""]
+        if data.get("_rerun_at"):
+            out += [f"_{section}: rerun on its own at {data['_rerun_at']}._", ""]
         if "error" in data:
             out += [f"## {section}", "", "```", str(data["error"])[-1500:], "```", ""]
             continue
@@ -106,7 +111,9 @@ def _parsers(data: dict[str, Any]) -> list[str]:
            f"≥ {SSE_GOAL_MBPS} MB/s for SSE.", "",
            "| family | format | body bytes | p50 µs | p99 µs | MB/s |", "|---|---|---|---|---|---|"]  # fmt: skip
     for row in data.get("results", []):
-        out.append(f"| {row['family']} | {row['format']} | {row['body_bytes']} | {row['us_p50']} | {row['us_p99']} | {row['mb_per_s']} |")
+        out.append(
+            f"| {row['family']} | {row['format']} | {row['body_bytes']} | {row['us_p50']} | {row['us_p99']} | {row['mb_per_s']} |"
+        )
     if data.get("summary"):
         out += ["", "Summary: `" + json.dumps(data["summary"]) + "`"]
     return out + [""]
@@ -126,7 +133,42 @@ def _ingest(data: dict[str, Any]) -> list[str]:
     for row in [main, *data.get("sensitivity", [])]:
         out.append(f"| {row['streams']} | {row['batch_events']} | {row['flush_interval_ms']} | {row['events_per_s']:,} "
                    f"| {row['events_per_insert']:,} | {row['aggregator_peak_rss_mb']} |")  # fmt: skip
+    burst = data.get("burst")
+    if burst:
+        rss = burst["aggregator_peak_rss_mb"]
+        out += ["", f"Burst (issue 16): {burst['events']:,} events from {burst['streams']} streams in "
+                f"{burst['batch_events']:,}-event batches, all at once: {burst['events_per_s']:,} events/s, aggregator peak "
+                f"RSS **{rss} MB** (goal < {RSS_GOAL_MB}: {_mark(rss < RSS_GOAL_MB)})."]  # fmt: skip
     return out + [""]
+
+
+def _fleet(data: dict[str, Any]) -> list[str]:
+    ack = data["ack_ms"]
+    goal_ms = data["flush_interval_ms"] + 1000  # the flush interval plus store time (about a second here, under load)
+    all_acked = data["batches_acked"] == data["batches_sent"] and not data["failures"]
+    return ["## Fleet: many sender streams on one aggregator (issue 16)", "",
+            f"{data['streams']:,} streams from {data['client_processes']} client processes, each sending a "
+            f"{data['events_per_batch']}-event batch every ~{data['send_interval_s']} s: the aggregator held "
+            f"**{int(data['streams_open_max']):,} streams at once** (goal ≥ 2,000: {_mark(data['streams_open_max'] >= 2000)}); "
+            f"{data['batches_acked']:,} of {data['batches_sent']:,} batches acked ({_mark(all_acked)}), "
+            f"{data['events_stored']:,} of {data['events']:,} events stored. Send → ack: p50 {ack['p50']} ms, p99 {ack['p99']} ms, "
+            f"max {ack['max']} ms against a {data['flush_interval_ms']} ms flush interval (goal: within it plus store time, "
+            f"≈ {goal_ms} ms: {_mark(ack['p99'] <= goal_ms)}). Aggregator peak RSS {data['aggregator_peak_rss_mb']} MB "
+            f"({_mark(data['aggregator_peak_rss_mb'] < RSS_GOAL_MB)}). Load average at the end: {data.get('load_average')}.", ""]  # fmt: skip
+
+
+def _dedup(data: dict[str, Any]) -> list[str]:
+    counts = data["counts"]
+    first = data["first_pass"]
+    return ["## Exactly once at scale (issue 16)", "",
+            f"{data['events']:,} distinct events ({first['events_per_s']:,} events/s over {data['streams']} streams), then "
+            f"{data['replays_identical']:,} identical and {data['replays_altered']:,} altered replays drawn from the whole "
+            "range, before and after a restart of the aggregator.", "",
+            f"Raw rows {counts['raw']:,}, distinct ids {counts['distinct']:,}, rows after FINAL {counts['final']:,}; "
+            f"conflict rows {counts['conflict_rows']:,}; altered versions billed {counts['altered_versions_billed']}. "
+            f"Acks before the restart: `{json.dumps(data['replay_before_restart'])}`; after: "
+            f"`{json.dumps(data['replay_after_restart'])}`. **Exactly once: {_mark(bool(data['exactly_once']))}.** "
+            f"Aggregator peak RSS {data.get('aggregator_peak_rss_mb')} MB.", ""]  # fmt: skip
 
 
 def _reports(data: dict[str, Any]) -> list[str]:
@@ -135,17 +177,28 @@ def _reports(data: dict[str, Any]) -> list[str]:
 
 
 def _console(data: dict[str, Any]) -> list[str]:
-    out = ["## Console pages (server time, embedded store)", "", f"Goal: every page < {data.get('goal_ms', 300)} ms server time at 10M events.", ""]
+    out = [
+        "## Console pages (server time, embedded store)",
+        "",
+        f"Goal: every page < {data.get('goal_ms', 300)} ms server time at 10M events.",
+        "",
+    ]
     for key, size in data.items():
         if not key.startswith("events_"):
             continue
-        out += [f"{size['events']:,} events over {size['days']} days; analyses (readiness, governance) finished in "
-                f"{size.get('analyses_seconds')} s after the first request. Baseline in the same run: `report --by team` "
-                f"{size.get('baseline_report_team_median_ms')} ms (median); 'reports' = page time / baseline.", "",
-                "| page | status | server median ms | server max ms | client median ms | reports | bytes | goal |",
-                "|---|---|---|---|---|---|---|---|"]
-        out += [f"| {name} | {p['status']} | {p['server_median_ms']} | {p['server_max_ms']} | {p['client_median_ms']} | "
-                f"{p.get('reports_worth', '')} | {p['bytes']} | {p['goal']} |" for name, p in size["pages"].items()]
+        out += [
+            f"{size['events']:,} events over {size['days']} days; analyses (readiness, governance) finished in "
+            f"{size.get('analyses_seconds')} s after the first request. Baseline in the same run: `report --by team` "
+            f"{size.get('baseline_report_team_median_ms')} ms (median); 'reports' = page time / baseline.",
+            "",
+            "| page | status | server median ms | server max ms | client median ms | reports | bytes | goal |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| {name} | {p['status']} | {p['server_median_ms']} | {p['server_max_ms']} | {p['client_median_ms']} | "
+            f"{p.get('reports_worth', '')} | {p['bytes']} | {p['goal']} |"
+            for name, p in size["pages"].items()
+        ]
         out.append("")
     return out
 

@@ -46,7 +46,12 @@ def run_json(script: str, args: list[str], timeout_s: float) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--skip", default="", help="comma-separated: plugin,budgets,parsers,ingest,reports,analyst_sql,console,soak")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated: plugin,budgets,parsers,ingest,fleet,dedup,reports,analyst_sql,"
+        "console,soak (a skipped section keeps its figures from the previous run, marked so)",
+    )
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     args = parser.parse_args()
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -56,19 +61,29 @@ def main() -> int:
         ("budgets", "bench_budgets.py", quick, 1800),
         ("parsers", "bench_parsers.py", quick, 1800),
         ("ingest", "bench_ingest.py", quick, 3600),
+        ("fleet", "bench_fleet.py", quick, 3600),
+        ("dedup", "bench_dedup.py", quick, 7200),
         ("reports", "bench_reports.py", quick, 3600),
         ("analyst_sql", "bench_analyst_sql.py", quick, 3600),
         ("console", "bench_console.py", quick, 3600),
         ("soak", "bench_soak.py", ["--minutes", str(0.5 if args.quick else args.soak_minutes)], 7200),
     ]
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_avg_at_start": os.getloadavg()},  # fmt: skip
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_avg_at_start": os.getloadavg(),
+        },  # fmt: skip
         "quick": args.quick,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    previous = json.loads((RESULTS / "latest.json").read_text()) if (RESULTS / "latest.json").exists() else {}
     for name, script, extra, timeout_s in plan:
         if name in skip:
+            if isinstance(previous.get(name), dict):
+                ran_at = previous[name].get("_from_previous_run") or previous.get("started_at", "?")
+                results[name] = {**previous[name], "_from_previous_run": ran_at}
             continue
         if not (HERE / script).exists():
             results[name] = {"error": f"{script} missing"}
@@ -79,6 +94,8 @@ def main() -> int:
         (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")  # keep what is done
     from report_md import render
 
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")  # with the sections carried over
     (RESULTS / "latest.md").write_text(render(results))
     print((RESULTS / "latest.md").read_text())
     return 0

@@ -17,19 +17,32 @@ EVENTS_STORED = Counter("chargeback_events_stored", "Usage events newly and dura
 EVENTS_DUPLICATE = Counter(
     "chargeback_events_deduplicated", "Usage events already stored, acknowledged without storing again", registry=REGISTRY
 )
-EVENTS_REJECTED = Counter(
-    "chargeback_events_rejected", "Usage events refused by validation", ["field"], registry=REGISTRY
+EVENTS_QUARANTINED = Counter(
+    "chargeback_events_quarantined",
+    "Usage events that broke the contract: stored in quarantined_events with the reason, never billed",
+    ["field"],
+    registry=REGISTRY,
+)
+EVENTS_CONFLICTING = Counter(
+    "chargeback_events_conflicting",
+    "Replays of a stored event id with different content: kept in event_conflicts, never billed",
+    registry=REGISTRY,
 )
 BATCHES = Counter("chargeback_batches", "Batches answered, by ack status", ["status"], registry=REGISTRY)
 BATCH_LATENCY = Histogram(
     "chargeback_batch_store_seconds",
     "From batch receipt to durable store",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
+    # Fine around the default flush interval (1 s): a batch should be acked within it plus store time.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
 INSERTS = Counter("chargeback_store_inserts", "Inserts committed to the store", registry=REGISTRY)
 STORE_ERRORS = Counter("chargeback_store_errors", "Failed store operations", ["operation"], registry=REGISTRY)
 PENDING_EVENTS = Gauge("chargeback_pending_events", "Events received and waiting for the store", registry=REGISTRY)
+PENDING_BYTES = Gauge("chargeback_pending_bytes", "Bytes of events received and waiting for the store", registry=REGISTRY)
+STORE_WRITABLE = Gauge("chargeback_store_writable", "1 while the last store write succeeded, 0 while writes fail", registry=REGISTRY)
+STORE_WRITABLE.set(1)
+STREAMS_OPEN = Gauge("chargeback_streams_open", "Sender streams open now", registry=REGISTRY)
 AUTH_FAILURES = Counter("chargeback_auth_failures", "Streams refused for a missing or wrong token", registry=REGISTRY)
 SQL_QUERIES = Counter(
     "chargeback_sql_queries",

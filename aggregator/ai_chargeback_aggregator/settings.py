@@ -53,14 +53,23 @@ class AggregatorSettings(BaseSettings):
 
     grpc_listen: str = DEFAULT_GRPC_LISTEN
     http_listen: str = DEFAULT_HTTP_LISTEN
-    grpc_max_workers: int = Field(default=32, ge=2, le=1024)
+    # Open sender streams served at once (one per plugin config per Kong node). A stream is a
+    # coroutine, not a thread: idle ones cost a few KB. Past this, new streams get RESOURCE_EXHAUSTED.
+    grpc_max_streams: int = Field(default=10_000, ge=1, le=1_000_000)
     grpc_max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
 
     # ClickHouse wants few large inserts: coalesce batches from every stream.
     flush_interval_ms: int = Field(default=1000, ge=1, le=60_000)
-    flush_max_events: int = Field(default=100_000, ge=1)
-    # Above this many events waiting for the store, new batches get RESOURCE_EXHAUSTED.
-    max_pending_events: int = Field(default=1_000_000, ge=1)
+    # The embedded engine needs about 3 KB of memory per row while it writes one insert:
+    # 10k rows keep that near 30 MB (raise it with a ClickHouse server, or with memory to spare).
+    flush_max_events: int = Field(default=10_000, ge=1)
+    # What received batches may hold in memory while they wait for the store: events, and their
+    # encoded size (a waiting event costs about 2.5 times its encoding in Python objects). Past
+    # either cap a batch waits for room while the store keeps up, and is refused with
+    # RESOURCE_EXHAUSTED while it does not; senders keep it spooled meanwhile. A flush starts
+    # once a quarter of the byte cap waits, so inserts stay a few MB and the store's memory with them.
+    max_pending_events: int = Field(default=50_000, ge=1)
+    max_pending_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
     # How long a stream waits for its batch to be stored before answering RETRY.
     store_wait_timeout_ms: int = Field(default=30_000, ge=100)
 

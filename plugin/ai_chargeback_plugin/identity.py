@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ai_chargeback_proto import pb
+from ai_chargeback_proto.limits import text_limit
 
 from .config import PluginConfig
 
 UNATTRIBUTED = "unattributed"
 ATTRIBUTES = ("tenant", "team", "app", "workload")
-MAX_VALUE_CHARS = 256
+# The contract's length for tenant, team, app and workload (the same for each).
+MAX_VALUE_CHARS = min(text_limit(attribute) for attribute in ATTRIBUTES)
 
 _SOURCE_BY_KIND = {
     "consumer": pb.IDENTITY_SOURCE_CONSUMER,

@@ -11,6 +11,8 @@ from __future__ import annotations
 from importlib.metadata import version
 from typing import Any
 
+from ai_chargeback_proto.limits import BATCH_MAX_EVENTS, EVENT_LIMITS, Entries, Text
+
 from .usage import registry
 from .usage.registry import AUTO
 
@@ -26,6 +28,10 @@ BUDGET_FAIL_MODES = ("open", "closed")
 # From the provider / API-family registry, so every adapter's family is allowed here.
 PROVIDERS = (AUTO, *registry.PROVIDER_NAMES)
 API_FAMILIES = (AUTO, *registry.FAMILY_NAMES)
+
+
+_TAGS = next(limit for name, limit in EVENT_LIMITS.items() if name == "tags" and isinstance(limit, Entries))
+_TAG_VALUE_CHARS = _TAGS.value.max_chars if isinstance(_TAGS.value, Text) else 0
 
 
 def _string(default: str | None = None, *, required: bool = True, **extra: Any) -> dict[str, Any]:
@@ -73,7 +79,10 @@ Schema: list[dict[str, Any]] = [
     {"client_retry_header": _string("x-stainless-retry-count", description="header carrying the client's retry count")},
     {"static_tags": {
         "type": "map", "required": True, "default": {},
-        "keys": {"type": "string"}, "values": {"type": "string"},
+        # Every event carries these: the event contract's tag limits apply (ai_chargeback_proto/limits.py).
+        "keys": {"type": "string", "len_max": _TAGS.key.max_chars},
+        "values": {"type": "string", "len_max": _TAG_VALUE_CHARS},
+        "description": f"tags added to every event (at most {_TAGS.max_entries} are kept)",
     }},
     # -- what: usage capture --
     {"usage_capture": _string("auto", one_of=list(USAGE_CAPTURE_MODES))},
@@ -97,7 +106,7 @@ Schema: list[dict[str, Any]] = [
     }},
     # -- delivery --
     {"queue_max_events": _integer(10_000, 100, 1_000_000)},
-    {"batch_max_events": _integer(500, 1, 10_000)},
+    {"batch_max_events": _integer(500, 1, min(10_000, BATCH_MAX_EVENTS))},
     {"flush_interval_ms": _integer(1000, 10, 60_000)},
     {"spool_dir": _string("/tmp/ai-chargeback-spool", description="durable spool for events the aggregator has not acked")},
     {"spool_max_bytes": _integer(256 * 1024 * 1024, 1024 * 1024, 64 * 1024 * 1024 * 1024)},

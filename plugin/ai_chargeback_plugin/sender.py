@@ -6,15 +6,23 @@ so blocking I/O in a handler would stall every request) drains the queue into
 batches, appends each batch to the spool (see spool.py: durable on disk when
 ``spool_dir`` is set) and streams batches from the spool, at most
 ``MAX_BATCHES_IN_FLIGHT`` unacked. A batch leaves the spool only when the
-aggregator acks it as stored. On a broken stream the sender backs off with
-jitter, fails over to the next address and resends every unacked batch in
-order under the same batch and event ids (the aggregator deduplicates by event
-id); while disconnected, new batches wait in the spool, and a restarted plugin
-server sends what the previous one left there.
+aggregator acks it. On a broken stream the sender backs off with jitter, fails
+over to the next address and resends every unacked batch in order under the
+same batch and event ids (the aggregator deduplicates by event id); while
+disconnected, new batches wait in the spool, and a restarted plugin server
+sends what the previous one left there.
+
+One sender per plugin config (``SenderConfig.sender_key``: Kong's plugin id),
+shared by every instance of that config: its spool is keyed by the gateway
+node and that id, never by the addresses, so a config edit (a failover address
+added) reconfigures the sender in place and the spool drains to the addresses
+configured now. Spools nobody holds are adopted and drained too (spool.py).
 
 Events that can be neither queued nor spooled (queue or spool cap reached) are
 counted, logged, and reported to the aggregator as a loss record carried in the
-next spooled batch, so the gap shows in reports instead of vanishing.
+next spooled batch, so the gap shows in reports instead of vanishing. Events
+the aggregator quarantines (they broke the contract) or finds conflicting with
+a stored event are acked, counted and logged: they are kept there, not here.
 """
 
 from __future__ import annotations
@@ -28,8 +36,9 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -38,7 +47,7 @@ from ai_chargeback_proto import pb, pb_grpc
 from .channel import bearer_metadata, open_channel
 from .config import SenderConfig
 from .ids import uuid7
-from .spool import MemorySpool, RecordKey, Spool, SpoolFull, open_spool
+from .spool import MemorySpool, RecordKey, Spool, SpoolFull, adopt, open_spool, orphans, own_slots
 
 log = logging.getLogger("ai-chargeback.sender")
 
@@ -46,6 +55,16 @@ MAX_BATCHES_IN_FLIGHT = 32
 BACKOFF_INITIAL_S = 0.1
 BACKOFF_MAX_S = 10.0
 CLOSE_FLUSH_TIMEOUT_S = 5.0
+# Spools of other plugin configs are adopted only after this long: a config whose
+# instance starts late (on its route's first request) finds its own spool first.
+ORPHAN_GRACE_S = 120.0
+# One sweep per plugin server process per interval, by whichever sender comes first: a listing
+# of the node's spool directory, however many senders (plugin configs) the process has.
+ORPHAN_SWEEP_INTERVAL_S = 30.0
+# Slots of this sender's own key that another process held at start are retried this often.
+OWN_SLOTS_RETRY_INTERVAL_S = 5.0
+# Put on the queue to wake the sender thread (a close, a new config): never an event.
+_WAKE: pb.UsageEvent = pb.UsageEvent()
 
 
 @dataclass
@@ -54,7 +73,8 @@ class SenderCounters:
     sent: int = 0  # acked by the aggregator (stored or already stored)
     spooled: int = 0
     dropped: int = 0
-    rejected: int = 0  # refused by aggregator validation
+    quarantined: int = 0  # acked as quarantined: broke the event contract, kept by the aggregator with the reason
+    conflicting: int = 0  # acked as replays whose content differs from the stored event
     usage_parse_failures: int = 0
     reconnects: int = 0
 
@@ -65,6 +85,8 @@ class SenderCounters:
             events_spooled=self.spooled,
             events_dropped=self.dropped,
             usage_parse_failures=self.usage_parse_failures,
+            events_quarantined=self.quarantined,
+            events_conflicting=self.conflicting,
         )
 
 
@@ -82,7 +104,8 @@ class _PendingLoss:
 class _Stream:
     """One open StreamUsage call: an outbound queue feeding gRPC, and a thread reading acks."""
 
-    def __init__(self, channel: grpc.Channel, metadata: list[tuple[str, str]], on_ack, on_broken) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, channel: grpc.Channel, metadata: list[tuple[str, str]], on_ack: Callable[[pb.BatchAck], None],
+                 on_broken: Callable[[_Stream, str], None]) -> None:  # fmt: skip
         self.outbound: queue.Queue[pb.UsageBatch | None] = queue.Queue()
         self.broken = threading.Event()
         self._responses = pb_grpc.UsageIngestStub(channel).StreamUsage(self._requests(), metadata=metadata or None)
@@ -107,8 +130,16 @@ class _Stream:
         self._on_broken(self, reason)
 
     def close(self) -> None:
+        """End the call without waiting: the request thread stops, the ack reader sees CANCELLED."""
         self.outbound.put(None)
         self._responses.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    spool: Spool
+    key: RecordKey
+    batch: pb.UsageBatch
 
 
 class EventSender:
@@ -120,9 +151,10 @@ class EventSender:
         # Opened by the sender thread: recovering a large spool must not hold Kong's
         # StartInstance (kong-pdk runs plugin constructors under a global lock).
         self._spool: Spool = MemorySpool(0)
+        self._adopted: list[Spool] = []  # orphan spools being drained through this sender
         self._spool_ready = threading.Event()
-        # sequence -> (spool key, batch); sequences are per stream attempt, ids are forever
-        self._inflight: OrderedDict[int, tuple[RecordKey, pb.UsageBatch]] = OrderedDict()
+        # sequence -> what is in flight; sequences are per stream attempt, ids are forever
+        self._inflight: OrderedDict[int, _InFlight] = OrderedDict()
         self._lock = threading.Condition()
         self._loss = _PendingLoss()
         self._unbatched = 0  # events taken off the queue, not yet in the spool
@@ -134,7 +166,12 @@ class EventSender:
         self._next_connect_at = 0.0
         self._acked_since_connect = False
         self._backoff_s = BACKOFF_INITIAL_S
+        self._new_config: SenderConfig | None = None
+        self._started_at = time.monotonic()
+        self._held_own_slots: list[Path] = []  # own slots another process held at start: retried
+        self._next_own_retry_at = self._started_at + OWN_SLOTS_RETRY_INTERVAL_S
         self._closed = threading.Event()
+        self._close_deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="ai-chargeback-sender", daemon=True)
         self._thread.start()
 
@@ -162,31 +199,135 @@ class EventSender:
             loss.reasons.add(reason)
             self.counters.dropped += count
 
+    # -- configuration --------------------------------------------------------
+    def reconfigure(self, config: SenderConfig) -> None:
+        """Take a plugin config's new delivery settings (applied by the sender thread, never blocking)."""
+        if config.sender_key != self.config.sender_key:
+            raise ValueError("a sender keeps its key: the key names its spool")
+        with self._lock:
+            self._new_config = config
+            self._lock.notify_all()
+        self._wake()
+
+    def _apply_config(self) -> None:
+        with self._lock:
+            config, self._new_config = self._new_config, None
+        if config is None or config == self.config:
+            return
+        old, self.config = self.config, config
+        self._queue.maxsize = config.queue_max_events  # queue.Queue reads maxsize on every put
+        self._spool.max_bytes = config.spool_max_bytes
+        if config.spool_dir != old.spool_dir:
+            self._move_spool(config)
+        destination = ("aggregator_addresses", "aggregator_tls", "aggregator_ca_cert_path", "aggregator_client_cert_path",
+                       "aggregator_client_key_path", "aggregator_token")  # fmt: skip
+        if any(getattr(config, name) != getattr(old, name) for name in destination):
+            log.warning("ai-chargeback: aggregator settings changed; reconnecting to %s", ",".join(config.aggregator_addresses))
+            self._drop_stream()
+            self._address_index = random.randrange(len(config.aggregator_addresses))
+            self._next_connect_at = 0.0
+            self._backoff_s = BACKOFF_INITIAL_S
+
+    def _move_spool(self, config: SenderConfig) -> None:
+        """A new spool_dir: new batches go there; the old spool is drained like an adopted one."""
+        try:
+            spool = open_spool(config.spool_dir, config.spool_max_bytes, config.sender_key)
+        except OSError as exc:
+            log.error("ai-chargeback: cannot open spool in %s (%s); keeping %s", config.spool_dir, exc, self._spool.path)
+            return
+        with self._lock:
+            self._adopted.append(self._spool)
+            self._spool = spool
+
     # -- sender thread --------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._open_spools()
+            while True:
+                self._apply_config()
+                connected = self._ensure_stream()
+                if self._closed.is_set() and self._queue.empty() and (
+                    not connected or self._drained() or time.monotonic() >= self._close_deadline
+                ):
+                    return
+                can_send = connected and len(self._inflight) < MAX_BATCHES_IN_FLIGHT
+                backlog = not (can_send and self._acked_since_connect)
+                wait_s = 0.0 if can_send and self._has_unsent() else self.config.flush_interval_ms / 1000
+                if not connected:
+                    wait_s = min(wait_s, max(self._next_connect_at - time.monotonic(), 0.01))
+                if self._closed.is_set():
+                    wait_s = min(wait_s, max(self._close_deadline - time.monotonic(), 0.0))
+                self._spool_events(self._collect(wait_s), backlog=backlog)
+                if can_send:
+                    self._send_from_spools()
+                self._sweep_orphans()
+        except Exception:
+            log.exception("ai-chargeback: sender thread failed; events stay spooled for the next start")
+        finally:
+            self._shut_down()
+
+    def _open_spools(self) -> None:
         config = self.config
         try:
-            self._spool = open_spool(config.spool_dir, config.spool_max_bytes, ",".join(config.aggregator_addresses))
+            self._spool = open_spool(config.spool_dir, config.spool_max_bytes, config.sender_key)
         except OSError as exc:
-            log.error("ai-chargeback: cannot open spool %s (%s); spooling in memory only", config.spool_dir, exc)
+            log.error("ai-chargeback: cannot open spool in %s (%s); spooling in memory only", config.spool_dir, exc)
             self._spool = MemorySpool(config.spool_max_bytes)
         self._spool_ready.set()
-        while True:
-            connected = self._ensure_stream()
-            if self._closed.is_set() and self._queue.empty() and (not connected or self._drained()):
-                return
-            can_send = connected and len(self._inflight) < MAX_BATCHES_IN_FLIGHT
-            backlog = not (can_send and self._acked_since_connect)
-            wait_s = 0.0 if can_send and self._spool.unsent_count else self.config.flush_interval_ms / 1000
-            if not connected:
-                wait_s = min(wait_s, max(self._next_connect_at - time.monotonic(), 0.01))
-            self._spool_events(self._collect(wait_s), backlog=backlog)
-            if can_send:
-                self._send_from_spool()
+        # This key's slots left by an earlier process are this sender's to drain, now.
+        self._held_own_slots = self._adopt(own_slots(config.spool_dir, config.sender_key))
+
+    def _sweep_orphans(self) -> None:
+        if self._closed.is_set() or not self.config.spool_dir:
+            return
+        now = time.monotonic()
+        if self._held_own_slots and now >= self._next_own_retry_at:
+            self._next_own_retry_at = now + OWN_SLOTS_RETRY_INTERVAL_S
+            self._held_own_slots = self._adopt(self._held_own_slots)
+        if now >= self._started_at + ORPHAN_GRACE_S and _claim_orphan_sweep(now):
+            self._adopt(orphans(self.config.spool_dir, live=_live_keys()))
+
+    def _adopt(self, paths: list[Path]) -> list[Path]:
+        """Drain these spools through this sender; returns those a live process holds."""
+        mine = {spool.path for spool in (self._spool, *self._adopted)}
+        held: list[Path] = []
+        for path in paths:
+            if path in mine:
+                continue
+            try:
+                spool = adopt(path, self.config.spool_max_bytes)
+            except OSError as exc:
+                log.warning("ai-chargeback: cannot adopt spool %s: %s", path, exc)
+                continue
+            if spool is None:
+                held.append(path)  # a live process holds it
+                continue
+            if not spool.unsent_count:
+                spool.remove()  # nothing left in it (its last records were acked before it was closed)
+                continue
+            with self._lock:
+                self._adopted.append(spool)
+        return held
+
+    def _shut_down(self) -> None:
+        """The sender thread's last act: end the stream, close the channel and the spools (durable as they are)."""
+        self._drop_stream()
+        with self._lock:
+            spools = [self._spool, *self._adopted]
+        for spool in spools:
+            try:
+                spool.close()
+            except OSError as exc:
+                log.error("ai-chargeback: closing spool %s: %s", spool.path, exc)
+        with self._lock:
+            self._lock.notify_all()
+
+    def _has_unsent(self) -> bool:
+        return bool(self._spool.unsent_count or any(s.unsent_count for s in self._adopted))
 
     def _drained(self) -> bool:
         with self._lock:
-            return not self._inflight and not self._spool.unsent_count and not self._loss.count
+            return not self._inflight and not self._has_unsent() and not self._loss.count
 
     def _collect(self, wait_s: float) -> list[pb.UsageEvent]:
         events: list[pb.UsageEvent] = []
@@ -197,9 +338,17 @@ class EventSender:
                 event = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
+            if event is _WAKE:
+                break
             events.append(event)
             self._unbatched += 1
         return events
+
+    def _wake(self) -> None:
+        try:
+            self._queue.put_nowait(_WAKE)
+        except queue.Full:
+            pass  # a full queue keeps the sender thread busy anyway
 
     def _spool_events(self, events: list[pb.UsageEvent], *, backlog: bool) -> None:
         with self._lock:
@@ -235,18 +384,26 @@ class EventSender:
             if backlog:
                 self.counters.spooled += len(events)
 
-    def _send_from_spool(self) -> None:
+    def _next_record(self) -> tuple[Spool, RecordKey, pb.UsageBatch] | None:
+        """This sender's own batches first, then those of adopted spools."""
+        for spool in (self._spool, *self._adopted):
+            record = spool.next_unsent()
+            if record is not None:
+                return spool, record[0], record[1]
+        return None
+
+    def _send_from_spools(self) -> None:
         stream = self._stream
         while stream is not None and not stream.broken.is_set() and len(self._inflight) < MAX_BATCHES_IN_FLIGHT:
-            record = self._spool.next_unsent()
+            record = self._next_record()
             if record is None:
                 return
-            key, batch = record
+            spool, key, batch = record
             with self._lock:
                 self._sequence += 1
                 batch.sequence = self._sequence
                 batch.sender_stats.CopyFrom(self.counters.as_proto())
-                self._inflight[batch.sequence] = (key, batch)
+                self._inflight[batch.sequence] = _InFlight(spool, key, batch)
             stream.outbound.put(batch)
 
     def _ensure_stream(self) -> bool:
@@ -262,23 +419,30 @@ class EventSender:
         self._backoff_s = min(self._backoff_s * 2, BACKOFF_MAX_S)
         return self._connect()
 
+    def _drop_stream(self) -> None:
+        with self._lock:
+            stream, self._stream = self._stream, None
+            channel, self._channel = self._channel, None
+        if stream is not None:
+            stream.close()
+        if channel is not None:
+            channel.close()
+
     def _connect(self) -> bool:
         addresses = self.config.aggregator_addresses
         address = addresses[self._address_index % len(addresses)]
         self._address_index += 1
+        self._drop_stream()  # the broken one: its request thread must not wait forever
         try:
-            if self._channel is not None:
-                self._channel.close()
-            self._channel = self._open_channel(address)
-            metadata = bearer_metadata(self.config)
-            stream = _Stream(self._channel, metadata, self._on_ack, self._on_broken)
+            channel = self._open_channel(address)
+            stream = _Stream(channel, bearer_metadata(self.config), self._on_ack, self._on_broken)
         except Exception as exc:
             log.warning("ai-chargeback: cannot open stream to %s: %s", address, exc)
             return False
         with self._lock:
-            self._stream = stream
+            self._channel, self._stream = channel, stream
             self._acked_since_connect = False
-            pending = [batch for _, batch in self._inflight.values()]
+            pending = [entry.batch for entry in self._inflight.values()]
         for batch in pending:  # resend unacked batches in order, same ids
             stream.outbound.put(batch)
         return True
@@ -289,26 +453,42 @@ class EventSender:
     def _on_ack(self, ack: pb.BatchAck) -> None:
         with self._lock:
             entry = self._inflight.get(ack.sequence)
-            if entry is None or entry[1].batch_id != ack.batch_id:
+            if entry is None or entry.batch.batch_id != ack.batch_id:
                 return
-            key, batch = entry
             if ack.status != pb.BatchAck.STATUS_STORED:
                 stream = self._stream
                 if stream is not None:
-                    stream.outbound.put(batch)  # the aggregator asked for a resend
+                    stream.outbound.put(entry.batch)  # the aggregator asked for a resend
                 return
             del self._inflight[ack.sequence]
             self._acked_since_connect = True
             self._backoff_s = BACKOFF_INITIAL_S
             self.counters.sent += ack.events_stored + ack.events_duplicate
-            self.counters.rejected += len(ack.rejected)
+            self.counters.quarantined += ack.events_quarantined or len(ack.rejected)
+            self.counters.conflicting += ack.events_conflicting
             self._lock.notify_all()
-        self._spool.ack(key)
-        for rejection in ack.rejected:
-            log.error("ai-chargeback: aggregator rejected event %s: %s", rejection.event_id, rejection.reason)
+        entry.spool.ack(entry.key)
+        if entry.spool is not self._spool and not entry.spool.unacked_count:
+            self._retire(entry.spool)
+        if ack.rejected:
+            first = ack.rejected[0]
+            log.error("ai-chargeback: aggregator quarantined %d event(s) of batch %s (not billed; kept there with the "
+                      "reason), e.g. %s: %s", len(ack.rejected), ack.batch_id, first.event_id, first.reason)  # fmt: skip
+        if ack.events_conflicting:
+            log.error("ai-chargeback: %d event(s) of batch %s replayed a stored event id with other content "
+                      "(kept aside by the aggregator, not billed)", ack.events_conflicting, ack.batch_id)  # fmt: skip
+
+    def _retire(self, spool: Spool) -> None:
+        """An adopted spool with nothing left: remove it."""
+        with self._lock:
+            if spool not in self._adopted or spool.unsent_count or spool.unacked_count:
+                return
+            self._adopted.remove(spool)
+        log.warning("ai-chargeback: adopted spool %s delivered; removed", spool.path)
+        spool.remove()
 
     def _on_broken(self, stream: _Stream, reason: str) -> None:
-        if not self._closed.is_set():
+        if not self._closed.is_set() and stream is self._stream:
             log.warning("ai-chargeback: stream to aggregator broke (%s); reconnecting", reason)
         with self._lock:
             self.counters.reconnects += 1
@@ -323,33 +503,57 @@ class EventSender:
                 # Every queued event is in the queue, being batched, spooled unsent, in flight,
                 # acked, or counted lost; only the last two are settled.
                 if (self._spool_ready.is_set() and self._queue.empty() and not self._unbatched and not self._inflight
-                        and not self._spool.unsent_count and not self._loss.count):  # fmt: skip
+                        and not self._has_unsent() and not self._loss.count):  # fmt: skip
                     return True
                 self._lock.wait(0.05)
         return False
 
     def close(self, timeout_s: float = CLOSE_FLUSH_TIMEOUT_S) -> None:
-        """Stop: deliver what can be delivered within the timeout; the rest stays spooled."""
+        """Stop within ``timeout_s``: deliver what can be delivered by then; the rest stays spooled.
+
+        The sender thread ends the stream and closes the spools itself, so a close that
+        runs out of time never races it; events still queued are spooled first.
+        """
+        self._close_deadline = time.monotonic() + timeout_s
         self._closed.set()
-        self._spool_ready.wait(timeout_s)
-        self._thread.join(timeout_s)
-        if self._stream is not None:
-            self._stream.close()
-        if self._channel is not None:
-            self._channel.close()
-        self._spool.close()
+        with self._lock:
+            self._lock.notify_all()
+        self._wake()
+        self._thread.join(max(self._close_deadline - time.monotonic(), 0.0))
 
 
-_senders: dict[SenderConfig, EventSender] = {}
+_senders: dict[str, EventSender] = {}
 _senders_lock = threading.Lock()
+_next_orphan_sweep_at = 0.0
+
+
+def _claim_orphan_sweep(now: float) -> bool:
+    """True for the one sender of this process whose turn it is to look for orphan spools."""
+    global _next_orphan_sweep_at
+    with _senders_lock:
+        if now < _next_orphan_sweep_at:
+            return False
+        _next_orphan_sweep_at = now + ORPHAN_SWEEP_INTERVAL_S
+        return True
+
+
+def _live_keys() -> frozenset[str]:
+    with _senders_lock:
+        return frozenset(_senders)
 
 
 def sender_for(config: SenderConfig) -> EventSender:
-    """One sender per destination, shared by every plugin instance that names it."""
+    """The sender of a plugin config (by its key), shared by every instance of it.
+
+    A new config version of the same plugin reconfigures the running sender: its
+    spool and its unacked batches stay, and go to the addresses configured now.
+    """
     with _senders_lock:
-        sender = _senders.get(config)
+        sender = _senders.get(config.sender_key)
         if sender is None:
-            sender = _senders[config] = EventSender(config)
+            sender = _senders[config.sender_key] = EventSender(config)
+        elif sender.config != config:
+            sender.reconfigure(config)
         return sender
 
 
@@ -357,5 +561,6 @@ def sender_for(config: SenderConfig) -> EventSender:
 def _close_all() -> None:
     with _senders_lock:
         senders = list(_senders.values())
+    deadline = time.monotonic() + CLOSE_FLUSH_TIMEOUT_S
     for sender in senders:
-        sender.close()
+        sender.close(max(deadline - time.monotonic(), 0.0))

@@ -11,15 +11,28 @@ again under its original batch and event ids; the aggregator deduplicates by
 event id, so a record acked just before the crash costs nothing but bandwidth.
 A torn tail (crash mid-append) fails its length or CRC check and is cut off.
 
+Layout: ``<spool_dir>/<gateway node>/<sender key>/`` (the key is Kong's plugin
+id, see ``config.sender_key``), locked with ``flock`` by the process that writes
+it. Both parts are stable across restarts and config edits, so a restarted
+plugin server finds its spool again whatever the aggregator addresses are now.
+When another live process holds the directory (an old plugin server still
+draining), the sender takes the next free slot ``<key>.1``, ``<key>.2``...: every
+sender always has a durable spool of its own. Spools nobody holds (a slot left
+by a previous process, a plugin config since deleted, the address-hash layout
+of older versions) are orphans: a sender adopts them and drains them to the
+aggregators it is configured with now, then removes them.
+
 ``MemorySpool`` has the same interface without durability, for ``spool_dir: ""``.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
+import re
+import shutil
+import socket
 import struct
 import threading
 import zlib
@@ -32,8 +45,14 @@ from ai_chargeback_proto import pb
 log = logging.getLogger("ai-chargeback.spool")
 
 SEGMENT_MAX_BYTES = 8 * 1024 * 1024
+# Slots per sender key: more live processes than this holding one key is a misconfiguration.
+MAX_SLOTS = 16
 _HEADER = struct.Struct(">II")
 _SEGMENT_GLOB = "segment-*.log"
+_LOCK_FILE = "lock"
+_UNSAFE_IN_PATH = re.compile(r"[^A-Za-z0-9._-]")
+# Spools of older versions: <spool_dir>/<16 hex digits of the address list's hash>/
+_LEGACY_NAME = re.compile(r"^[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -47,8 +66,10 @@ class SpoolFull(Exception):
 
 
 class MemorySpool:
+    path: Path | None = None
+
     def __init__(self, max_bytes: int) -> None:
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes
         self._unsent: deque[tuple[RecordKey, pb.UsageBatch, int]] = deque()
         self._unacked: dict[RecordKey, int] = {}
         self._bytes = 0
@@ -58,8 +79,8 @@ class MemorySpool:
     def append(self, batch: pb.UsageBatch) -> RecordKey:
         size = batch.ByteSize()
         with self._lock:
-            if self._bytes + size > self._max_bytes:
-                raise SpoolFull(f"spool holds {self._bytes} bytes; cap is {self._max_bytes}")
+            if self._bytes + size > self.max_bytes:
+                raise SpoolFull(f"spool holds {self._bytes} bytes; cap is {self.max_bytes}")
             key = RecordKey(0, self._next)
             self._next += 1
             self._unsent.append((key, batch, size))
@@ -86,7 +107,14 @@ class MemorySpool:
     def bytes_used(self) -> int:
         return self._bytes
 
+    @property
+    def unacked_count(self) -> int:
+        return len(self._unacked)
+
     def close(self) -> None:
+        pass
+
+    def remove(self) -> None:
         pass
 
 
@@ -94,7 +122,8 @@ class DiskSpool:
     def __init__(self, directory: str, max_bytes: int, *, segment_max_bytes: int = SEGMENT_MAX_BYTES) -> None:
         self._dir = Path(directory)
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._max_bytes = max_bytes
+        self.path: Path | None = self._dir
+        self.max_bytes = max_bytes
         self._segment_max_bytes = segment_max_bytes
         self._lock = threading.RLock()
         # segment id -> (records written, records acked); the active segment is the last.
@@ -157,8 +186,8 @@ class DiskSpool:
         payload = batch.SerializeToString()
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         with self._lock:
-            if sum(self._sizes.values()) + len(record) > self._max_bytes:
-                raise SpoolFull(f"spool holds {sum(self._sizes.values())} bytes; cap is {self._max_bytes}")
+            if sum(self._sizes.values()) + len(record) > self.max_bytes:
+                raise SpoolFull(f"spool holds {sum(self._sizes.values())} bytes; cap is {self.max_bytes}")
             if self._sizes[self._active] and self._sizes[self._active] + len(record) > self._segment_max_bytes:
                 self._roll()
             assert self._writer is not None
@@ -232,6 +261,11 @@ class DiskSpool:
     def bytes_used(self) -> int:
         return sum(self._sizes.values())
 
+    @property
+    def unacked_count(self) -> int:
+        with self._lock:
+            return sum(written - acked for written, acked in self._segments.values())
+
     def close(self) -> None:
         with self._lock:
             if self._writer is not None:
@@ -243,28 +277,98 @@ class DiskSpool:
                 self.lock_file.close()  # type: ignore[attr-defined]
                 self.lock_file = None
 
+    def remove(self) -> None:
+        """Delete a drained spool's directory (an adopted orphan, once everything in it is acked)."""
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            shutil.rmtree(self._dir, ignore_errors=True)  # the lock goes with it, still held until closed
+            if self.lock_file is not None:
+                self.lock_file.close()  # type: ignore[attr-defined]
+                self.lock_file = None
+
 
 Spool = MemorySpool | DiskSpool
 
 
-def open_spool(directory: str, max_bytes: int, destination: str) -> Spool:
-    """The spool for one destination: ``directory/<destination hash>``, locked for this process.
+def node_name(hostname: str | None = None) -> str:
+    """This gateway node as a directory name (hostnames are stable per node; pods get their own volume)."""
+    return _UNSAFE_IN_PATH.sub("_", hostname or socket.gethostname())[:64] or "node"
 
-    Another live process holding the same spool (an old plugin server still
-    draining) must not interleave with us: then this sender keeps its spool in
-    memory and says so loudly.
-    """
-    if not directory:
-        return MemorySpool(max_bytes)
-    path = Path(directory) / hashlib.sha256(destination.encode()).hexdigest()[:16]
+
+def _lock(path: Path) -> object | None:
+    """Take the directory's flock without waiting; the open file holds it (None: someone else does)."""
     path.mkdir(parents=True, exist_ok=True)
-    lock = open(path / "lock", "a+b")  # noqa: SIM115 (held for the process lifetime)
+    lock = open(path / _LOCK_FILE, "a+b")  # noqa: SIM115 (held for as long as the spool is open)
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         lock.close()
-        log.error("ai-chargeback: spool %s is held by another process; spooling in memory only", path)
+        return None
+    return lock
+
+
+def _slot(key: str, n: int) -> str:
+    return key if n == 0 else f"{key}.{n}"
+
+
+def open_spool(directory: str, max_bytes: int, key: str, *, node: str | None = None) -> Spool:
+    """The durable spool of sender ``key`` on this node: the first slot no live process holds.
+
+    Raises OSError when the directory cannot be written (the caller says so loudly).
+    """
+    if not directory:
         return MemorySpool(max_bytes)
+    base = Path(directory) / node_name(node)
+    for n in range(MAX_SLOTS):
+        path = base / _slot(key, n)
+        lock = _lock(path)
+        if lock is None:
+            log.warning("ai-chargeback: spool %s is held by another process; using the next slot", path)
+            continue
+        spool = DiskSpool(str(path), max_bytes)
+        spool.lock_file = lock
+        return spool
+    raise OSError(f"all {MAX_SLOTS} spool slots of {key} under {base} are held by other processes")
+
+
+def own_slots(directory: str, key: str, *, node: str | None = None) -> list[Path]:
+    """The slots of sender ``key`` on this node that hold records (from an earlier process)."""
+    if not directory:
+        return []
+    base = Path(directory) / node_name(node)
+    return [path for n in range(MAX_SLOTS) if (path := base / _slot(key, n)).is_dir() and any(path.glob(_SEGMENT_GLOB))]
+
+
+def orphans(directory: str, *, node: str | None = None, live: frozenset[str] = frozenset()) -> list[Path]:
+    """Spool directories on this node (and address-hash spools of older versions) that hold
+    records, except those of the sender keys in ``live``. Holding is checked when adopting
+    (the lock), not here. One directory listing: call it from one place per process."""
+    if not directory:
+        return []
+    root = Path(directory)
+    found: list[Path] = []
+    base = root / node_name(node)
+    if base.is_dir():
+        for path in sorted(base.iterdir()):
+            key, _, slot = path.name.rpartition(".")
+            if not (slot.isdigit() and key):
+                key = path.name
+            if key not in live and path.is_dir() and any(path.glob(_SEGMENT_GLOB)):
+                found.append(path)
+    if root.is_dir():
+        found += [p for p in sorted(root.iterdir()) if p.is_dir() and _LEGACY_NAME.match(p.name) and any(p.glob(_SEGMENT_GLOB))]
+    return found
+
+
+def adopt(path: Path, max_bytes: int) -> DiskSpool | None:
+    """Open an orphan spool for draining, or None when a live process holds it."""
+    lock = _lock(path)
+    if lock is None:
+        return None
     spool = DiskSpool(str(path), max_bytes)
     spool.lock_file = lock
+    if spool.unsent_count:
+        log.warning("ai-chargeback: adopted spool %s: %d batches to deliver", path, spool.unsent_count)
     return spool

@@ -45,5 +45,5 @@ def test_the_ingest_path_imports_nothing_downstream() -> None:
 
 
 def test_the_check_sees_relative_imports(tmp_path: Path) -> None:
-    probe = PACKAGE / "ingest" / "service.py"
+    probe = PACKAGE / "ingest" / "writer.py"
     assert "store" in _imported(probe) and "metrics" in _imported(probe)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from support.aggregator_fixtures import make_event
 
+from ai_chargeback_aggregator.ingest.content import canonical_encoding, content_hash
 from ai_chargeback_aggregator.ingest.protobuf_insert import EmbeddedProtobufInserter
 from ai_chargeback_aggregator.ingest.rows import EVENT_COLUMNS, events_to_columns
 from ai_chargeback_aggregator.store.clickhouse import Store
@@ -45,9 +46,11 @@ def test_both_paths_store_identical_rows(tmp_path: Path) -> None:
     try:
         store.migrate()
         ingested = int(time.time() * 1000)
-        store.insert_columns("usage_events", events_to_columns(events, senders, ingested))
+        payloads = [canonical_encoding(e) for e in events]
+        hashes = [content_hash(p) for p in payloads]
+        store.insert_columns("usage_events", events_to_columns(events, senders, ingested, hashes))
         store.command("CREATE TABLE chargeback.usage_events_pb AS chargeback.usage_events")
-        EmbeddedProtobufInserter(store, "usage_events_pb").insert(events, senders, ingested, extra={})
+        EmbeddedProtobufInserter(store, "usage_events_pb").insert_events(payloads, hashes, senders, ingested, extra={})
         columns = ", ".join(EVENT_COLUMNS)
         _, columnar = store.query(f"SELECT {columns} FROM chargeback.usage_events ORDER BY event_id")
         _, protobuf = store.query(f"SELECT {columns} FROM chargeback.usage_events_pb ORDER BY event_id")
@@ -65,7 +68,9 @@ def test_per_row_extra_columns_follow_payload_order(tmp_path: Path) -> None:
         store.migrate()
         inserter = EmbeddedProtobufInserter(store, "usage_events")
         extra = {"price_source": [f"src-{i % 7}" for i in range(3000)], "rate_input_e12": [i % 5 for i in range(3000)]}
-        inserter.insert(events, [f"s{i % 3}" for i in range(3000)], int(time.time() * 1000), extra)
+        payloads = [canonical_encoding(e) for e in events]
+        inserter.insert_events(payloads, [content_hash(p) for p in payloads], [f"s{i % 3}" for i in range(3000)],
+                               int(time.time() * 1000), extra)  # fmt: skip
         _, rows = store.query("SELECT kong_request_id, price_source, rate_input_e12, sender_id FROM chargeback.usage_events")
         for request_id, source, rate, sender in rows:
             i = int(request_id[1:])

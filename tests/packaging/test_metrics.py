@@ -52,7 +52,7 @@ def test_counters_move_with_ingest(aggregator: Aggregator) -> None:
     assert moved("chargeback_events_received_total") == 51
     assert moved("chargeback_events_stored_total") == 40
     assert moved("chargeback_events_deduplicated_total") == 10
-    assert moved("chargeback_events_rejected_total", field="event_id") == 1
+    assert moved("chargeback_events_quarantined_total", field="event_id") == 1
     assert moved("chargeback_batches_total", status="stored") == 3
     assert moved("chargeback_batch_store_seconds_count") >= 2
     assert moved("chargeback_store_inserts_total") >= 1

@@ -7,9 +7,10 @@ next address, bearer tokens.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from contextlib import contextmanager
 
 import grpc
@@ -29,16 +30,28 @@ def state(version: str, *, exhausted: bool = False) -> pb.BudgetState:
 
 @contextmanager
 def feed_server(port: int, *, token: str | None = None, heartbeat_s: float = 0.1) -> Iterator[BudgetFeed]:
+    """The feed on a ``grpc.aio`` server on a loop thread of its own, as the aggregator serves it (server/app.py)."""
     feed = BudgetFeed(auth_token=token, heartbeat_s=heartbeat_s, aggregator_id=f"agg-{port}")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    pb_grpc.add_BudgetFeedServicer_to_server(feed, server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> grpc.aio.Server:
+        server = grpc.aio.server()
+        pb_grpc.add_BudgetFeedServicer_to_server(feed, server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        return server
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
     try:
         yield feed
     finally:
         feed.close()
-        server.stop(0).wait(5)
+        asyncio.run_coroutine_threadsafe(server.stop(0), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -19,6 +20,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def refusing_address() -> Iterator[str]:
+    """An address that refuses connections for as long as the block runs: bound, never listening,
+    so no other server of the test run can take the port meanwhile (a bare ``free_port`` can be reused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{s.getsockname()[1]}"
 
 
 def make_event(**overrides: object) -> pb.UsageEvent:
@@ -70,7 +80,7 @@ def count_rows(agg: Aggregator, where: str = "1") -> int:
 
 def sender_config(*addresses: str, **overrides: object) -> SenderConfig:
     values: dict[str, object] = dict(
-        aggregator_addresses=addresses, aggregator_tls=False, aggregator_ca_cert_path="", aggregator_token="",
+        sender_key="test-plugin", aggregator_addresses=addresses, aggregator_tls=False, aggregator_ca_cert_path="", aggregator_token="",
         aggregator_client_cert_path="", aggregator_client_key_path="",
         queue_max_events=10_000, batch_max_events=200, flush_interval_ms=20, spool_dir="", spool_max_bytes=1 << 20,
     )  # fmt: skip

@@ -14,8 +14,8 @@ from support.aggregator_fixtures import wait_http_ok
 
 
 def start_serve(settings_dsn: str, grpc_listen: str, http_listen: str, log_path: Path,
-                sql_token: str = "") -> subprocess.Popen[bytes]:  # fmt: skip
-    env = {**os.environ, "CHARGEBACK_FLUSH_INTERVAL_MS": "100"}
+                sql_token: str = "", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+    env = {**os.environ, "CHARGEBACK_FLUSH_INTERVAL_MS": "100", **(env or {})}
     if sql_token:
         env["CHARGEBACK_SQL_TOKEN"] = sql_token
     process = subprocess.Popen(

@@ -12,68 +12,76 @@ gateway keeps the state it had (an aggregator restart does not wipe it).
 
 from __future__ import annotations
 
-import hmac
-import logging
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
-from functools import partial
+from collections.abc import AsyncIterator
 
 import grpc
 
 from ai_chargeback_proto import pb, pb_grpc
 
-from .. import metrics
-
-log = logging.getLogger(__name__)
+from .bearer import require_bearer
 
 
 class BudgetFeed(pb_grpc.BudgetFeedServicer):
+    """Served on the aggregator's ``grpc.aio`` loop: a watching gateway costs a coroutine, not a thread.
+
+    ``publish`` and ``close`` are called from other threads (the budget monitor, shutdown)
+    and reach the streams through the loop."""
+
     def __init__(self, *, auth_token: str | None, heartbeat_s: float, aggregator_id: str) -> None:
         self._auth_token = auth_token.encode() if auth_token else None
         self._heartbeat_s = heartbeat_s
         self._aggregator_id = aggregator_id
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._state = pb.BudgetState(evaluated=False)
         self._evaluated_at = time.monotonic()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._news: asyncio.Event | None = None
         self.watchers = 0
 
     def publish(self, state: pb.BudgetState, *, evaluated_at: float | None = None) -> None:
         """A new evaluation (monotonic time of its start); streams send it at once if its version is new."""
-        with self._changed:
+        with self._lock:
             self._state = state
             self._evaluated_at = time.monotonic() if evaluated_at is None else evaluated_at
-            self._changed.notify_all()
+        self._wake()
 
     def close(self) -> None:
         """End every stream now (shutdown): gateways keep their last state and reconnect elsewhere."""
-        with self._changed:
+        with self._lock:
             self._closed = True
-            self._changed.notify_all()
+        self._wake()
 
-    def _authorize(self, context: grpc.ServicerContext) -> None:
-        if self._auth_token is None:
-            return
-        presented = b""
-        for key, value in context.invocation_metadata():
-            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-                presented = value[len("Bearer ") :].encode()
-        if not hmac.compare_digest(presented, self._auth_token):
-            metrics.AUTH_FAILURES.inc()
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+    def _wake(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._announce)
+            except RuntimeError:  # the loop closed in between: no stream is left to wake
+                pass
 
-    def WatchBudgets(self, request: pb.WatchBudgetsRequest, context: grpc.ServicerContext) -> Iterator[pb.BudgetState]:  # noqa: N802 (gRPC name)
-        self._authorize(context)
-        context.add_callback(self._wake)
+    def _announce(self) -> None:
+        """On the loop: wake every waiting stream, and give later waits a fresh event."""
+        if self._news is not None:
+            self._news.set()
+        self._news = asyncio.Event()
+
+    async def WatchBudgets(self, request: pb.WatchBudgetsRequest,  # noqa: N802 (gRPC name)
+                           context: grpc.aio.ServicerContext) -> AsyncIterator[pb.BudgetState]:  # fmt: skip
+        await require_bearer(context, self._auth_token)
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        if self._news is None:
+            self._news = asyncio.Event()
         sent_version: str | None = None
-        with self._changed:
-            self.watchers += 1
+        self.watchers += 1
         try:
-            while context.is_active():
-                with self._changed:
-                    if self._closed:
-                        return
+            while not self._closed:
+                news = self._news  # taken before the state: a publish after this line sets it
+                with self._lock:
                     state, evaluated_at = self._state, self._evaluated_at
                 message = pb.BudgetState()
                 if state.evaluated and state.version == sent_version:
@@ -85,16 +93,23 @@ class BudgetFeed(pb_grpc.BudgetFeedServicer):
                 message.sent_at_unix_ms = int(time.time() * 1000)
                 yield message
                 sent_version = state.version if state.evaluated else None
-                with self._changed:
-                    self._changed.wait_for(partial(self._news, context, sent_version), timeout=self._heartbeat_s)
+                await self._wait_for_news(news, sent_version)
         finally:
-            with self._changed:
-                self.watchers -= 1
+            self.watchers -= 1
 
-    def _news(self, context: grpc.ServicerContext, sent_version: str | None) -> bool:
-        """Something a stream must act on: shutdown, a gone client, or a version it has not sent (lock held)."""
-        return self._closed or not context.is_active() or (self._state.evaluated and self._state.version != sent_version)
-
-    def _wake(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
+    async def _wait_for_news(self, news: asyncio.Event, sent_version: str | None) -> None:
+        """Until shutdown, a version this stream has not sent, or the heartbeat is due."""
+        deadline = asyncio.get_running_loop().time() + self._heartbeat_s
+        while not self._closed:
+            with self._lock:
+                if self._state.evaluated and self._state.version != sent_version:
+                    return
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(news.wait(), remaining)
+            except TimeoutError:
+                return
+            assert self._news is not None
+            news = self._news

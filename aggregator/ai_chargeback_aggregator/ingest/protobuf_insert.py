@@ -1,23 +1,26 @@
 """Insert events as protobuf: ClickHouse parses them, Python only frames bytes.
 
-The columnar path (rows.events_to_columns + clickhouse-connect) spends about
-40 µs of Python per event; here the events the gRPC layer already parsed are
-re-serialized by upb (C), length-prefixed, and read by ClickHouse's own
-Protobuf input format with the wire schema (plus two storage-only fields), then transformed to
-the table's columns in one ``INSERT ... SELECT``. Per-row values that are not
-in the event (the sender id, the price columns the pricer adds) are
-deduplicated in Python (a batch has few senders and few distinct prices) and
-each stored copy of an event carries its indexes in two storage-only fields
-(numbers the wire schema reserves), so the SQL stays small at any batch size.
+The columnar path (rows.events_to_columns + clickhouse-connect) spends tens of
+µs of Python per event; here each event's canonical encoding, made once at
+admission, is length-prefixed and read by ClickHouse's own Protobuf input
+format with the wire schema (plus storage-only fields), then transformed to the
+table's columns in one ``INSERT ... SELECT``. Per-row values that are not in
+the event travel in storage-only fields (numbers the wire schema reserves): the
+sender's index, the index of the row's deduplicated extra values (the price
+columns the pricer adds: a batch has few distinct prices), and the content hash.
 
-Used for the embedded store (chDB reads the payload from a temp file); a
-ClickHouse server takes the columnar path. ``tests/aggregator/test_protobuf_insert.py``
+The read structure and the SELECT are derived from the .proto descriptor and
+``rows`` (the same field lists and enum words as the columnar path), so a new
+wire field reaches both paths or a test fails. Used for the embedded store
+(chDB reads the payload from a file in the store's own directory); a ClickHouse
+server takes the columnar path. ``tests/aggregator/test_protobuf_insert.py``
 checks both paths store identical rows.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -25,58 +28,75 @@ from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.binding import format_query_value
+from google.protobuf.descriptor import FieldDescriptor
 
 from ai_chargeback_proto import pb
 
-# The wire schema, with the storage-only fields in the range the wire reserves for them:
-# each stored copy of an event carries its sender's and its extra row's index.
+from . import rows
+
+# The wire schema, with the storage-only fields in the range the wire reserves for them.
 _WIRE_SCHEMA = resources.files("ai_chargeback_proto").joinpath("chargeback/v1/usage.proto").read_text()
 _RESERVED = "reserved 1000 to 1099;"
-_SCHEMA_TEXT = _WIRE_SCHEMA.replace(_RESERVED, "uint32 x_sender_index = 1000; uint32 x_extra_index = 1001;")
+_SCHEMA_TEXT = _WIRE_SCHEMA.replace(
+    _RESERVED, "uint32 x_sender_index = 1000; uint32 x_extra_index = 1001; fixed64 x_content_hash = 1002;"
+)
 if _SCHEMA_TEXT == _WIRE_SCHEMA:
     raise RuntimeError(f"usage.proto no longer reserves the storage fields ({_RESERVED})")
 _SENDER_TAG = bytes([0xC0, 0x3E])  # field 1000, varint
 _EXTRA_TAG = bytes([0xC8, 0x3E])  # field 1001, varint
+_HASH_TAG = bytes([0xD1, 0x3E])  # field 1002, fixed64
+_HASH = struct.Struct("<Q")
+_STORAGE_FIELDS_BYTES = len(_SENDER_TAG) + len(_EXTRA_TAG) + len(_HASH_TAG) + _HASH.size  # plus the two varints
 SCHEMA_FILE_NAME = "chargeback_stored_usage.proto"
+PAYLOAD_DIR = "insert-payloads"
 
-# Every UsageEvent field read from the payload, with the type ClickHouse reads it as.
-_STRUCTURE = (
-    "event_id String, kong_request_id String, started_at_unix_ms Int64, observed_at_unix_ms Int64, gateway_node String, "
-    "tenant String, tenant_source String, team String, team_source String, app String, app_source String, "
-    "workload String, workload_source String, unattributed_reason String, identity_conflicts Array(String), "
-    "consumer_id String, consumer_username String, consumer_custom_id String, credential_fingerprint String, "
-    "client_ip String, trace_id String, route_id String, route_name String, service_id String, service_name String, "
-    "provider String, api_family String, requested_model String, served_model String, "
-    "input_tokens Nullable(UInt64), cached_input_tokens Nullable(UInt64), cache_write_input_tokens Nullable(UInt64), "
-    "output_tokens Nullable(UInt64), reasoning_tokens Nullable(UInt64), billable_extras Map(String, UInt64), "
-    "usage_source String, usage_note String, streaming Bool, service_tier String, latency_total_ms UInt32, "
-    "latency_upstream_ms Nullable(UInt32), latency_gateway_ms UInt32, http_status UInt32, upstream_tries UInt32, "
-    "client_retry_count UInt32, policy_outcome String, tags Map(String, String), "
-    "x_sender_index UInt32, x_extra_index UInt32"
+_SCALAR_TYPES = {
+    FieldDescriptor.TYPE_STRING: "String", FieldDescriptor.TYPE_INT64: "Int64", FieldDescriptor.TYPE_UINT64: "UInt64",
+    FieldDescriptor.TYPE_UINT32: "UInt32", FieldDescriptor.TYPE_BOOL: "Bool", FieldDescriptor.TYPE_ENUM: "String",
+}  # fmt: skip
+
+
+def _read_type(field: FieldDescriptor) -> str:
+    """The type ClickHouse reads a wire field as (enums as their value names)."""
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        key, value = (field.message_type.fields_by_name[n] for n in ("key", "value"))
+        return f"Map({_SCALAR_TYPES[key.type]}, {_SCALAR_TYPES[value.type]})"
+    scalar = _SCALAR_TYPES[field.type]
+    if field.is_repeated:
+        return f"Array({scalar})"
+    if field.has_presence and field.containing_oneof is not None:
+        return f"Nullable({scalar})"
+    return scalar
+
+
+_WIRE_FIELDS = [f for f in pb.UsageEvent.DESCRIPTOR.fields if f.number < 1000]
+STRUCTURE = ", ".join(
+    [f"{f.name} {_read_type(f)}" for f in _WIRE_FIELDS]
+    + ["x_sender_index UInt32", "x_extra_index UInt32", "x_content_hash UInt64"]
 )
-_PLAIN = (
-    "kong_request_id", "gateway_node", "tenant", "team", "app", "workload", "unattributed_reason", "identity_conflicts",
-    "consumer_id", "consumer_username", "consumer_custom_id", "credential_fingerprint", "client_ip", "trace_id",
-    "route_id", "route_name", "service_id", "service_name", "provider", "api_family", "requested_model",
-    "served_model", "billable_extras", "usage_note", "streaming", "service_tier", "latency_total_ms",
-    "latency_gateway_ms", "http_status", "upstream_tries", "client_retry_count", "tags",
-)  # fmt: skip
-_TOKENS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_tokens")
-# Enum names as protobuf writes them -> the words the table stores (rows.py uses the same words).
-_ENUM_PREFIX = {"tenant_source": "IDENTITY_SOURCE_", "team_source": "IDENTITY_SOURCE_", "app_source": "IDENTITY_SOURCE_",
-                "workload_source": "IDENTITY_SOURCE_", "policy_outcome": "POLICY_OUTCOME_"}  # fmt: skip
+_ID_STRUCTURE = "event_id String"
+
+
+def _sql_strings(values: Sequence[str]) -> str:
+    return "[" + ", ".join(str(format_query_value(v)) for v in values) + "]"
+
+
+def _enum_expression(name: str) -> str:
+    enum = pb.UsageEvent.DESCRIPTOR.fields_by_name[name].enum_type
+    words = rows.enum_words(name)
+    names = [v.name for v in enum.values]
+    return f"transform({name}, {_sql_strings(names)}, {_sql_strings([words[v.number] for v in enum.values])}, '')"
+
 
 _SELECT: tuple[tuple[str, str], ...] = (
     ("event_id", "toUUID(event_id)"),
-    ("started_at", "fromUnixTimestamp64Milli(started_at_unix_ms, 'UTC')"),
-    ("observed_at", "fromUnixTimestamp64Milli(observed_at_unix_ms, 'UTC')"),
-    *((name, name) for name in _PLAIN),
-    *((name, f"lower(substring({name}, {len(prefix) + 1}))") for name, prefix in _ENUM_PREFIX.items()),
-    *((name, f"ifNull({name}, 0)") for name in _TOKENS),
-    ("usage_reported_mask", " + ".join(f"{1 << i} * ({name} IS NOT NULL)" for i, name in enumerate(_TOKENS))),
-    ("usage_source", "transform(usage_source, ['USAGE_SOURCE_PROVIDER', 'USAGE_SOURCE_KONG_AI_PROXY', "
-                     "'USAGE_SOURCE_ESTIMATED'], ['provider', 'kong-ai-proxy', 'estimated'], 'none')"),
-    ("latency_upstream_ms", "ifNull(toInt32(latency_upstream_ms), -1)"),
+    *((column, f"fromUnixTimestamp64Milli({field}, 'UTC')") for field, column in rows.TIMESTAMP_COLUMNS.items()),
+    ("content_hash", "x_content_hash"),
+    *((name, name) for name in (*rows.TEXT_FIELDS, *rows.LIST_FIELDS, *rows.MAP_FIELDS, *rows.FLAG_FIELDS, *rows.RANGE_FIELDS)),
+    *((name, _enum_expression(name)) for name in rows.ENUM_FIELDS),
+    *((name, f"ifNull({name}, 0)") for name, _ in rows.TOKEN_FIELDS),
+    ("usage_reported_mask", " + ".join(f"{bit} * ({name} IS NOT NULL)" for name, bit in rows.TOKEN_FIELDS)),
+    *((name, f"ifNull(toInt32({name}), -1)") for name in rows.ABSENT_AS_MINUS_ONE),
 )  # fmt: skip
 
 # Varint prefixes for every message length below 16 KiB, computed once.
@@ -91,23 +111,29 @@ def _varint(n: int) -> bytes:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
-    return bytes(out)
+    return out
 
 
-def frame(events: Sequence[pb.UsageEvent], sender_index: Sequence[int], extra_index: Sequence[int]) -> bytes:
-    """Length-delimited messages (ClickHouse's Protobuf input format), each event followed
-    by its storage-only index fields: concatenated protobuf encodings merge into one message."""
-    parts: list[bytes] = []
-    append = parts.append
-    varint = _varint
-    for event, sender, extra in zip(events, sender_index, extra_index):
-        data = event.SerializeToString() + _SENDER_TAG + varint(sender) + _EXTRA_TAG + varint(extra)
-        append(varint(len(data)))
-        append(data)
-    return b"".join(parts)
+def frame(payloads: Sequence[bytes | memoryview], content_hashes: Sequence[int], sender_index: Sequence[int],
+          extra_index: Sequence[int]) -> bytearray:  # fmt: skip
+    """Length-delimited messages (ClickHouse's Protobuf input format): each event's encoding
+    followed by its storage-only fields (concatenated protobuf encodings merge into one message)."""
+    out = bytearray()  # one growing buffer: no per-event copies, no second copy to join them
+    varint, pack = _varint, _HASH.pack
+    for payload, content_hash, sender, extra in zip(payloads, content_hashes, sender_index, extra_index):
+        sender_field, extra_field = varint(sender), varint(extra)
+        out += varint(len(payload) + len(sender_field) + len(extra_field) + _STORAGE_FIELDS_BYTES)
+        out += payload
+        out += _SENDER_TAG
+        out += sender_field
+        out += _EXTRA_TAG
+        out += extra_field
+        out += _HASH_TAG
+        out += pack(content_hash)
+    return out
 
 
-def _index(values: Sequence[Any]) -> tuple[list[Any], list[int]]:
+def index_values(values: Sequence[Any]) -> tuple[list[Any], list[int]]:
     """Distinct values and each row's 1-based position among them."""
     positions: dict[Any, int] = {}
     distinct: list[Any] = []
@@ -153,7 +179,12 @@ def insert_sql(*, table: str, source: str, senders: Sequence[str], extra_names: 
 
 
 class EmbeddedProtobufInserter:
-    """For chDB: the payload goes through a temp file read by ``file()``."""
+    """For chDB: the payload goes through a file in the store's directory, read by ``file()``.
+
+    The file lives beside the data (not in the system temp directory), so one
+    filesystem holds everything an insert writes: when it fills up, the insert
+    fails as a whole and the writer retries it.
+    """
 
     def __init__(self, store: Any, table: str) -> None:
         self._store = store
@@ -165,28 +196,52 @@ class EmbeddedProtobufInserter:
         schema_path.parent.mkdir(parents=True, exist_ok=True)
         if not schema_path.exists() or schema_path.read_text() != _SCHEMA_TEXT:
             schema_path.write_text(_SCHEMA_TEXT)
+        self.payload_dir = data_dir / PAYLOAD_DIR
+        self.payload_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.payload_dir.glob("*.pb"):  # left by a process that was killed mid-insert
+            stale.unlink(missing_ok=True)
         self.settings = {"format_schema": f"{schema_path}:UsageEvent"}
-        _, rows = store.query(
+        _, found = store.query(
             "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {table:String}",
             {"db": store.database, "table": table},
         )
-        self.column_types = {name: type_ for name, type_ in rows}
+        self.column_types = {name: type_ for name, type_ in found}
 
-    def insert(self, events: Sequence[pb.UsageEvent], sender_ids: Sequence[str], ingested_at_ms: int,
-               extra: Mapping[str, Sequence[Any]]) -> None:  # fmt: skip
-        senders, sender_index = _index(sender_ids)
-        names = list(extra)
-        if names:
-            extra_rows, extra_index = _index(list(zip(*(extra[name] for name in names))))
-        else:
-            extra_rows, extra_index = [], [0] * len(events)
-        fd, path = tempfile.mkstemp(prefix="chargeback-insert-", suffix=".pb")
+    def write_payload(self, data: bytes | bytearray) -> Path:
+        """The framed events in a file of their own (raises OSError when the disk is full)."""
+        fd, path = tempfile.mkstemp(prefix="events-", suffix=".pb", dir=self.payload_dir)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(frame(events, sender_index, extra_index))
-            source = f"file({format_query_value(path)}, 'Protobuf', {format_query_value(_STRUCTURE)})"
-            sql = insert_sql(table=self._table, source=source, senders=senders, extra_names=names, extra_rows=extra_rows,
-                             extra_types=self.column_types, ingested_at_ms=ingested_at_ms)  # fmt: skip
-            self._store.command(sql, settings=self.settings)
-        finally:
+                handle.write(data)
+        except BaseException:
             os.unlink(path)
+            raise
+        return Path(path)
+
+    def source(self, path: Path, structure: str = STRUCTURE) -> str:
+        return f"file({format_query_value(str(path))}, 'Protobuf', {format_query_value(structure)})"
+
+    def id_source(self, path: Path) -> str:
+        """The event ids of a payload, as a table function (for the dedup lookup)."""
+        return self.source(path, _ID_STRUCTURE)
+
+    def insert(self, path: Path, senders: Sequence[str], ingested_at_ms: int,
+               extra_names: Sequence[str], extra_rows: Sequence[tuple[Any, ...]]) -> None:  # fmt: skip
+        sql = insert_sql(table=self._table, source=self.source(path), senders=senders, extra_names=extra_names,
+                         extra_rows=extra_rows, extra_types=self.column_types, ingested_at_ms=ingested_at_ms)  # fmt: skip
+        self._store.command(sql, settings=self.settings)
+
+    def insert_events(self, payloads: Sequence[bytes | memoryview], content_hashes: Sequence[int], sender_ids: Sequence[str],
+                      ingested_at_ms: int, extra: Mapping[str, Sequence[Any]]) -> None:  # fmt: skip
+        """Frame, write and insert in one call (tests and benchmarks; the writer uses the steps)."""
+        senders, sender_index = index_values(sender_ids)
+        names = list(extra)
+        if names:
+            extra_rows, extra_index = index_values(list(zip(*(extra[name] for name in names))))
+        else:
+            extra_rows, extra_index = [], [0] * len(payloads)
+        path = self.write_payload(frame(payloads, content_hashes, sender_index, extra_index))
+        try:
+            self.insert(path, senders, ingested_at_ms, names, extra_rows)
+        finally:
+            path.unlink(missing_ok=True)

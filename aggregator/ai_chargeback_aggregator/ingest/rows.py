@@ -1,71 +1,113 @@
-"""Wire events -> store columns, one pass, column-oriented (what ClickHouse inserts fastest)."""
+"""Wire events -> ``usage_events`` columns, derived from the contract.
+
+Which column each wire field becomes, and how, is computed here from the
+.proto descriptor and the limits table (``ai_chargeback_proto.limits``), so a
+field added to the contract reaches the store through both insert paths (this
+columnar one for a ClickHouse server, ``protobuf_insert`` for the embedded store)
+or a test fails. One pass, column-oriented (what ClickHouse inserts fastest).
+"""
 
 from __future__ import annotations
 
+import sys
 import uuid
-from collections.abc import Sequence
+from array import array
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
+
 from ai_chargeback_proto import pb
+from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Enum, Flag, Range, Strings, Text, Timestamp
 
-_IDENTITY = {v.number: v.name.removeprefix("IDENTITY_SOURCE_").lower() for v in pb.IdentitySource.DESCRIPTOR.values}
-_USAGE = {
-    pb.USAGE_SOURCE_UNSPECIFIED: "none",
-    pb.USAGE_SOURCE_PROVIDER: "provider",
-    pb.USAGE_SOURCE_KONG_AI_PROXY: "kong-ai-proxy",
-    pb.USAGE_SOURCE_ESTIMATED: "estimated",
-    pb.USAGE_SOURCE_NONE: "none",
+from .content import canonical_encoding, content_hash
+
+_FIELDS = {f.name: f for f in pb.UsageEvent.DESCRIPTOR.fields if f.number < 1000}
+
+# Wire fields stored under another column name.
+TIMESTAMP_COLUMNS: Mapping[str, str] = {"started_at_unix_ms": "started_at", "observed_at_unix_ms": "observed_at"}
+# Enum values as the words the table stores; unnamed values read as the enum's name, lower case.
+_ENUM_WORDS_OVERRIDE: Mapping[str, Mapping[int, str]] = {
+    "usage_source": {pb.USAGE_SOURCE_UNSPECIFIED: "none", pb.USAGE_SOURCE_KONG_AI_PROXY: "kong-ai-proxy"},
 }
-_OUTCOME = {v.number: v.name.removeprefix("POLICY_OUTCOME_").lower() for v in pb.PolicyOutcome.DESCRIPTOR.values}
 
-# Token fields and their bit in usage_reported_mask (see migration 0001).
-TOKEN_FIELDS: tuple[tuple[str, int], ...] = (
-    ("input_tokens", 1),
-    ("cached_input_tokens", 2),
-    ("cache_write_input_tokens", 4),
-    ("output_tokens", 8),
-    ("reasoning_tokens", 16),
-)
 
-_STRING_FIELDS = (
-    "kong_request_id", "gateway_node", "tenant", "team", "app", "workload", "unattributed_reason",
-    "consumer_id", "consumer_username", "consumer_custom_id", "credential_fingerprint", "client_ip", "trace_id",
-    "route_id", "route_name", "service_id", "service_name", "provider", "api_family", "requested_model",
-    "served_model", "usage_note", "service_tier",
-)  # fmt: skip
-_UINT_FIELDS = ("latency_total_ms", "latency_gateway_ms", "http_status", "upstream_tries", "client_retry_count")
+def _optional(name: str) -> bool:
+    field = _FIELDS[name]
+    return field.has_presence and field.containing_oneof is not None
+
+
+def _of(kind: type[Any]) -> tuple[str, ...]:
+    return tuple(name for name, limit in EVENT_LIMITS.items() if isinstance(limit, kind))
+
+
+TEXT_FIELDS = _of(Text)
+ENUM_FIELDS = _of(Enum)
+LIST_FIELDS = _of(Strings)
+MAP_FIELDS = _of(Entries)
+FLAG_FIELDS = _of(Flag)
+# Counts keep "not reported" apart from zero in usage_reported_mask, one bit each in .proto order.
+TOKEN_FIELDS: tuple[tuple[str, int], ...] = tuple((name, 1 << i) for i, name in enumerate(_of(Count)))
+RANGE_FIELDS = tuple(name for name in _of(Range) if not _optional(name))
+# Optional measurements are stored as -1 when absent (latency_upstream_ms: never proxied).
+ABSENT_AS_MINUS_ONE = tuple(name for name in _of(Range) if _optional(name))
+
+
+def enum_words(field: str) -> dict[int, str]:
+    """Wire enum value -> the word stored for it (both insert paths use this)."""
+    enum = _FIELDS[field].enum_type
+    prefix = enum.values[0].name.removesuffix("UNSPECIFIED")
+    words = {v.number: v.name.removeprefix(prefix).lower() for v in enum.values}
+    words.update(_ENUM_WORDS_OVERRIDE.get(field, {}))
+    return words
+
+
+_WORDS = {name: enum_words(name) for name in ENUM_FIELDS}
 
 EVENT_COLUMNS: tuple[str, ...] = (
-    "event_id", "started_at", "observed_at", "ingested_at", "sender_id",
-    *_STRING_FIELDS,
-    "tenant_source", "team_source", "app_source", "workload_source", "identity_conflicts",
-    *(name for name, _ in TOKEN_FIELDS), "usage_reported_mask", "billable_extras", "usage_source", "streaming",
-    *_UINT_FIELDS, "latency_upstream_ms", "policy_outcome", "tags",
+    "event_id", *TIMESTAMP_COLUMNS.values(), "ingested_at", "sender_id", "content_hash",
+    *TEXT_FIELDS, *ENUM_FIELDS, *LIST_FIELDS,
+    *(name for name, _ in TOKEN_FIELDS), "usage_reported_mask", *MAP_FIELDS, *FLAG_FIELDS,
+    *RANGE_FIELDS, *ABSENT_AS_MINUS_ONE,
 )  # fmt: skip
+
+# Every wire field and the column it lands in (a test holds this against the .proto and the table).
+COLUMN_OF_FIELD: Mapping[str, str] = {
+    "event_id": "event_id", **TIMESTAMP_COLUMNS,
+    **{name: name for name in (*TEXT_FIELDS, *ENUM_FIELDS, *LIST_FIELDS, *(n for n, _ in TOKEN_FIELDS), *MAP_FIELDS,
+                               *FLAG_FIELDS, *RANGE_FIELDS, *ABSENT_AS_MINUS_ONE)},
+}  # fmt: skip
+if set(COLUMN_OF_FIELD) != set(_FIELDS) or any(_FIELDS[n].type == FieldDescriptor.TYPE_GROUP for n in _FIELDS):
+    raise RuntimeError("the row builder does not cover usage.proto: every wire field needs a column")
+if any(not isinstance(EVENT_LIMITS[name], Timestamp) for name in TIMESTAMP_COLUMNS):
+    raise RuntimeError("TIMESTAMP_COLUMNS names a field the limits table does not call a timestamp")
 
 
 def _ts(unix_ms: int) -> datetime:
     return datetime.fromtimestamp(unix_ms / 1000, tz=UTC)
 
 
-def events_to_columns(events: Sequence[pb.UsageEvent], sender_ids: Sequence[str], ingested_at_ms: int) -> dict[str, list[Any]]:
-    """Columns for ``usage_events``. Events must already be validated."""
+def events_to_columns(events: Sequence[pb.UsageEvent], sender_ids: Sequence[str], ingested_at_ms: int,
+                      content_hashes: Sequence[int] | None = None) -> dict[str, list[Any]]:  # fmt: skip
+    """Columns for ``usage_events``. Events must already be validated; hashes are computed when not given."""
+    if content_hashes is None:
+        content_hashes = [content_hash(canonical_encoding(event)) for event in events]
     cols: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
     ingested = _ts(ingested_at_ms)
-    for event, sender_id in zip(events, sender_ids):
+    for event, sender_id, digest in zip(events, sender_ids, content_hashes):
         cols["event_id"].append(uuid.UUID(event.event_id))
-        cols["started_at"].append(_ts(event.started_at_unix_ms))
-        cols["observed_at"].append(_ts(event.observed_at_unix_ms))
+        for field, column in TIMESTAMP_COLUMNS.items():
+            cols[column].append(_ts(getattr(event, field)))
         cols["ingested_at"].append(ingested)
         cols["sender_id"].append(sender_id)
-        for name in _STRING_FIELDS:
+        cols["content_hash"].append(digest)
+        for name in TEXT_FIELDS:
             cols[name].append(getattr(event, name))
-        cols["tenant_source"].append(_IDENTITY[event.tenant_source])
-        cols["team_source"].append(_IDENTITY[event.team_source])
-        cols["app_source"].append(_IDENTITY[event.app_source])
-        cols["workload_source"].append(_IDENTITY[event.workload_source])
-        cols["identity_conflicts"].append(list(event.identity_conflicts))
+        for name in ENUM_FIELDS:
+            cols[name].append(_WORDS[name][getattr(event, name)])
+        for name in LIST_FIELDS:
+            cols[name].append(list(getattr(event, name)))
         mask = 0
         for name, bit in TOKEN_FIELDS:
             if event.HasField(name):
@@ -74,29 +116,42 @@ def events_to_columns(events: Sequence[pb.UsageEvent], sender_ids: Sequence[str]
             else:
                 cols[name].append(0)
         cols["usage_reported_mask"].append(mask)
-        cols["billable_extras"].append(dict(event.billable_extras))
-        cols["usage_source"].append(_USAGE[event.usage_source])
-        cols["streaming"].append(event.streaming)
-        for name in _UINT_FIELDS:
-            cols[name].append(getattr(event, name))
-        cols["latency_upstream_ms"].append(event.latency_upstream_ms if event.HasField("latency_upstream_ms") else -1)
-        cols["policy_outcome"].append(_OUTCOME[event.policy_outcome])
-        cols["tags"].append(dict(event.tags))
+        for name in (*MAP_FIELDS, *FLAG_FIELDS, *RANGE_FIELDS):
+            value = getattr(event, name)
+            cols[name].append(dict(value) if name in MAP_FIELDS else value)
+        for name in ABSENT_AS_MINUS_ONE:
+            cols[name].append(getattr(event, name) if event.HasField(name) else -1)
     return cols
 
 
 # What the pricer and the rollup maintainer read, for inserts where ClickHouse builds the row.
-KEY_COLUMNS = ("provider", "served_model", "requested_model", "service_tier", "tenant", "started_at", "input_tokens", "policy_outcome")
+KEY_COLUMNS = (
+    "provider", "served_model", "requested_model", "service_tier", "tenant", "started_at", "input_tokens", "policy_outcome",
+)  # fmt: skip
+_KEY_TEXT = ("provider", "served_model", "requested_model", "service_tier", "tenant")
 
 
-def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, list[Any]]:
-    return {
-        "provider": [e.provider for e in events],
-        "served_model": [e.served_model for e in events],
-        "requested_model": [e.requested_model for e in events],
-        "service_tier": [e.service_tier for e in events],
-        "tenant": [e.tenant for e in events],
-        "started_at": [_ts(e.started_at_unix_ms) for e in events],
-        "input_tokens": [e.input_tokens for e in events],
-        "policy_outcome": [_OUTCOME[e.policy_outcome] for e in events],  # the pricer does not bill what the gateway refused
-    }
+def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, Any]:
+    """The pricer's and the rollups' values of validated events, compact while they wait:
+    text interned (a batch holds one copy of each of its few distinct strings), numbers in
+    arrays. ``price_columns`` turns them into the columns the pricer takes."""
+    intern = sys.intern
+    keys: dict[str, Any] = {name: [intern(getattr(e, name)) for e in events] for name in _KEY_TEXT}
+    keys["started_ms"] = array("q", (e.started_at_unix_ms for e in events))
+    keys["input_tokens"] = array("Q", (e.input_tokens for e in events))
+    outcome_words = _WORDS["policy_outcome"]  # the pricer does not bill what the gateway refused
+    keys["policy_outcome"] = [outcome_words[e.policy_outcome] for e in events]
+    return keys
+
+
+def empty_keys() -> dict[str, Any]:
+    return {**{name: [] for name in _KEY_TEXT}, "started_ms": array("q"), "input_tokens": array("Q"), "policy_outcome": []}
+
+
+def price_columns(keys: dict[str, Any]) -> dict[str, list[Any]]:
+    """KEY_COLUMNS for the pricer and the rollups (built for one flush, then dropped)."""
+    columns: dict[str, list[Any]] = {name: list(keys[name]) for name in _KEY_TEXT}
+    columns["started_at"] = [_ts(ms) for ms in keys["started_ms"]]
+    columns["input_tokens"] = list(keys["input_tokens"])
+    columns["policy_outcome"] = list(keys["policy_outcome"])
+    return columns

@@ -1,185 +1,199 @@
-"""The gRPC ingest service: validate, hand to the writer, ack only what is stored.
+"""The gRPC ingest service (asyncio): admit, hand to the writer, ack what is accounted for.
 
-Per stream, a reader thread takes batches off the wire and submits them while
-earlier ones are still being written (pipelining); acks go back in batch order.
-At most ``MAX_BATCHES_IN_FLIGHT`` batches per stream wait for the store: past
-that the reader stops reading, which is gRPC flow control back to the sender.
+Streams are coroutines on one event loop, so an idle sender costs a little
+memory and no thread: one aggregator keeps thousands of gateways' streams open.
+Per stream a reader task takes batches off the wire, admits them (validation,
+canonical encoding, quarantine of what breaks the contract) and submits them
+while earlier ones are still being written (pipelining); acks go back in batch
+order. At most ``MAX_BATCHES_IN_FLIGHT`` batches per stream wait for the store:
+past that the reader stops reading, which is gRPC flow control to the sender.
+
+Memory is bounded by the writer's pending caps. While the store keeps up, a
+batch that does not fit waits for room (its stream is not read meanwhile);
+while the store is failing it is refused with RESOURCE_EXHAUSTED, and the
+sender keeps it spooled or tries another aggregator.
+
+Acks are built in one place (``_ack``); ``ack_hooks`` may add to an ack before
+it is sent (for example a budget state).
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import logging
-import queue
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 
 from ai_chargeback_proto import pb, pb_grpc
 
 from .. import metrics
-from ..store.clickhouse import Store, StoreError
-from .validation import Invalid, validate_event
-from .writer import Backpressure, RecentIds, Ticket, Writer
+from .admission import Admitted, MalformedBatch, admit, check_batch
+from .bearer import require_bearer
+from .writer import Backpressure, Ticket, Writer
 
 log = logging.getLogger(__name__)
 
 MAX_BATCHES_IN_FLIGHT = 64
+# How often a batch waiting for room looks again, in case a wake-up was missed.
+ROOM_RECHECK_S = 0.25
 _END = object()
 
-
-MAX_EVENTS_PER_BATCH = 100_000
-MAX_ID_CHARS = 128
+# Called with the admitted batch and its ack (status and counts set) just before the ack is sent.
+AckHook = Callable[[Admitted, pb.BatchAck], None]
 
 
 @dataclass(slots=True)
 class _Accepted:
-    batch: pb.UsageBatch
-    ticket: Ticket | None
-    rejected: list[pb.EventRejection] = field(default_factory=list)
-    backpressure: str = ""
+    batch_id: str
+    sequence: int
+    accepted_at: float
+    admitted: Admitted | None = None
+    ticket: Ticket | None = None
+    stored: asyncio.Future[None] | None = None
     malformed: str = ""
-    retry: str = ""
+    refused: str = ""
 
 
 class IngestService(pb_grpc.UsageIngestServicer):
     def __init__(self, writer: Writer, *, auth_token: str | None, store_wait_timeout_s: float = 30.0,
-                 store: Store | None = None) -> None:  # fmt: skip
+                 ack_hooks: Sequence[AckHook] = ()) -> None:  # fmt: skip
         self._writer = writer
-        self._store = store
         self._auth_token = auth_token.encode() if auth_token else None
         self._wait_s = store_wait_timeout_s
+        self._ack_hooks = tuple(ack_hooks)
+        self._room: asyncio.Event | None = None
 
-    def _authorize(self, context: grpc.ServicerContext) -> None:
-        if self._auth_token is None:
-            return
-        presented = b""
-        for key, value in context.invocation_metadata():
-            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-                presented = value[len("Bearer ") :].encode()
-        if not hmac.compare_digest(presented, self._auth_token):
-            metrics.AUTH_FAILURES.inc()
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+    def room_freed(self) -> None:
+        """The writer freed room (called on the event loop): wake every batch waiting for it."""
+        if self._room is not None:
+            self._room.set()
+            self._room = None
 
-    def StreamUsage(self, request_iterator: Iterator[pb.UsageBatch], context: grpc.ServicerContext) -> Iterator[pb.BatchAck]:  # noqa: N802 (gRPC name)
-        self._authorize(context)
-        accepted: queue.Queue[object] = queue.Queue(maxsize=MAX_BATCHES_IN_FLIGHT)
-        reader = threading.Thread(target=self._read, args=(request_iterator, accepted), name="chargeback-stream-reader", daemon=True)
-        reader.start()
-        while True:
-            item = accepted.get()
-            if item is _END:
-                return
-            assert isinstance(item, _Accepted)
-            if item.malformed:
-                metrics.BATCHES.labels("invalid_argument").inc()
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.malformed)
-            if item.backpressure:
-                metrics.BATCHES.labels("resource_exhausted").inc()
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, item.backpressure)
-            yield self._ack(item)
-
-    def _read(self, request_iterator: Iterator[pb.UsageBatch], accepted: queue.Queue[object]) -> None:
+    async def _wait_for_room(self, timeout_s: float) -> None:
+        if self._room is None:
+            self._room = asyncio.Event()
         try:
-            for batch in request_iterator:
-                item = self._accept(batch)
-                accepted.put(item)
-                if item.backpressure or item.malformed:
+            await asyncio.wait_for(self._room.wait(), timeout_s)
+        except TimeoutError:
+            pass
+
+    async def StreamUsage(self, request_iterator: AsyncIterator[pb.UsageBatch],  # noqa: N802 (gRPC name)
+                          context: grpc.aio.ServicerContext) -> AsyncIterator[pb.BatchAck]:  # fmt: skip
+        await require_bearer(context, self._auth_token)
+        metrics.STREAMS_OPEN.inc()
+        accepted: asyncio.Queue[object] = asyncio.Queue(maxsize=MAX_BATCHES_IN_FLIGHT)
+        reader = asyncio.get_running_loop().create_task(self._read(request_iterator, accepted))
+        try:
+            while (item := await accepted.get()) is not _END:
+                assert isinstance(item, _Accepted)
+                if item.malformed:
+                    metrics.BATCHES.labels("invalid_argument").inc()
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, item.malformed)
+                if item.refused:
+                    metrics.BATCHES.labels("resource_exhausted").inc()
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, item.refused)
+                yield await self._ack(item)
+        finally:
+            reader.cancel()
+            metrics.STREAMS_OPEN.dec()
+
+    async def _read(self, request_iterator: AsyncIterator[pb.UsageBatch], accepted: asyncio.Queue[object]) -> None:
+        try:
+            async for batch in request_iterator:
+                item = self._admit(batch)
+                del batch  # the parsed batch is several times its wire size: drop it before any wait
+                if item.admitted is not None:
+                    await self._submit(item, item.admitted)
+                await accepted.put(item)
+                if item.malformed or item.refused:
                     return
-        except grpc.RpcError:
+        except asyncio.CancelledError:
+            raise  # the stream ended; nobody waits for more
+        except (grpc.RpcError, grpc.aio.AioRpcError, ConnectionError):
             pass  # the client went away; nothing left to ack
         except Exception:
             log.exception("stream reader failed")
-        finally:
-            accepted.put(_END)
+        await accepted.put(_END)
 
-    def _accept(self, batch: pb.UsageBatch) -> _Accepted:
+    def _admit(self, batch: pb.UsageBatch) -> _Accepted:
+        item = _Accepted(batch.batch_id, batch.sequence, accepted_at=asyncio.get_running_loop().time())
         metrics.EVENTS_RECEIVED.inc(len(batch.events))
-        if not batch.batch_id or len(batch.batch_id) > MAX_ID_CHARS or len(batch.sender_id) > MAX_ID_CHARS:
-            return _Accepted(batch, None, malformed=f"batch_id must be 1..{MAX_ID_CHARS} characters, sender_id at most {MAX_ID_CHARS}")
-        if len(batch.events) > MAX_EVENTS_PER_BATCH:
-            return _Accepted(batch, None, malformed=f"more than {MAX_EVENTS_PER_BATCH} events in one batch")
-        _record_sender_report(batch)
-        if batch.losses and self._store is not None:
-            try:
-                _store_losses(self._store, batch)
-            except StoreError as exc:
-                metrics.STORE_ERRORS.labels("losses").inc()
-                log.warning("could not store loss records; the batch will be resent: %s", exc)
-                return _Accepted(batch, None, retry="store did not take the batch's loss records; resend")
-        now_ms = int(time.time() * 1000)
-        valid: list[pb.UsageEvent] = []
-        rejected: list[pb.EventRejection] = []
-        for event in batch.events:
-            try:
-                validate_event(event, now_ms)
-            except Invalid as exc:
-                metrics.EVENTS_REJECTED.labels(exc.field).inc()
-                rejected.append(pb.EventRejection(event_id=event.event_id[:64], reason=str(exc), field=exc.field))
-                continue
-            valid.append(event)
         try:
-            ticket = self._writer.submit(valid, batch.sender_id)
-        except Backpressure as exc:
-            return _Accepted(batch, None, rejected, backpressure=str(exc))
-        return _Accepted(batch, ticket, rejected)
+            check_batch(batch)
+        except MalformedBatch as exc:
+            item.malformed = str(exc)
+            return item
+        _record_sender_report(batch)
+        item.admitted = admit(batch, int(time.time() * 1000))
+        return item
 
-    def _ack(self, item: _Accepted) -> pb.BatchAck:
-        ack = pb.BatchAck(batch_id=item.batch.batch_id, sequence=item.batch.sequence, rejected=item.rejected)
-        ticket = item.ticket
-        if ticket is None:
-            ack.status, ack.detail = pb.BatchAck.STATUS_RETRY, item.retry
-            metrics.BATCHES.labels("retry").inc()
-            return ack
-        if not ticket.wait(self._wait_s):
-            ticket.abandoned = True
+    async def _submit(self, item: _Accepted, admitted: Admitted) -> None:
+        """Hand the batch to the writer, waiting for room while the store keeps up."""
+        loop = asyncio.get_running_loop()
+        stored: asyncio.Future[None] = loop.create_future()
+
+        def settle(_: Ticket) -> None:
+            _call_soon(loop, _set_done, stored)
+
+        deadline = item.accepted_at + self._wait_s
+        while True:
+            try:
+                item.ticket = self._writer.submit(admitted, settle)
+                item.stored = stored
+                return
+            except Backpressure as exc:
+                remaining = deadline - loop.time()
+                if not exc.waitable or remaining <= 0:
+                    item.refused = str(exc)
+                    return
+                await self._wait_for_room(min(remaining, ROOM_RECHECK_S))
+
+    async def _ack(self, item: _Accepted) -> pb.BatchAck:
+        ack = pb.BatchAck(batch_id=item.batch_id, sequence=item.sequence)
+        assert item.ticket is not None and item.stored is not None and item.admitted is not None
+        remaining = item.accepted_at + self._wait_s - asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(asyncio.shield(item.stored), max(remaining, 0.001))
+        except TimeoutError:
+            item.ticket.abandoned = True  # not written behind the sender's back if not taken yet
             ack.status = pb.BatchAck.STATUS_RETRY
             ack.detail = "store did not confirm in time; resend the batch"
             metrics.BATCHES.labels("retry").inc()
             return ack
+        outcome = item.ticket.outcome
         ack.status = pb.BatchAck.STATUS_STORED
-        ack.events_stored = ticket.stored
-        ack.events_duplicate = ticket.duplicates
+        ack.events_stored = outcome.stored
+        ack.events_duplicate = outcome.duplicates
+        ack.events_conflicting = outcome.conflicting
+        ack.events_quarantined = outcome.quarantined
+        ack.rejected.extend(q.rejection() for q in item.admitted.quarantined)
+        for hook in self._ack_hooks:
+            hook(item.admitted, ack)
         metrics.BATCHES.labels("stored").inc()
         return ack
 
 
-_seen_loss_ids = RecentIds(capacity=100_000)
-_seen_loss_lock = threading.Lock()
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
-def _store_losses(store: Store, batch: pb.UsageBatch) -> None:
-    """Loss records go to delivery_losses (deduplicated there by loss id) before the batch is acked."""
-    now = datetime.now(UTC)
-    losses = list(batch.losses)
-    store.insert_columns("delivery_losses", {
-        "loss_id": [loss.loss_id[:64] for loss in losses],
-        "sender_id": [batch.sender_id[:128]] * len(losses),
-        "first_lost_at": [_utc(loss.first_lost_at_unix_ms) for loss in losses],
-        "last_lost_at": [_utc(loss.last_lost_at_unix_ms or loss.first_lost_at_unix_ms) for loss in losses],
-        "events_lost": [loss.events_lost for loss in losses],
-        "reason": [loss.reason[:128] for loss in losses],
-        "reported_at": [now] * len(losses),
-    })  # fmt: skip
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
+    """From the writer's thread: a loop closed at shutdown has nobody left to tell."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        pass
 
 
-def _utc(unix_ms: int) -> datetime:
-    return datetime.fromtimestamp(max(unix_ms, 0) / 1000, tz=UTC)
+_SENDER_COUNTERS = ("events_queued", "events_sent", "events_spooled", "events_dropped", "usage_parse_failures",
+                    "events_quarantined", "events_conflicting")  # fmt: skip
 
 
 def _record_sender_report(batch: pb.UsageBatch) -> None:
     if batch.HasField("sender_stats") and batch.sender_id:
         stats = batch.sender_stats
-        fields = ("events_queued", "events_sent", "events_spooled", "events_dropped", "usage_parse_failures")
-        metrics.record_sender(batch.sender_id[:128], {name.removeprefix("events_"): getattr(stats, name) for name in fields})
-    for loss in batch.losses:
-        with _seen_loss_lock:
-            if loss.loss_id in _seen_loss_ids:
-                continue  # a resent batch carries the same loss record
-            _seen_loss_ids.add_all([loss.loss_id])
-        metrics.EVENTS_LOST_REPORTED.labels(loss.reason[:64] or "unknown").inc(loss.events_lost)
-        log.error("sender %s reports %d events lost: %s", batch.sender_id, loss.events_lost, loss.reason)
+        metrics.record_sender(batch.sender_id[:128], {name.removeprefix("events_"): getattr(stats, name) for name in _SENDER_COUNTERS})

@@ -1,122 +1,130 @@
-"""Validation of incoming usage events: every rule here, with the reason it gives.
+"""Validation of incoming usage events against the contract's limits table.
 
-A batch holding invalid events is not refused as a whole: valid events are
-stored, each invalid one is named in the ack with its reason and never stored.
-Resending an invalid event cannot make it valid, so senders do not retry it.
+Every rule comes from ``ai_chargeback_proto.limits`` (the one table the plugin
+also derives its truncation from) and the enums of ``usage.proto``. An event
+that breaks a rule is not refused silently: the ingest service quarantines it
+(raw event, field, reason), acks it as quarantined, and stores the rest of its
+batch as usual. Resending it cannot make it valid, so senders never retry it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from itertools import groupby
 
-from ai_chargeback_proto import pb
+from ai_chargeback_proto import limits, pb
+from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Enum, Range, Strings, Text, Timestamp
 
-MAX_TEXT = 256
-MAX_LONG_TEXT = 1024  # trace ids, conflicts
-MAX_TAGS = 32
-MAX_TAG_KEY = 64
-MAX_TAG_VALUE = 256
-MAX_EXTRAS = 16
-MAX_CONFLICTS = 8
-MAX_TOKENS = 100_000_000  # per request; far above any model's context window
-MAX_LATENCY_MS = 24 * 3600 * 1000
-MAX_PAST_MS = 35 * 24 * 3600 * 1000  # a spool may hold events for weeks, not months
-MAX_FUTURE_MS = 5 * 60 * 1000  # clock skew between gateway and aggregator
+_CANONICAL_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}").fullmatch
 
-_LONG_TEXT_FIELDS = ("trace_id",)
-_TEXT_FIELDS = (
-    "kong_request_id", "gateway_node", "tenant", "team", "app", "workload", "unattributed_reason",
-    "consumer_id", "consumer_username", "consumer_custom_id", "credential_fingerprint", "client_ip",
-    "route_id", "route_name", "service_id", "service_name", "provider", "api_family", "requested_model",
-    "served_model", "usage_note", "service_tier",
-)  # fmt: skip
-_ENUMS = (
-    ("tenant_source", pb.IdentitySource),
-    ("team_source", pb.IdentitySource),
-    ("app_source", pb.IdentitySource),
-    ("workload_source", pb.IdentitySource),
-    ("usage_source", pb.UsageSource),
-    ("policy_outcome", pb.PolicyOutcome),
+# Text fields grouped by their limit, shortest first: an event whose whole encoding
+# is no longer than a limit cannot hold a field past it, so most groups are skipped.
+_TEXT_GROUPS: tuple[tuple[int, tuple[str, ...]], ...] = tuple(
+    (max_chars, tuple(name for name, _ in group))
+    for max_chars, group in groupby(
+        sorted(((n, lim.max_chars) for n, lim in EVENT_LIMITS.items() if isinstance(lim, Text)), key=lambda x: x[1]),
+        key=lambda x: x[1],
+    )
 )
-_ENUM_VALUES = {name: {v.number for v in enum.DESCRIPTOR.values} for name, enum in _ENUMS}
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
-_TOKEN_FIELDS = ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "reasoning_tokens")
+_COUNTS: tuple[tuple[str, int], ...] = tuple((n, lim.max) for n, lim in EVENT_LIMITS.items() if isinstance(lim, Count))
+_COUNT_CEILING = min(limit for _, limit in _COUNTS)
+_RANGES: tuple[tuple[str, Range], ...] = tuple((n, lim) for n, lim in EVENT_LIMITS.items() if isinstance(lim, Range))
+_LISTS: tuple[tuple[str, Strings], ...] = tuple((n, lim) for n, lim in EVENT_LIMITS.items() if isinstance(lim, Strings))
+_MAPS: tuple[tuple[str, Entries], ...] = tuple((n, lim) for n, lim in EVENT_LIMITS.items() if isinstance(lim, Entries))
+_ENUM_VALUES: tuple[tuple[str, frozenset[int]], ...] = tuple(
+    (name, frozenset(v.number for v in pb.UsageEvent.DESCRIPTOR.fields_by_name[name].enum_type.values))
+    for name, lim in EVENT_LIMITS.items()
+    if isinstance(lim, Enum)
+)
+_TIMESTAMPS: tuple[tuple[str, bool], ...] = tuple(
+    (n, lim.required) for n, lim in EVENT_LIMITS.items() if isinstance(lim, Timestamp)
+)
+_PAST_DAYS = limits.PAST_WINDOW_MS // limits.DAY_MS
 
 
 class Invalid(ValueError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field = field
+        self.reason = reason
+
+
+def uuid7_unix_ms(event_id: str) -> int:
+    """The millisecond timestamp a canonical UUIDv7 carries (its first 48 bits)."""
+    return int(event_id[:8] + event_id[9:13], 16)
 
 
 def validate_event(event: pb.UsageEvent, now_ms: int) -> None:
     """Raise Invalid naming the first broken rule.
 
-    Runs once per event on the ingest path, so the common case is kept cheap:
-    an event whose whole encoding is shorter than a field limit cannot hold a
-    field past that limit, and only then are the per-field checks skipped.
+    Runs once per event on the ingest path, so the common case is kept cheap.
     """
-    if not _CANONICAL_UUID(event.event_id):
-        raise Invalid("event_id", "not a UUID in canonical lower-case form")
-    if not event.started_at_unix_ms:
-        raise Invalid("started_at_unix_ms", "missing")
-    if event.started_at_unix_ms < now_ms - MAX_PAST_MS:
-        raise Invalid("started_at_unix_ms", "older than the accepted window (35 days)")
-    if event.started_at_unix_ms > now_ms + MAX_FUTURE_MS or event.observed_at_unix_ms > now_ms + MAX_FUTURE_MS:
-        raise Invalid("started_at_unix_ms", "in the future")
-    if event.observed_at_unix_ms and event.observed_at_unix_ms < event.started_at_unix_ms - MAX_FUTURE_MS:
+    earliest, latest = now_ms - limits.PAST_WINDOW_MS, now_ms + limits.FUTURE_SKEW_MS
+    event_id = event.event_id
+    if not _CANONICAL_UUID7(event_id):
+        raise Invalid("event_id", "not a UUIDv7 in canonical lower-case form")
+    if not earliest <= uuid7_unix_ms(event_id) <= latest:
+        raise Invalid("event_id", f"the time it carries is outside the accepted window ({_PAST_DAYS} days back, 5 minutes ahead)")
+    for name, required in _TIMESTAMPS:
+        value = getattr(event, name)
+        if not value:
+            if required:
+                raise Invalid(name, "missing")
+            continue
+        if value < earliest:
+            raise Invalid(name, f"older than the accepted window ({_PAST_DAYS} days)")
+        if value > latest:
+            raise Invalid(name, "in the future")
+    if event.observed_at_unix_ms and event.observed_at_unix_ms < event.started_at_unix_ms - limits.FUTURE_SKEW_MS:
         raise Invalid("observed_at_unix_ms", "before started_at")
     size = event.ByteSize()
-    if size > MAX_TEXT:
-        for name in _TEXT_FIELDS:
-            if len(getattr(event, name)) > MAX_TEXT:
-                raise Invalid(name, f"longer than {MAX_TEXT} characters")
-    if size > MAX_LONG_TEXT:
-        for name in _LONG_TEXT_FIELDS:
-            if len(getattr(event, name)) > MAX_LONG_TEXT:
-                raise Invalid(name, f"longer than {MAX_LONG_TEXT} characters")
-    if event.identity_conflicts:
-        _check_strings("identity_conflicts", event.identity_conflicts, MAX_CONFLICTS, MAX_LONG_TEXT)
-    for name, values in _ENUM_VALUES.items():
+    for max_chars, names in _TEXT_GROUPS:
+        if size <= max_chars:
+            break
+        for name in names:
+            if len(getattr(event, name)) > max_chars:
+                raise Invalid(name, f"longer than {max_chars} characters")
+    for name, values in _ENUM_VALUES:
         if getattr(event, name) not in values:
             raise Invalid(name, "unknown enum value")
-    input_tokens, output_tokens = event.input_tokens, event.output_tokens
-    cached, cache_write, reasoning = event.cached_input_tokens, event.cache_write_input_tokens, event.reasoning_tokens
-    if max(input_tokens, output_tokens, cached, cache_write, reasoning) > MAX_TOKENS:
-        name = next(n for n in _TOKEN_FIELDS if getattr(event, n) > MAX_TOKENS)
-        raise Invalid(name, f"above {MAX_TOKENS}")
-    if cached + cache_write > input_tokens:
-        raise Invalid("cached_input_tokens", "cached + cache-write exceed input (input must include them)")
-    if reasoning > output_tokens:
-        raise Invalid("reasoning_tokens", "exceed output (output must include them)")
-    if event.billable_extras and len(event.billable_extras) > MAX_EXTRAS:
-        raise Invalid("billable_extras", f"more than {MAX_EXTRAS} entries")
-    for key, count in event.billable_extras.items():
-        if not key or len(key) > MAX_TAG_KEY:
-            raise Invalid("billable_extras", "key empty or too long")
-        if count > MAX_TOKENS:
-            raise Invalid("billable_extras", f"{key} above {MAX_TOKENS}")
-    tags = event.tags
-    if tags and len(tags) > MAX_TAGS:
-        raise Invalid("tags", f"more than {MAX_TAGS} tags")
-    for key, value in tags.items() if tags else ():
-        if not key or len(key) > MAX_TAG_KEY:
-            raise Invalid("tags", "key empty or longer than 64 characters")
-        if len(value) > MAX_TAG_VALUE:
-            raise Invalid("tags", f"value of {key!r} longer than {MAX_TAG_VALUE} characters")
-    if max(event.latency_total_ms, event.latency_upstream_ms, event.latency_gateway_ms) > MAX_LATENCY_MS:
-        name = next(n for n in ("latency_total_ms", "latency_upstream_ms", "latency_gateway_ms") if getattr(event, n) > MAX_LATENCY_MS)
-        raise Invalid(name, "above 24 hours")
-    if event.http_status and not 100 <= event.http_status <= 599:
-        raise Invalid("http_status", "not an HTTP status")
-    if event.upstream_tries > 100 or event.client_retry_count > 1000:
-        raise Invalid("upstream_tries", "implausible retry count")
+    _check_counts(event)
+    for name, window in _RANGES:
+        value = getattr(event, name)
+        if value > window.high or (value < window.low and not (window.zero_means_unset and value == 0)):
+            raise Invalid(name, f"outside {window.low}..{window.high}")
+    for name, listed in _LISTS:
+        items = getattr(event, name)
+        if items:
+            if len(items) > listed.max_items:
+                raise Invalid(name, f"more than {listed.max_items} entries")
+            if any(len(item) > listed.item.max_chars for item in items):
+                raise Invalid(name, f"an entry longer than {listed.item.max_chars} characters")
+    for name, mapped in _MAPS:
+        entries = getattr(event, name)
+        if entries:
+            _check_entries(name, mapped, entries)
 
 
-def _check_strings(field: str, values: Iterable[str], max_items: int, max_len: int) -> None:
-    items = list(values)
-    if len(items) > max_items:
-        raise Invalid(field, f"more than {max_items} entries")
-    if any(len(v) > max_len for v in items):
-        raise Invalid(field, f"entry longer than {max_len} characters")
+def _check_counts(event: pb.UsageEvent) -> None:
+    values = {name: getattr(event, name) for name, _ in _COUNTS}
+    if max(values.values()) > _COUNT_CEILING:
+        for name, ceiling in _COUNTS:
+            if values[name] > ceiling:
+                raise Invalid(name, f"above {ceiling}")
+    for parts, whole in limits.SUBSET_RULES:
+        if sum(values[p] for p in parts) > values[whole]:
+            raise Invalid(parts[0], f"{' + '.join(parts)} exceed {whole} ({whole} must include them)")
+
+
+def _check_entries(name: str, mapped: Entries, entries: object) -> None:
+    items = entries.items()  # type: ignore[attr-defined]
+    if len(entries) > mapped.max_entries:  # type: ignore[arg-type]
+        raise Invalid(name, f"more than {mapped.max_entries} entries")
+    value_limit = mapped.value
+    for key, value in items:
+        if not key or len(key) > mapped.key.max_chars:
+            raise Invalid(name, f"a key empty or longer than {mapped.key.max_chars} characters")
+        if isinstance(value_limit, Text) and len(value) > value_limit.max_chars:
+            raise Invalid(name, f"value of {key[:64]!r} longer than {value_limit.max_chars} characters")
+        if isinstance(value_limit, Count) and value > value_limit.max:
+            raise Invalid(name, f"{key[:64]} above {value_limit.max}")

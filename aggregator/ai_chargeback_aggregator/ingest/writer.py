@@ -1,12 +1,26 @@
-"""Coalescing writer: batches from every stream become few large inserts.
+"""Coalescing writer: batches from every stream become few large inserts, each event once.
 
 ClickHouse wants about one insert per second, not one per event. Streams hand
-their validated events to ``submit`` and wait on the returned ticket; one
+their admitted batches to ``submit`` and wait on the returned ticket; one
 thread flushes everything pending when ``flush_interval_ms`` has passed since
-the oldest pending batch or ``flush_max_events`` are waiting, and resolves the
-tickets only after the insert committed. A failed insert is retried (the
-batches stay pending), so a stream's ack waits; past ``max_pending_events``
-new batches are refused so memory stays bounded while the store is down.
+the oldest pending batch (or enough events or bytes wait), and resolves the
+tickets only after the store committed every row they account for:
+
+1. loss records (``delivery_losses``) and quarantined events (``quarantined_events``);
+2. dedup: each event id is looked up among recently written ids, then in the
+   store itself (``usage_events`` is keyed by the id), so "stored once" holds
+   for any age and across aggregators, not only inside a memory window;
+3. a replay whose content differs from the stored event goes to
+   ``event_conflicts`` (never billed: the stored version stands);
+4. the new events are priced and inserted.
+
+Anything the store or the disk does (errors, a full disk, a dropped connection)
+fails the attempt, never the thread: the flush is retried with backoff, the
+writer reports itself unhealthy (readiness and gRPC health say so) and, when
+nothing is pending, probes the store until a write succeeds again. Memory stays
+bounded: past ``max_pending_events`` or ``max_pending_bytes`` new batches are
+refused (the ingest service waits for room while the store keeps up, and answers
+RESOURCE_EXHAUSTED while it does not).
 """
 
 from __future__ import annotations
@@ -14,72 +28,110 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ai_chargeback_proto import pb
-
 from .. import metrics
-from ..store.clickhouse import Store, StoreError, is_embedded
-from .protobuf_insert import EmbeddedProtobufInserter
-from .rows import KEY_COLUMNS, events_to_columns, key_columns
+from ..store.clickhouse import Store
+from .admission import Admitted
+from .content import UNKNOWN_CONTENT_HASH
+from .rows import price_columns
+from .sinks import Candidates, Conflict, EventSink, insert_conflicts, insert_losses, insert_quarantined, sink_for
 
 log = logging.getLogger(__name__)
 
-EVENTS_TABLE = "usage_events"
-# ~190 bytes an id in memory: 500k ids cost about 95 MB and cover minutes to hours of
-# traffic, the window in which senders resend; exactness past it comes from the store.
-RECENT_IDS_CAPACITY = 500_000
-RECENT_IDS_WINDOW_HOURS = 24
+# The recently written ids only spare the store a lookup (and cover a replica that has
+# not caught up yet); exactness comes from the lookup. ~200 bytes an id: ~10 MB.
+RECENT_IDS_CAPACITY = 50_000
+LOSS_IDS_CAPACITY = 100_000
+_UINT64 = (1 << 64) - 1
+RETRY_BACKOFF_INITIAL_S = 0.05
 RETRY_BACKOFF_MAX_S = 5.0
+# Flush early once this share of the byte budget waits: admissions blocked on it move, and one
+# insert stays small (the embedded engine holds about 3 KB per row of an insert while writing it).
+EARLY_FLUSH_BYTES_SHARE = 0.25
 
 Enricher = Callable[[dict[str, list[Any]]], None]
-# Called with the inserted columns only after ClickHouse committed them (the
+# Called with the inserted key columns only after ClickHouse committed them (the
 # rollup maintainer marks the hours they touched as needing a rebuild).
 AfterInsert = Callable[[dict[str, list[Any]]], None]
 
 
 class Backpressure(Exception):
-    """Too many events are waiting for the store; the sender should back off and resend."""
+    """No room for the batch now. ``waitable``: the store keeps up, room comes back soon."""
+
+    def __init__(self, message: str, *, waitable: bool) -> None:
+        super().__init__(message)
+        self.waitable = waitable
+
+
+@dataclass(slots=True)
+class Outcome:
+    stored: int = 0
+    duplicates: int = 0
+    conflicting: int = 0
+    quarantined: int = 0
 
 
 @dataclass(eq=False)
 class Ticket:
-    events: Sequence[pb.UsageEvent]
-    sender_id: str
+    admitted: Admitted
     received_at: float = field(default_factory=time.perf_counter)
-    stored: int = 0
-    duplicates: int = 0
+    outcome: Outcome = field(default_factory=Outcome)
     done: threading.Event = field(default_factory=threading.Event)
-    abandoned: bool = False  # the stream stopped waiting; skip if not yet written
+    abandoned: bool = False  # the stream stopped waiting: dropped unless already being written
+    on_done: Callable[[Ticket], None] | None = None  # the event loop's waker, set before submit
 
     def wait(self, timeout_s: float) -> bool:
         return self.done.wait(timeout_s)
 
+    def _resolve(self) -> None:
+        self.done.set()
+        if self.on_done is not None:
+            self.on_done(self)
+
 
 class RecentIds:
-    """Event ids stored recently by this process: answers 'duplicate' without a query.
+    """Ids (with their content hashes) this process wrote or found stored, bounded.
 
-    Bounded (oldest forgotten first). It only saves work and makes acks precise:
-    exactness in reports comes from the store (ReplacingMergeTree + FINAL), so an
-    id forgotten here at worst costs a row that the store collapses.
+    Two generations of plain dicts: when the young one is full it becomes the old
+    one and the previous old one is forgotten, so memory stays within ``capacity``
+    entries and every operation is O(1). Keys and values are objects of their own,
+    made when remembered: holding on to the strings made at admission would pin the
+    memory of everything allocated around them for as long as the id is remembered.
     """
 
     def __init__(self, capacity: int = RECENT_IDS_CAPACITY) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._capacity = capacity
+        self._generation = max(capacity // 2, 1)
+        self._young: dict[bytes, int] = {}
+        self._old: dict[bytes, int] = {}
 
-    def __contains__(self, event_id: str) -> bool:
-        return event_id in self._ids
+    def get(self, key: str) -> int | None:
+        encoded = key.encode()
+        found = self._young.get(encoded)
+        return self._old.get(encoded) if found is None else found
 
-    def add_all(self, event_ids: Sequence[str]) -> None:
-        ids = self._ids
-        for event_id in event_ids:
-            ids[event_id] = None
-        while len(ids) > self._capacity:
-            ids.popitem(last=False)
+    def __contains__(self, key: str) -> bool:
+        encoded = key.encode()
+        return encoded in self._young or encoded in self._old
+
+    def add(self, key: str, content_hash: int) -> None:
+        if len(self._young) >= self._generation:
+            self._old, self._young = self._young, {}
+        self._young[key.encode()] = content_hash & _UINT64  # (a new int, not the admission's)
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
+
+
+@dataclass
+class _Flush:
+    tickets: list[Ticket]
+    ingested_at_ms: int
+    side_tables_done: bool = False
+    events_done: bool = False
+    outcomes: list[Outcome] = field(default_factory=list)
 
 
 class Writer:
@@ -88,72 +140,86 @@ class Writer:
         store: Store,
         *,
         flush_interval_ms: int = 1000,
-        flush_max_events: int = 100_000,
-        max_pending_events: int = 1_000_000,
+        flush_max_events: int = 10_000,
+        max_pending_events: int = 50_000,
+        max_pending_bytes: int = 8 * 1024 * 1024,
         enrich: Enricher | None = None,
         after_insert: AfterInsert | None = None,
+        aggregator_id: str = "aggregator",
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._store = store
         self._flush_interval_s = flush_interval_ms / 1000
         self._flush_max_events = flush_max_events
         self._max_pending_events = max_pending_events
+        self._max_pending_bytes = max_pending_bytes
         self._enrich = enrich
         self._after_insert = after_insert
+        self._aggregator_id = aggregator_id
         self._clock_ms = clock_ms
         self._recent = RecentIds()
+        self._loss_ids = RecentIds(LOSS_IDS_CAPACITY)
         self._pending: list[Ticket] = []
         self._pending_events = 0
+        self._pending_bytes = 0
         self._cond = threading.Condition()
         self._stopping = False
+        self._drain_deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="chargeback-writer", daemon=True)
-        self._protobuf: EmbeddedProtobufInserter | None = None
-        self.store_healthy = True
+        self._sink: EventSink | None = None
+        self._healthy = True
+        self._health_reason = "ok"
+        # Hooks the server sets: health changes (gRPC health, readiness) and freed room
+        # (admissions waiting for it). Called from the writer thread.
+        self.on_health_change: Callable[[bool, str], None] = lambda healthy, reason: None
+        self.on_room: Callable[[], None] = lambda: None
 
     def start(self) -> None:
         """Call after the store's migrations ran."""
-        if is_embedded(self._store.dsn):
-            self._protobuf = EmbeddedProtobufInserter(self._store, EVENTS_TABLE)
-        self._remember_recent_ids()
+        self._sink = sink_for(self._store)
         self._thread.start()
 
-    def _remember_recent_ids(self) -> None:
-        """Reload ids stored in the last RECENT_IDS_WINDOW_HOURS, so a restart (even after
-        kill -9) still recognizes batches a sender resends because their ack was lost."""
-        try:
-            _, rows = self._store.query(
-                f"SELECT toString(event_id) FROM `{self._store.database}`.{EVENTS_TABLE} "
-                "WHERE ingested_at >= now64(3) - toIntervalHour({hours:UInt32}) "
-                "ORDER BY ingested_at DESC LIMIT {limit:UInt64}",
-                {"hours": RECENT_IDS_WINDOW_HOURS, "limit": RECENT_IDS_CAPACITY},
-            )
-        except StoreError as exc:
-            log.warning("could not reload recent event ids (duplicates still collapse in the store): %s", exc)
-            return
-        self._recent.add_all([row[0] for row in reversed(rows)])
-        if rows:
-            log.info("remembered %d recently stored event ids", len(rows))
+    # -- state read by the server -------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    @property
+    def health_reason(self) -> str:
+        return self._health_reason
 
     @property
     def pending_events(self) -> int:
         return self._pending_events
 
-    def submit(self, events: Sequence[pb.UsageEvent], sender_id: str) -> Ticket:
-        ticket = Ticket(events, sender_id)
-        if not events:
-            ticket.done.set()
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    # -- streams ------------------------------------------------------------------
+    def submit(self, admitted: Admitted, on_done: Callable[[Ticket], None] | None = None) -> Ticket:
+        ticket = Ticket(admitted, on_done=on_done)
+        if not admitted.has_work:
+            ticket.outcome.quarantined = 0
+            ticket._resolve()
             return ticket
         with self._cond:
             if self._stopping:
-                raise Backpressure("aggregator is shutting down")
-            if self._pending_events + len(events) > self._max_pending_events:
-                raise Backpressure(f"{self._pending_events} events already waiting for the store")
+                raise Backpressure("aggregator is shutting down", waitable=False)
+            # One batch is always taken when nothing waits, however large: else it never could be.
+            if self._pending and (
+                self._pending_events + admitted.events > self._max_pending_events
+                or self._pending_bytes + admitted.nbytes > self._max_pending_bytes
+            ):
+                raise Backpressure(f"{self._pending_events} events ({self._pending_bytes >> 20} MiB) already wait for the store",
+                                   waitable=self._healthy)  # fmt: skip
             self._pending.append(ticket)
-            self._pending_events += len(events)
-            metrics.PENDING_EVENTS.set(self._pending_events)
-            # Wake the flush thread when the first batch arrives (it then waits out the
-            # interval) and when enough events are waiting to flush at once.
-            if len(self._pending) == 1 or self._pending_events >= self._flush_max_events:
+            self._pending_events += admitted.events
+            self._pending_bytes += admitted.nbytes
+            self._gauge_pending()
+            # Wake the flush thread for the first batch (it then waits out the interval)
+            # and when enough waits to flush at once.
+            if len(self._pending) == 1 or self._flush_due():
                 self._cond.notify()
         return ticket
 
@@ -161,85 +227,257 @@ class Writer:
         """Flush what is pending (SIGTERM path), then stop the flush thread."""
         with self._cond:
             self._stopping = True
+            self._drain_deadline = time.monotonic() + drain_timeout_s
             self._cond.notify()
-        if self._thread.ident is not None:  # never started (the aggregator failed to start): nothing to drain
-            self._thread.join(drain_timeout_s)
+        if self._thread.is_alive():
+            self._thread.join(drain_timeout_s + 1)
+        if self._sink is not None:
+            self._sink.end_attempt()
 
-    # -- flush thread -----------------------------------------------------
+    # -- flush thread --------------------------------------------------------------
+    def _flush_due(self) -> bool:
+        return (self._pending_events >= self._flush_max_events
+                or self._pending_bytes >= self._max_pending_bytes * EARLY_FLUSH_BYTES_SHARE)  # fmt: skip
+
+    def _gauge_pending(self) -> None:
+        metrics.PENDING_EVENTS.set(self._pending_events)
+        metrics.PENDING_BYTES.set(self._pending_bytes)
+
     def _run(self) -> None:
-        backoff_s = 0.05
+        backoff = RETRY_BACKOFF_INITIAL_S
         while True:
-            with self._cond:
-                while not self._pending and not self._stopping:
-                    self._cond.wait()
-                if not self._pending and self._stopping:
-                    return
-                deadline = self._pending[0].received_at + self._flush_interval_s
-                while (
-                    not self._stopping
-                    and self._pending_events < self._flush_max_events
-                    and (remaining := deadline - time.perf_counter()) > 0
-                ):
-                    self._cond.wait(remaining)
-                taken = [t for t in self._pending if not t.abandoned]
             try:
-                self._write(taken)
-            except StoreError as exc:
-                metrics.STORE_ERRORS.labels("insert").inc()
-                self.store_healthy = False
-                log.warning("store insert failed, retrying in %.2fs: %s", backoff_s, exc)
-                time.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
-                continue
-            backoff_s = 0.05
-            self.store_healthy = True
-            with self._cond:
-                done = set(map(id, taken))
-                abandoned = [t for t in self._pending if t.abandoned and id(t) not in done]
-                self._pending = [t for t in self._pending if id(t) not in done and not t.abandoned]
-                self._pending_events = sum(len(t.events) for t in self._pending)
-                metrics.PENDING_EVENTS.set(self._pending_events)
-            for ticket in taken:
-                ticket.done.set()
-            for ticket in abandoned:
-                ticket.done.set()
+                taken = self._next_flush(backoff)
+                if taken is None:
+                    return
+                if taken:
+                    self._write(taken)
+                    if self._stopping and time.monotonic() >= self._drain_deadline:
+                        return  # the store never came back: what is left stays in the senders' spools
+                elif not self._healthy:
+                    self._probe()
+                backoff = RETRY_BACKOFF_INITIAL_S if self._healthy else min(backoff * 2, RETRY_BACKOFF_MAX_S)
+            except Exception:  # never let the writer die: log, back off, go on
+                log.exception("writer loop failed; retrying in %.2fs", backoff)
+                self._set_health(False, "writer error")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
+
+    def _next_flush(self, probe_after_s: float) -> list[Ticket] | None:
+        """Tickets to write now; [] when it is time to probe an unhealthy store; None to exit."""
+        with self._cond:
+            while not self._pending and not self._stopping:
+                if not self._healthy:
+                    self._cond.wait(probe_after_s)
+                    if not self._pending:
+                        return []
+                    break
+                self._cond.wait()
+            if not self._pending:
+                return None  # stopping, nothing left
+            deadline = self._pending[0].received_at + self._flush_interval_s
+            while not self._stopping and not self._flush_due() and (remaining := deadline - time.perf_counter()) > 0:
+                self._cond.wait(remaining)
+            self._drop_abandoned()
+            return self._take()
+
+    def _take(self) -> list[Ticket]:
+        """The oldest pending batches, up to one insert's worth (always at least one batch)."""
+        taken: list[Ticket] = []
+        events = nbytes = 0
+        byte_limit = self._max_pending_bytes * EARLY_FLUSH_BYTES_SHARE
+        for ticket in self._pending:
+            if taken and (events + ticket.admitted.events > self._flush_max_events or nbytes + ticket.admitted.nbytes > byte_limit):
+                break
+            taken.append(ticket)
+            events += ticket.admitted.events
+            nbytes += ticket.admitted.nbytes
+        return taken
+
+    def _drop_abandoned(self) -> None:
+        """Batches whose stream stopped waiting (it answered RETRY) are not written behind its back."""
+        kept = [t for t in self._pending if not t.abandoned]
+        if len(kept) == len(self._pending):
+            return
+        for ticket in self._pending:
+            if ticket.abandoned:
+                ticket._resolve()
+        self._pending = kept
+        self._recount()
+
+    def _recount(self) -> None:
+        self._pending_events = sum(t.admitted.events for t in self._pending)
+        self._pending_bytes = sum(t.admitted.nbytes for t in self._pending)
+        self._gauge_pending()
 
     def _write(self, tickets: list[Ticket]) -> None:
-        fresh: list[pb.UsageEvent] = []
-        senders: list[str] = []
-        seen_now: set[str] = set()
-        for ticket in tickets:
-            stored = duplicates = 0
-            for event in ticket.events:
-                event_id = event.event_id
-                if event_id in self._recent or event_id in seen_now:
-                    duplicates += 1
-                    continue
-                seen_now.add(event_id)
-                fresh.append(event)
-                senders.append(ticket.sender_id)
-                stored += 1
-            ticket.stored, ticket.duplicates = stored, duplicates
+        flush = _Flush(tickets, ingested_at_ms=self._clock_ms())
+        backoff = RETRY_BACKOFF_INITIAL_S
+        while True:
+            try:
+                self._attempt(flush)
+                break
+            except Exception as exc:  # StoreError, OSError (a full disk), anything: retry, never die
+                self._end_attempt()
+                metrics.STORE_ERRORS.labels("insert").inc()
+                self._set_health(False, f"inserts failing ({type(exc).__name__})")
+                if self._stopping and time.monotonic() >= self._drain_deadline:
+                    log.error("store still failing at shutdown; %d batches stay unacked (their senders resend them): %s",
+                              len(flush.tickets), exc)  # fmt: skip
+                    return
+                log.warning("store write failed, retrying in %.2fs: %s", backoff, exc)
+                with self._cond:
+                    self._cond.wait(backoff)
+                backoff = min(backoff * 2, RETRY_BACKOFF_MAX_S)
+                if not flush.events_done:  # (side-table rows of a dropped batch are idempotent)
+                    with self._cond:
+                        flush.tickets = [t for t in flush.tickets if not t.abandoned]
+                        self._drop_abandoned()
+                    if not flush.tickets:
+                        return
+        self._end_attempt()
+        self._set_health(True, "ok")
+        self._finish(flush)
+
+    def _end_attempt(self) -> None:
+        if self._sink is not None:
+            try:
+                self._sink.end_attempt()
+            except OSError as exc:
+                log.warning("could not remove an insert payload file: %s", exc)
+
+    def _attempt(self, flush: _Flush) -> None:
+        assert self._sink is not None
+        now_ms = self._clock_ms()
+        if not flush.side_tables_done:
+            losses = [(loss, t.admitted.sender_id) for t in flush.tickets for loss in t.admitted.losses]
+            quarantined = [(q, t.admitted.sender_id, t.admitted.batch_id) for t in flush.tickets for q in t.admitted.quarantined]
+            if losses:
+                insert_losses(self._store, losses, now_ms)
+            if quarantined:
+                insert_quarantined(self._store, quarantined, now_ms)
+            flush.side_tables_done = True
+            self._count_losses(losses)
+        if not flush.events_done:
+            flush.outcomes = self._write_events(flush, now_ms)
+            flush.events_done = True
+
+    def _write_events(self, flush: _Flush, now_ms: int) -> list[Outcome]:
+        assert self._sink is not None
+        candidates = Candidates()
+        for owner, ticket in enumerate(flush.tickets):
+            candidates.add(ticket.admitted, owner)
+        outcomes = [Outcome(quarantined=len(t.admitted.quarantined)) for t in flush.tickets]
+        if not candidates.ids:
+            return outcomes
+        columns = price_columns(candidates.keys)
+        if self._enrich is not None:
+            self._enrich(columns)
+        self._sink.prepare(candidates, columns)
+        unknown = [eid for eid in dict.fromkeys(candidates.ids) if eid not in self._recent]
+        stored = self._sink.lookup(candidates, unknown) if unknown else {}
+        fresh, conflicts, standing = self._classify(candidates, stored, outcomes)
+        if conflicts:
+            insert_conflicts(self._store, conflicts, now_ms)
         if fresh:
-            ingested_at_ms = self._clock_ms()
-            if self._protobuf is not None:
-                # The columns the pricer and the rollups read; ClickHouse builds the rest.
-                columns = key_columns(fresh)
-                if self._enrich is not None:
-                    self._enrich(columns)
-                extra = {name: values for name, values in columns.items() if name not in KEY_COLUMNS}
-                self._protobuf.insert(fresh, senders, ingested_at_ms, extra)
+            if len(fresh) == len(candidates):
+                new, new_columns = candidates, columns
             else:
-                columns = events_to_columns(fresh, senders, ingested_at_ms)
-                if self._enrich is not None:
-                    self._enrich(columns)
-                self._store.insert_columns(EVENTS_TABLE, columns)
+                new = candidates.select(fresh)
+                new_columns = {name: [values[i] for i in fresh] for name, values in columns.items()}
+            self._sink.insert(new, new_columns, flush.ingested_at_ms)
             metrics.INSERTS.inc()
-            if self._after_insert is not None:
-                self._after_insert(columns)
-            self._recent.add_all([e.event_id for e in fresh])
+            self._after_commit(new_columns)
+        for event_id, content_hash in standing.items():
+            self._recent.add(event_id, content_hash)
+        return outcomes
+
+    def _classify(self, candidates: Candidates, stored: dict[str, int],
+                  outcomes: list[Outcome]) -> tuple[list[int], list[Conflict], dict[str, int]]:  # fmt: skip
+        """Each event is new, a duplicate of the version that stands, or a conflict with it.
+
+        The version that stands is the stored one (recent ids, then the store), else the
+        first occurrence in this flush. Stored rows from before content hashes existed
+        (hash 0) cannot be compared: a replay of one counts as a duplicate.
+        """
+        fresh: list[int] = []
+        conflicts: list[Conflict] = []
+        standing: dict[str, int] = {}
+        for i, (event_id, content_hash) in enumerate(zip(candidates.ids, candidates.hashes)):
+            outcome = outcomes[candidates.owner[i]]
+            reference = standing.get(event_id)
+            if reference is None:
+                reference = self._recent.get(event_id)
+                if reference is None:
+                    reference = stored.get(event_id)
+                if reference is None:
+                    standing[event_id] = content_hash
+                    fresh.append(i)
+                    outcome.stored += 1
+                    continue
+                standing[event_id] = reference
+            if reference == content_hash or reference == UNKNOWN_CONTENT_HASH:
+                outcome.duplicates += 1
+            else:
+                outcome.conflicting += 1
+                conflicts.append(Conflict(candidates.payloads[i], content_hash, reference, candidates.senders[i],
+                                          candidates.batch_ids[i]))  # fmt: skip
+        return fresh, conflicts, standing
+
+    def _after_commit(self, columns: dict[str, list[Any]]) -> None:
+        if self._after_insert is None:
+            return
+        try:
+            self._after_insert(columns)
+        except Exception:  # the rows are committed: a hook failure must not make the flush retry
+            log.exception("after-insert hook failed (rollups reconcile the hours later)")
+
+    def _count_losses(self, losses: list[tuple[Any, str]]) -> None:
+        for loss, sender_id in losses:
+            if loss.loss_id in self._loss_ids:
+                continue  # a resent batch carries the same loss record
+            self._loss_ids.add(loss.loss_id, 1)
+            metrics.EVENTS_LOST_REPORTED.labels(loss.reason[:64] or "unknown").inc(loss.events_lost)
+            log.error("sender %s reports %d events lost: %s", sender_id, loss.events_lost, loss.reason)
+
+    def _finish(self, flush: _Flush) -> None:
         now = time.perf_counter()
-        for ticket in tickets:
-            metrics.EVENTS_STORED.inc(ticket.stored)
-            metrics.EVENTS_DUPLICATE.inc(ticket.duplicates)
+        for ticket, outcome in zip(flush.tickets, flush.outcomes):
+            ticket.outcome = outcome
+            metrics.EVENTS_STORED.inc(outcome.stored)
+            metrics.EVENTS_DUPLICATE.inc(outcome.duplicates)
+            metrics.EVENTS_CONFLICTING.inc(outcome.conflicting)
+            for quarantined in ticket.admitted.quarantined:
+                metrics.EVENTS_QUARANTINED.labels(quarantined.field).inc()
             metrics.BATCH_LATENCY.observe(now - ticket.received_at)
+        with self._cond:
+            written = set(map(id, flush.tickets))
+            self._pending = [t for t in self._pending if id(t) not in written]
+            self._recount()
+        for ticket in flush.tickets:
+            ticket._resolve()
+        self.on_room()
+
+    def _probe(self) -> None:
+        """Nothing pending and the store failing: try a small write; success means healthy again."""
+        assert self._sink is not None
+        try:
+            self._sink.probe(self._aggregator_id)
+        except Exception as exc:
+            metrics.STORE_ERRORS.labels("probe").inc()
+            self._set_health(False, f"inserts failing ({type(exc).__name__})")
+            log.info("store write probe failed: %s", exc)
+            return
+        self._set_health(True, "ok")
+        log.info("store write probe succeeded: storing again")
+
+    def _set_health(self, healthy: bool, reason: str) -> None:
+        changed = healthy != self._healthy
+        self._healthy, self._health_reason = healthy, reason
+        metrics.STORE_WRITABLE.set(1 if healthy else 0)
+        if changed:
+            (log.info if healthy else log.error)("store writes %s", "recovered" if healthy else f"failing: {reason}")
+            try:
+                self.on_health_change(healthy, reason)
+            except Exception:
+                log.exception("health hook failed")

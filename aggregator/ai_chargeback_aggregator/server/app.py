@@ -1,14 +1,23 @@
-"""The aggregator process: store, writer, gRPC ingest, health and HTTP, started and stopped together."""
+"""The aggregator process: store, writer, gRPC ingest, health and HTTP, started and stopped together.
+
+gRPC runs on an asyncio server (``grpc.aio``) in a thread of its own: an open
+stream is a coroutine, not a thread, so the number of gateways is bounded by
+``grpc_max_streams``, not by a worker pool. The writer flushes in another
+thread; the two meet in the writer's pending list and the tickets it resolves.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import socket
 import threading
-from concurrent import futures
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 
 from ai_chargeback_proto import pb, pb_grpc
 
@@ -18,7 +27,7 @@ from ..budgets.feed_state import enforced_state
 from ..budgets.monitor import BudgetMonitor, claimant_id
 from ..budgets.webhooks import targets_from
 from ..ingest.budget_feed import BudgetFeed
-from ..ingest.service import IngestService
+from ..ingest.service import AckHook, IngestService
 from ..ingest.writer import Enricher, Writer
 from ..pricing.pricer import Pricer
 from ..rollups.maintainer import RollupMaintainer
@@ -26,6 +35,7 @@ from ..settings import AggregatorSettings
 from ..store.clickhouse import Store, StoreError, redact_dsn
 from ..store.retention import apply_raw_retention
 from . import budget_api, sql_api
+from .health import readiness, serving_status
 from .http_api import HttpApi, ListenError
 
 log = logging.getLogger(__name__)
@@ -33,10 +43,23 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["UsageIngest"].full_name
 READINESS_INTERVAL_S = 2.0
 MAIN_WAKE_S = 0.5
+LOOP_CALL_TIMEOUT_S = 30.0
+# Sender streams sit idle between batches for as long as a gateway is quiet. The senders ping
+# every 30 s to keep them (and the middleboxes on the way) alive; gRPC's server default treats
+# pings on a stream without data more often than every 5 minutes as abuse and closes the
+# connection. Allow them, and ping back, so a gateway that vanished frees its stream.
+KEEPALIVE_OPTIONS = (
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+)
+T = TypeVar("T")
 
 
 class Aggregator:
-    def __init__(self, settings: AggregatorSettings, *, enrich: Enricher | None = None) -> None:
+    def __init__(self, settings: AggregatorSettings, *, enrich: Enricher | None = None,
+                 ack_hooks: tuple[AckHook, ...] = ()) -> None:  # fmt: skip
         self.settings = settings
         self.store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
         # Prices every event at ingest; rollups get their own session so a rebuild never holds the insert path.
@@ -57,12 +80,16 @@ class Aggregator:
             flush_interval_ms=settings.flush_interval_ms,
             flush_max_events=settings.flush_max_events,
             max_pending_events=settings.max_pending_events,
+            max_pending_bytes=settings.max_pending_bytes,
             enrich=enrich or self.pricer.enrich,
             after_insert=self._after_insert,
+            aggregator_id=f"{socket.gethostname()}/{os.getpid()}/{settings.grpc_listen}",
         )
-        self.health = health.HealthServicer()
-        self.http = HttpApi(settings.http_listen, self.readiness, root_path=settings.http_root_path,
-                            trusted_proxies=settings.http_trusted_proxies)
+        self._ack_hooks = ack_hooks
+        self.health = health.aio.HealthServicer()
+        self.http = HttpApi(
+            settings.http_listen, self.readiness, root_path=settings.http_root_path, trusted_proxies=settings.http_trusted_proxies
+        )
         self.http.routes.update(sql_api.routes(self))
         self.http.routes.update(budget_api.routes(self))
         self.console = None
@@ -71,7 +98,9 @@ class Aggregator:
 
             self.console, routes = mount(settings)
             self.http.mounts.extend(routes)
-        self._grpc: grpc.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._grpc: grpc.aio.Server | None = None
         self.grpc_port = 0
         self._stop = threading.Event()
         self._store_ok = False
@@ -95,11 +124,7 @@ class Aggregator:
         self.budgets.usage_stored()
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
-        ready = self._store_ok and self.writer.store_healthy
-        store = self._store_reason if self._store_ok else self._store_reason
-        if self._store_ok and not self.writer.store_healthy:
-            store = "inserts failing"
-        return ready, {"store": store}
+        return readiness(self._store_ok, self._store_reason, self.writer)
 
     def start(self) -> None:
         self.http.bind()  # a busy port fails here, before migrations and threads
@@ -109,41 +134,65 @@ class Aggregator:
         self.pricer.refresh(self.store)
         self.rollups.reconcile()  # hours written while no aggregator watched (crash between insert and mark)
         self._store_ok, self._store_reason = True, "ok"
+        self.writer.on_health_change = lambda healthy, reason: self._publish_health()
         self.writer.start()
         self.rollups.start()
         self.budgets.start()
         threading.Thread(target=self._refresh_prices, name="chargeback-prices", daemon=True).start()
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self.settings.grpc_max_workers, thread_name_prefix="chargeback-grpc"),
-            options=[
-                ("grpc.max_receive_message_length", self.settings.grpc_max_message_bytes),
-                ("grpc.max_send_message_length", self.settings.grpc_max_message_bytes),
-            ],
-        )
-        token = self.settings.auth_token.get_secret_value() if self.settings.auth_token else None
-        pb_grpc.add_UsageIngestServicer_to_server(
-            IngestService(self.writer, auth_token=token, store_wait_timeout_s=self.settings.store_wait_timeout_ms / 1000,
-                          store=self.store),
-            server,
-        )
-        pb_grpc.add_BudgetFeedServicer_to_server(self.budget_feed, server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        try:
-            self.grpc_port = server.add_secure_port(self.settings.grpc_listen, self._credentials()) if self._tls() else server.add_insecure_port(self.settings.grpc_listen)
-        except RuntimeError:
-            self.grpc_port = 0
-        if not self.grpc_port:
-            raise ListenError(f"cannot listen for gRPC on {self.settings.grpc_listen}: address in use or not available; "
-                              "set CHARGEBACK_GRPC_LISTEN (or --grpc-listen) to a free host:port")
-        server.start()
-        self._grpc = server
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="chargeback-grpc", daemon=True)
+        self._loop_thread.start()
+        self.grpc_port = self._on_loop(self._start_grpc())
         self.http.start()
-        self._set_serving(True)
+        self._publish_health()
         threading.Thread(target=self._watch_store, name="chargeback-readiness", daemon=True).start()
         log.info("gRPC on %s (port %d), HTTP on %s", self.settings.grpc_listen, self.grpc_port, self.settings.http_listen)
 
-    def _tls(self) -> bool:
-        return bool(self.settings.tls_cert_path and self.settings.tls_key_path)
+    def _on_loop(self, coroutine: Coroutine[Any, Any, T], timeout_s: float = LOOP_CALL_TIMEOUT_S) -> T:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
+
+    async def _start_grpc(self) -> int:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+                ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+                # New streams wait in gRPC's queue until the server takes them. When a whole
+                # fleet (re)connects at once (this aggregator restarted, a balancer moved them),
+                # that queue holds thousands; past its default limits (1,000, hard 3,000) gRPC
+                # cancels the newest streams with no error the sender could act on.
+                ("grpc.server.max_pending_requests", settings.grpc_max_streams),
+                ("grpc.server.max_pending_requests_hard_limit", 2 * settings.grpc_max_streams),
+                *KEEPALIVE_OPTIONS,
+            ],
+            maximum_concurrent_rpcs=settings.grpc_max_streams,
+        )
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        service = IngestService(self.writer, auth_token=token, store_wait_timeout_s=settings.store_wait_timeout_ms / 1000,
+                                ack_hooks=self._ack_hooks)  # fmt: skip
+        self.writer.on_room = lambda: None if loop.is_closed() else loop.call_soon_threadsafe(service.room_freed)
+        pb_grpc.add_UsageIngestServicer_to_server(service, server)
+        pb_grpc.add_BudgetFeedServicer_to_server(self.budget_feed, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        tls = bool(settings.tls_cert_path and settings.tls_key_path)
+        try:
+            port = (
+                server.add_secure_port(settings.grpc_listen, self._credentials())
+                if tls
+                else server.add_insecure_port(settings.grpc_listen)
+            )
+        except RuntimeError:  # grpcio raises on a busy address where older releases returned 0
+            port = 0
+        if not port:
+            raise ListenError(
+                f"cannot listen for gRPC on {settings.grpc_listen}: address in use or not available; "
+                "set CHARGEBACK_GRPC_LISTEN (or --grpc-listen) to a free host:port"
+            )
+        await server.start()
+        self._grpc = server
+        return port
 
     def _credentials(self) -> grpc.ServerCredentials:
         with open(self.settings.tls_key_path, "rb") as key, open(self.settings.tls_cert_path, "rb") as cert:
@@ -154,15 +203,23 @@ class Aggregator:
                 client_ca = ca.read()
         return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
 
-    def _set_serving(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        self.health.set("", status)
-        self.health.set(SERVICE_NAME, status)
+    def _publish_health(self, *, stopping: bool = False) -> None:
+        """gRPC health follows readiness (called from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        status = serving_status(self.readiness()[0] and not stopping)
+
+        async def publish() -> None:
+            await self.health.set("", status)
+            await self.health.set(SERVICE_NAME, status)
+
+        asyncio.run_coroutine_threadsafe(publish(), loop)
 
     def _watch_store(self) -> None:
         while not self._stop.wait(READINESS_INTERVAL_S):
             self._store_ok, self._store_reason = self.store.ping()
-            self._set_serving(self._store_ok and self.writer.store_healthy)
+            self._publish_health()
 
     def _refresh_prices(self) -> None:
         """Overrides loaded by another process (server store) reach this pricer within the interval."""
@@ -175,13 +232,23 @@ class Aggregator:
     def stop(self, grace_s: float = 10.0) -> None:
         """Graceful: refuse new streams, let in-flight batches finish and flush, then close."""
         self._stop.set()
-        self._set_serving(False)
+        self._publish_health(stopping=True)
         self.budget_feed.close()  # budget streams would otherwise hold the grace period
-        if self._grpc is not None:
-            self._grpc.stop(grace_s).wait(grace_s + 1)
+        if self._grpc is not None and self._loop is not None:
+            # The writer keeps flushing meanwhile, so batches in flight are acked before streams close.
+            try:
+                self._on_loop(self._grpc.stop(grace_s), timeout_s=grace_s + 5)
+            except Exception:
+                log.exception("gRPC server did not stop cleanly")
         self.writer.stop(drain_timeout_s=grace_s)
         self.budgets.stop(timeout_s=grace_s)
         self.budgets.store.close()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(5)
+            if not self._loop.is_running():
+                self._loop.close()
         self.rollups.stop(timeout_s=grace_s)
         self.rollups.close()
         self.http.stop()

@@ -21,6 +21,11 @@ from .schema import Migration, distributed_tables_of, load_migrations
 
 log = logging.getLogger(__name__)
 
+# Tables a migration set aside (the data as it was) for an operator to check before dropping.
+SET_ASIDE_TABLES = ("usage_events_before_0011",)
+EMBEDDED_WRITE_SESSION_SETTINGS: Mapping[str, Any] = {
+    "compile_expressions": 0, "compile_aggregate_expressions": 0, "compile_sort_description": 0,
+}  # fmt: skip
 # Queries that read for people (reports, analyst SQL) must never write.
 READ_ONLY_SETTINGS: Mapping[str, Any] = {"readonly": 2}
 
@@ -59,6 +64,10 @@ class Store:
         # the shards have it: an ack must mean stored, so every insert of the
         # writing session (writer batches, rollup INSERT ... SELECT) waits for them.
         self._session_settings: dict[str, Any] = {"insert_distributed_sync": 1} if cluster else {}
+        if is_embedded(self.dsn):
+            # The embedded engine lives in this process: its JIT-compiled expressions (the
+            # insert's transforms, the lookups) would stay in the aggregator's memory for good.
+            self._session_settings.update(EMBEDDED_WRITE_SESSION_SETTINGS)
 
     # -- connection -------------------------------------------------------
     def _connect(self) -> Client:
@@ -150,7 +159,24 @@ class Store:
                     continue
                 self._apply(client, migration)
                 applied.append(f"{migration.version:04d}_{migration.name}")
+            self._drop_empty_set_aside(client)
         return applied
+
+    def _drop_empty_set_aside(self, client: Client) -> None:
+        """A fresh install leaves the tables a migration set aside empty: drop those (single node;
+        in cluster mode each shard's copy is the operator's to check and drop)."""
+        if self.cluster:
+            return
+        for table in SET_ASIDE_TABLES:
+            found = client.query(
+                "SELECT total_rows FROM system.tables WHERE database = {db:String} AND name = {table:String}",
+                parameters={"db": self.database, "table": table},
+            ).result_rows
+            if found and found[0][0] == 0:
+                client.command(f"DROP TABLE IF EXISTS `{self.database}`.`{table}`")
+                log.info("dropped %s: empty (a fresh install has nothing to keep)", table)
+            elif found:
+                log.warning("%s holds the raw events as they were before migration 0011; drop it once checked", table)
 
     def _apply(self, client: Client, migration: Migration) -> None:
         for statement in migration.render(database=self.database, cluster=self.cluster,

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from ..ingest.validation import MAX_PAST_MS
+from ai_chargeback_proto.limits import DAY_MS, PAST_WINDOW_MS
+
 from .clickhouse import Store
 
 log = logging.getLogger(__name__)
 
-DAY_MS = 24 * 3600 * 1000
-# Events up to MAX_PAST old are accepted; a shorter retention would drop them on arrival.
-MIN_RAW_RETENTION_DAYS = MAX_PAST_MS // DAY_MS + 1
+# Events up to PAST_WINDOW_MS old are accepted; a shorter retention would drop them on arrival.
+MIN_RAW_RETENTION_DAYS = PAST_WINDOW_MS // DAY_MS + 1
 
 
 def apply_raw_retention(store: Store, days: int) -> str:

@@ -79,11 +79,10 @@ def distributed_tables_of(migrations: list[Migration]) -> frozenset[str]:
 
 
 def load_migrations() -> list[Migration]:
-    """All migrations shipped with the package, by version; a number used twice is an error.
+    """All migrations shipped with the package, by version; a version used twice is an error.
 
-    Numbers may leave gaps: work streams developed in parallel get ranges of their
-    own (0020-0029, ...), and a store records each applied version, so a migration
-    merged later with a lower number than one already applied is still applied.
+    Versions may leave gaps: work in parallel takes numbers from assigned ranges
+    (0010-0019, ...), and a store applies every version it has not recorded, in order.
     """
     found: list[Migration] = []
     for entry in resources.files(MIGRATIONS_PACKAGE).iterdir():
@@ -93,5 +92,7 @@ def load_migrations() -> list[Migration]:
     found.sort(key=lambda m: m.version)
     for previous, migration in zip(found, found[1:]):
         if migration.version == previous.version:
-            raise RuntimeError(f"migration number {migration.version:04d} used twice: {previous.name}, {migration.name}")
+            raise RuntimeError(f"migration version {migration.version:04d} used twice: {previous.name}, {migration.name}")
+    if found and found[0].version != 1:
+        raise RuntimeError(f"migrations must start at 0001, not {found[0].version:04d}")
     return found

@@ -80,7 +80,7 @@ def test_clean_month_is_ready_for_chargeback(store: Store) -> None:
     assert summary["cost"] == Decimal("0.558")
     assert [m["metric"] for m in result.rows] == [
         "requests", "unattributed_request_share", "unattributed_cost_share", "conflict_share", "unpriced_share",
-        "estimated_cost_share", "unmeasured_share",
+        "estimated_cost_share", "unmeasured_share", "unbilled_share", "replay_conflicts",
     ]  # fmt: skip
     assert all(m["passed"] for m in result.rows)
     assert Unattributed(month_scope()).run(store).rows == ()

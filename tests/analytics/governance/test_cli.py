@@ -53,7 +53,7 @@ def test_readiness_exit_codes_gate_ci(tmp_path: Path, capsys: pytest.CaptureFixt
     assert payload["ok"] is True and payload["summary"]["unattributed_cost"] == "3.72"
     assert [row["metric"] for row in payload["sections"]["readiness"]] == [
         "requests", "unattributed_request_share", "unattributed_cost_share", "conflict_share", "estimated_cost_share",
-        "unmeasured_share",
+        "unmeasured_share", "unbilled_share", "replay_conflicts",
     ]  # fmt: skip
 
 
@@ -61,12 +61,25 @@ def test_all_checks_at_once(tmp_path: Path, messy: str, capsys: pytest.CaptureFi
     clean = seeded(tmp_path, clean_month())
     assert main(["governance", "all", *MONTH, "--store-dsn", clean]) == 0
     assert "verdict: clean" in capsys.readouterr().out
-    argv = ["governance", "all", *MONTH, "--store-dsn", messy, "--format", "json", "--model", "claude-sonnet-4*", "--app", "checkout-svc"]
+    argv = [
+        "governance",
+        "all",
+        *MONTH,
+        "--store-dsn",
+        messy,
+        "--format",
+        "json",
+        "--model",
+        "claude-sonnet-4*",
+        "--app",
+        "checkout-svc",
+    ]
     assert main(argv) == 1
     payload = json.loads(capsys.readouterr().out)
     assert list(payload["sections"]) == ["readiness", "shared_credentials", "premium_models", "cache_misses", "bursts",
-                                         "retries", "fan_out", "spend_anomalies"]  # fmt: skip
-    assert payload["verdict"] == "3 of 8 checks not clean"
+                                         "retries", "fan_out", "spend_anomalies", "replay_conflicts",
+                                         "quarantined_events"]  # fmt: skip
+    assert payload["verdict"] == "3 of 10 checks not clean"
     assert payload["reasons"][0].startswith("readiness: not ready for chargeback (unattributed requests 11.11%")
 
 
@@ -98,7 +111,9 @@ def test_attribution_prints_every_section(messy: str, capsys: pytest.CaptureFixt
     ],
 )
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
-def test_every_check_in_every_format(messy: str, capsys: pytest.CaptureFixture[str], argv: list[str], exit_code: int, fmt: str) -> None:
+def test_every_check_in_every_format(
+    messy: str, capsys: pytest.CaptureFixture[str], argv: list[str], exit_code: int, fmt: str
+) -> None:
     assert main(["governance", *argv, *MONTH, "--store-dsn", messy, "--format", fmt]) == exit_code
     out = capsys.readouterr().out
     if fmt == "json":

@@ -1,5 +1,6 @@
 """Governance checks over raw usage events: attribution quality, shared
-credentials, usage exceptions and spend anomalies.
+credentials, usage exceptions, spend anomalies, and delivery findings
+(quarantined events, replays that conflicted with stored events).
 
 Each check is a frozen dataclass of parameters rendering ``(sql, params)`` from
 ``governance/sql/<name>.sql``; ``run(runner)`` returns a :class:`CheckResult`.
@@ -11,6 +12,7 @@ from .attribution import IdentityConflicts, IdentitySources, Unattributed
 from .base import CheckResult, GovernanceError, Period, Runner, Scope, Verdict, load_sql
 from .bursts import Bursts
 from .cache_misses import CacheMisses
+from .delivery import Quarantined, ReplayConflicts
 from .fan_out import FanOut
 from .premium_models import PremiumModels
 from .readiness import Readiness, Thresholds
@@ -28,7 +30,9 @@ __all__ = [
     "IdentitySources",
     "Period",
     "PremiumModels",
+    "Quarantined",
     "Readiness",
+    "ReplayConflicts",
     "Retries",
     "Runner",
     "Scope",

@@ -1,4 +1,7 @@
-"""Events the gateways reported lost in a period (delivery_losses): shown on every report."""
+"""What a period's figures lack, shown on every report: events gateways reported lost
+(delivery_losses), events quarantined at ingest (quarantined_events: they broke the event
+contract), and replays set aside because they conflicted with stored events (event_conflicts).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,33 @@ from typing import Any
 
 from .runner import Runner
 
+_PERIOD = {"start": "{start:DateTime64(3, 'UTC')}", "end": "{end:DateTime64(3, 'UTC')}"}
+
 
 def render_losses(database: str, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
     # A loss record spans [first_lost_at, last_lost_at]; it counts where it overlaps the period.
     sql = (
         "SELECT toUInt64(sum(events_lost)), groupUniqArray(reason) "
         f"FROM `{database}`.delivery_losses FINAL "
-        "WHERE first_lost_at < {end:DateTime64(3, 'UTC')} AND last_lost_at >= {start:DateTime64(3, 'UTC')}"
+        f"WHERE first_lost_at < {_PERIOD['end']} AND last_lost_at >= {_PERIOD['start']}"
+    )
+    return sql, {"start": start, "end": end}
+
+
+def render_quarantined(database: str, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
+    sql = (
+        "SELECT count(), groupUniqArray(field) "
+        f"FROM `{database}`.quarantined_events FINAL "
+        f"WHERE occurred_at >= {_PERIOD['start']} AND occurred_at < {_PERIOD['end']}"
+    )
+    return sql, {"start": start, "end": end}
+
+
+def render_replay_conflicts(database: str, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
+    # The time a UUIDv7 carries is the stored event's time: the period it is billed in.
+    sql = (
+        f"SELECT count() FROM `{database}`.event_conflicts FINAL "
+        f"WHERE UUIDv7ToDateTime(event_id) >= {_PERIOD['start']} AND UUIDv7ToDateTime(event_id) < {_PERIOD['end']}"
     )
     return sql, {"start": start, "end": end}
 
@@ -24,3 +47,17 @@ def reported_losses(runner: Runner, start: datetime, end: datetime) -> tuple[int
         return 0, []
     lost, reasons = rows[0]
     return int(lost or 0), sorted(reasons or [])
+
+
+def quarantined_events(runner: Runner, start: datetime, end: datetime) -> tuple[int, list[str]]:
+    """How many events of the period were quarantined, and the contract fields they broke."""
+    _, rows = runner.query(*render_quarantined(runner.database, start, end))
+    if not rows:
+        return 0, []
+    count, fields = rows[0]
+    return int(count or 0), sorted(fields or [])
+
+
+def replay_conflicts(runner: Runner, start: datetime, end: datetime) -> int:
+    _, rows = runner.query(*render_replay_conflicts(runner.database, start, end))
+    return int(rows[0][0] or 0) if rows else 0

@@ -20,7 +20,7 @@ from ...periods import day_bounds
 from .allocation import Line, allocate, round_column, round_lines, to_cents
 from .allocation_config import AllocationConfig
 from .handle import Handle
-from .losses import reported_losses
+from .losses import quarantined_events, replay_conflicts, reported_losses
 from .runner import Runner
 from .source import RAW_ONLY, plan
 from .usage_by import COLUMNS, DIMENSIONS, render_usage_by
@@ -54,7 +54,12 @@ class Report:
         return {
             "mode": self.mode,
             "by": self.by,
-            "period": {"from": self.first.isoformat(), "to": self.last.isoformat(), "start": _iso(self.start), "end_exclusive": _iso(self.end)},
+            "period": {
+                "from": self.first.isoformat(),
+                "to": self.last.isoformat(),
+                "start": _iso(self.start),
+                "end_exclusive": _iso(self.end),
+            },
             "currency": self.currency,
             "generated_at": _iso(self.generated_at),
             "sources": self.sources,
@@ -150,14 +155,32 @@ def build_window_report(
         _showback_lines(report, ordered, first, last, by, filters, handles)
     _unpriced_totals(report, ordered)
     _measurement_totals(report, ordered)
+    _delivery_gaps(report, runner, start, end)
+    return report
+
+
+def _delivery_gaps(report: Report, runner: Runner, start: datetime, end: datetime) -> None:
+    """Events the figures lack, counted in the totals and named in a warning each: never silent."""
     lost, reasons = reported_losses(runner, start, end)
     report.totals["events_lost_reported"] = lost
     if lost:
         report.warnings.append(
-            f"gateways reported {lost} events lost in this period ({', '.join(reasons)}): "
-            "those requests are not in these figures"
+            f"gateways reported {lost} events lost in this period ({', '.join(reasons)}): those requests are not in these figures"
         )
-    return report
+    quarantined, fields = quarantined_events(runner, start, end)
+    report.totals["events_quarantined"] = quarantined
+    if quarantined:
+        report.warnings.append(
+            f"{quarantined} events of this period were quarantined at ingest (they broke the event contract: "
+            f"{', '.join(fields)}): those requests are not in these figures; see `chargeback governance quarantine`"
+        )
+    conflicts = replay_conflicts(runner, start, end)
+    report.totals["replay_conflicts"] = conflicts
+    if conflicts:
+        report.warnings.append(
+            f"{conflicts} replays conflicted with stored events of this period: the stored versions are billed, "
+            "the replays are set aside; see `chargeback governance replay-conflicts`"
+        )
 
 
 def _base(line: Line, first: date, last: date, by: str, filters: Mapping[str, str] | None, handles: bool, *,
@@ -220,14 +243,19 @@ def _chargeback_lines(report: Report, lines: list[Line], first: date, last: date
 
 
 def _sum_usage(lines: list[Line]) -> dict[str, Any]:
-    return {"events": sum(line.events for line in lines), **{t: sum(line.tokens.get(t, 0) for line in lines) for t in TOKEN_FIELDS}}
+    return {
+        "events": sum(line.events for line in lines),
+        **{t: sum(line.tokens.get(t, 0) for line in lines) for t in TOKEN_FIELDS},
+    }
 
 
 def _unpriced_totals(report: Report, lines: list[Line]) -> None:
     events = sum(line.unpriced_events for line in lines)
     tokens = sum(line.unpriced_tokens for line in lines)
     models = sorted({m for line in lines for m in line.unpriced_models})
-    report.totals.update({"unpriced_events": events, "unpriced_tokens": tokens, "unpriced_models": models, "flag": UNPRICED_FLAG if events else ""})
+    report.totals.update(
+        {"unpriced_events": events, "unpriced_tokens": tokens, "unpriced_models": models, "flag": UNPRICED_FLAG if events else ""}
+    )
     if events:
         report.warnings.append(
             f"{UNPRICED_FLAG}: {events} event(s), {tokens} token(s) have no known price and are NOT in the costs "

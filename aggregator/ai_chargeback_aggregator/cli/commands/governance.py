@@ -46,6 +46,10 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
                 "retry_share", "error_requests", "reasons"),
     "fan_out": ("trace_id", "team", "app", "calls", "models", "cost", "first_seen", "duration_s", "reasons"),
     "spend_anomalies": ("tenant", "team", "app", "day", "cost", "baseline_median", "baseline_mad", "factor", "robust_z", "reasons"),
+    "replay_conflicts": ("event_id", "detected_at", "sender_id", "differs", "stored_team", "replay_team", "stored_input_tokens",
+                         "replay_input_tokens", "stored_output_tokens", "replay_output_tokens", "billed_cost"),
+    "quarantined_events": ("field", "sender_id", "tenant", "team", "app", "events", "input_tokens", "example_reason",
+                           "first_seen", "last_seen"),
 }  # fmt: skip
 
 
@@ -61,7 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _readiness_options(p)
     p = _check(checks, "attribution", "readiness verdict plus unattributed traffic, conflicts and identity sources", _attribution)
     _readiness_options(p)
-    _check(checks, "unattributed", "unattributed share of requests and cost by service, route and reason", _simple("Unattributed"))
+    _check(
+        checks, "unattributed", "unattributed share of requests and cost by service, route and reason", _simple("Unattributed")
+    )
     _check(checks, "conflicts", "identity headers that disagreed with the resolved identity", _simple("IdentityConflicts"))
     _check(checks, "identity-sources", "where tenant/team/app/workload attribution came from", _simple("IdentitySources"))
 
@@ -80,6 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _fan_out_options(p)
     p = _check(checks, "anomalies", "daily cost per team/app against a trailing median/MAD baseline", _anomalies, listing=True)
     _anomaly_options(p)
+    _check(checks, "replay-conflicts", "replays of stored events with other content (set aside, never billed)",
+           _simple("ReplayConflicts"))  # fmt: skip
+    _check(checks, "quarantine", "events that broke the event contract (kept with the reason, never billed)",
+           _simple("Quarantined"))  # fmt: skip
 
     p = _check(checks, "all", "every check at once (premium and cache when configured); exit 1 if any is not clean",
                _all, listing=True)  # fmt: skip
@@ -104,7 +114,9 @@ def _premium_options(p: argparse.ArgumentParser) -> None:
 def _cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--app", action="append", default=[], metavar="APP", help="app expected to hit the prompt cache (repeatable)")
     p.add_argument("--min-hit-ratio", type=float, help="flag below this cached/input token ratio (default 0.5)")
-    p.add_argument("--min-cache-requests", dest="min_requests_cache", type=int, help="ignore apps with fewer requests (default 20)")
+    p.add_argument(
+        "--min-cache-requests", dest="min_requests_cache", type=int, help="ignore apps with fewer requests (default 20)"
+    )
 
 
 def _burst_options(p: argparse.ArgumentParser) -> None:
@@ -130,7 +142,14 @@ def _anomaly_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-daily-cost", type=float, metavar="USD", help="ignore days cheaper than this (default 1)")
 
 
-def _check(checks: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, builder: Builder, *, listing: bool = False) -> argparse.ArgumentParser:
+def _check(
+    checks: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    builder: Builder,
+    *,
+    listing: bool = False,
+) -> argparse.ArgumentParser:
     parser = checks.add_parser(name, help=help_text, description=help_text)
     add_source_options(parser)
     add_period_options(parser)
@@ -147,19 +166,40 @@ def _readiness_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-unattributed-cost-share", type=float, help="max unattributed share of cost (default 0.02)")
     p.add_argument("--max-conflict-share", type=float, help="max share of requests with identity conflicts (default 0.01)")
     # 'off' is a value here (None), so "not given" needs its own marker.
-    p.add_argument("--max-unpriced-share", type=_share_or_off, default=UNSET,
-                   help="max share of unpriced requests, or 'off' (default 0.05)")
-    p.add_argument("--max-estimated-cost-share", type=_share_or_off, default=UNSET,
-                   help="max share of cost from estimated usage, or 'off' (default 0.05)")
-    p.add_argument("--max-unmeasured-share", type=_share_or_off, default=UNSET,
-                   help="max share of answered requests with no usage at all, or 'off' (default 0.01)")
+    p.add_argument(
+        "--max-unpriced-share", type=_share_or_off, default=UNSET, help="max share of unpriced requests, or 'off' (default 0.05)"
+    )
+    p.add_argument(
+        "--max-estimated-cost-share",
+        type=_share_or_off,
+        default=UNSET,
+        help="max share of cost from estimated usage, or 'off' (default 0.05)",
+    )
+    p.add_argument(
+        "--max-unmeasured-share",
+        type=_share_or_off,
+        default=UNSET,
+        help="max share of answered requests with no usage at all, or 'off' (default 0.01)",
+    )
     p.add_argument("--max-header-team-share", type=_share_or_off, default=UNSET,
                    help="max share of requests whose team came from a header, or 'off' (default off)")  # fmt: skip
     p.add_argument("--min-requests", type=int, help="fewer requests than this is not ready (default 1)")
+    p.add_argument(
+        "--max-unbilled-share",
+        type=_share_or_off,
+        default=UNSET,
+        help="max share of events quarantined or reported lost, or 'off' (default 0.001)",
+    )
+    p.add_argument("--max-replay-conflicts", type=_count_or_off, default=UNSET,
+                   help="max replays that conflicted with stored events, or 'off' (default 0)")  # fmt: skip
 
 
 def _share_or_off(text: str) -> float | None:
     return None if text.lower() == "off" else float(text)
+
+
+def _count_or_off(text: str) -> int | None:
+    return None if text.lower() == "off" else int(text)
 
 
 def _given(args: argparse.Namespace, **names: str) -> dict[str, Any]:
@@ -173,7 +213,14 @@ def _thresholds(args: argparse.Namespace) -> Any:
     kwargs = _given(args, max_unattributed_request_share="max_unattributed_share",
                     max_unattributed_cost_share="max_unattributed_cost_share", max_conflict_share="max_conflict_share",
                     min_requests="min_requests")  # fmt: skip
-    for param in ("max_unpriced_share", "max_estimated_cost_share", "max_unmeasured_share", "max_header_team_share"):
+    for param in (
+        "max_unpriced_share",
+        "max_estimated_cost_share",
+        "max_unmeasured_share",
+        "max_header_team_share",
+        "max_unbilled_share",
+        "max_replay_conflicts",
+    ):
         if getattr(args, param) is not UNSET:
             kwargs[param] = getattr(args, param)
     return Thresholds(**kwargs)
@@ -263,6 +310,7 @@ def _all(args: argparse.Namespace, scope: Any) -> Any:
     if args.app:
         checks.append(_cache(args, scope))
     checks += [_bursts(args, scope), _retries(args, scope), _fan_out(args, scope), _anomalies(args, scope)]
+    checks += [_simple("ReplayConflicts")(args, scope), _simple("Quarantined")(args, scope)]
     return checks
 
 

@@ -169,18 +169,22 @@ class UsageEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., kong_request_id: _Optional[str] = ..., started_at_unix_ms: _Optional[int] = ..., observed_at_unix_ms: _Optional[int] = ..., gateway_node: _Optional[str] = ..., tenant: _Optional[str] = ..., tenant_source: _Optional[_Union[IdentitySource, str]] = ..., team: _Optional[str] = ..., team_source: _Optional[_Union[IdentitySource, str]] = ..., app: _Optional[str] = ..., app_source: _Optional[_Union[IdentitySource, str]] = ..., workload: _Optional[str] = ..., workload_source: _Optional[_Union[IdentitySource, str]] = ..., unattributed_reason: _Optional[str] = ..., identity_conflicts: _Optional[_Iterable[str]] = ..., consumer_id: _Optional[str] = ..., consumer_username: _Optional[str] = ..., consumer_custom_id: _Optional[str] = ..., credential_fingerprint: _Optional[str] = ..., client_ip: _Optional[str] = ..., trace_id: _Optional[str] = ..., route_id: _Optional[str] = ..., route_name: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., provider: _Optional[str] = ..., api_family: _Optional[str] = ..., requested_model: _Optional[str] = ..., served_model: _Optional[str] = ..., input_tokens: _Optional[int] = ..., cached_input_tokens: _Optional[int] = ..., cache_write_input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., reasoning_tokens: _Optional[int] = ..., billable_extras: _Optional[_Mapping[str, int]] = ..., usage_source: _Optional[_Union[UsageSource, str]] = ..., usage_note: _Optional[str] = ..., streaming: _Optional[bool] = ..., service_tier: _Optional[str] = ..., latency_total_ms: _Optional[int] = ..., latency_upstream_ms: _Optional[int] = ..., latency_gateway_ms: _Optional[int] = ..., http_status: _Optional[int] = ..., upstream_tries: _Optional[int] = ..., client_retry_count: _Optional[int] = ..., policy_outcome: _Optional[_Union[PolicyOutcome, str]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class SenderStats(_message.Message):
-    __slots__ = ("events_queued", "events_sent", "events_spooled", "events_dropped", "usage_parse_failures")
+    __slots__ = ("events_queued", "events_sent", "events_spooled", "events_dropped", "usage_parse_failures", "events_quarantined", "events_conflicting")
     EVENTS_QUEUED_FIELD_NUMBER: _ClassVar[int]
     EVENTS_SENT_FIELD_NUMBER: _ClassVar[int]
     EVENTS_SPOOLED_FIELD_NUMBER: _ClassVar[int]
     EVENTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     USAGE_PARSE_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_QUARANTINED_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_CONFLICTING_FIELD_NUMBER: _ClassVar[int]
     events_queued: int
     events_sent: int
     events_spooled: int
     events_dropped: int
     usage_parse_failures: int
-    def __init__(self, events_queued: _Optional[int] = ..., events_sent: _Optional[int] = ..., events_spooled: _Optional[int] = ..., events_dropped: _Optional[int] = ..., usage_parse_failures: _Optional[int] = ...) -> None: ...
+    events_quarantined: int
+    events_conflicting: int
+    def __init__(self, events_queued: _Optional[int] = ..., events_sent: _Optional[int] = ..., events_spooled: _Optional[int] = ..., events_dropped: _Optional[int] = ..., usage_parse_failures: _Optional[int] = ..., events_quarantined: _Optional[int] = ..., events_conflicting: _Optional[int] = ...) -> None: ...
 
 class LossRecord(_message.Message):
     __slots__ = ("loss_id", "first_lost_at_unix_ms", "last_lost_at_unix_ms", "events_lost", "reason")
@@ -223,7 +227,7 @@ class EventRejection(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
 class BatchAck(_message.Message):
-    __slots__ = ("batch_id", "sequence", "status", "events_stored", "events_duplicate", "rejected", "detail")
+    __slots__ = ("batch_id", "sequence", "status", "events_stored", "events_duplicate", "rejected", "detail", "events_quarantined", "events_conflicting")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[BatchAck.Status]
@@ -239,6 +243,8 @@ class BatchAck(_message.Message):
     EVENTS_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_QUARANTINED_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_CONFLICTING_FIELD_NUMBER: _ClassVar[int]
     batch_id: str
     sequence: int
     status: BatchAck.Status
@@ -246,7 +252,9 @@ class BatchAck(_message.Message):
     events_duplicate: int
     rejected: _containers.RepeatedCompositeFieldContainer[EventRejection]
     detail: str
-    def __init__(self, batch_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchAck.Status, str]] = ..., events_stored: _Optional[int] = ..., events_duplicate: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[EventRejection, _Mapping]]] = ..., detail: _Optional[str] = ...) -> None: ...
+    events_quarantined: int
+    events_conflicting: int
+    def __init__(self, batch_id: _Optional[str] = ..., sequence: _Optional[int] = ..., status: _Optional[_Union[BatchAck.Status, str]] = ..., events_stored: _Optional[int] = ..., events_duplicate: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[EventRejection, _Mapping]]] = ..., detail: _Optional[str] = ..., events_quarantined: _Optional[int] = ..., events_conflicting: _Optional[int] = ...) -> None: ...
 
 class BudgetScope(_message.Message):
     __slots__ = ("tenant", "team", "app", "workload", "consumer_id", "provider", "model")

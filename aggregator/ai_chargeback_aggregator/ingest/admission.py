@@ -1,0 +1,135 @@
+"""A received batch, made ready for the writer: validated, encoded once, hashed.
+
+Runs on the gRPC event loop for every batch. Valid events keep only what the
+writer needs: their canonical encoding (deterministic protobuf, the bytes the
+embedded insert frames and the content hash is taken over), the hash, and the
+few columns the pricer and the rollups read. The parsed batch is dropped, so a
+batch waiting for the store costs about its wire size, not five times that.
+A batch keeps its encodings in one buffer and its numbers in arrays, not as an
+object per event: memory freed after the insert is freed whole, instead of
+pinning the interpreter's small-object arenas until the process ends.
+
+An event that breaks the contract becomes a ``Quarantined`` record: the raw
+event, the field and the reason, plus the who/what columns reports need to say
+whose traffic is missing. Nothing the sender offered is dropped here.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ai_chargeback_proto import limits, pb
+
+from .content import canonical_encoding, content_hash
+from .rows import key_columns
+from .validation import Invalid, validate_event
+
+QUARANTINE_TEXT_CHARS = 256  # decoded copies of a quarantined event's text; the raw event keeps all of it
+_DATETIME64_MAX_MS = 4_102_444_800_000  # 2100-01-01: the quarantine's time column only takes plausible times
+
+
+@dataclass(slots=True)
+class Quarantined:
+    event_id: str
+    content_hash: int
+    raw_event: bytes
+    field: str
+    reason: str
+    occurred_at_ms: int  # started_at as sent when plausible, else when it was received
+    tenant: str
+    team: str
+    app: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+    @classmethod
+    def of(cls, event: pb.UsageEvent, problem: Invalid, received_ms: int) -> Quarantined:
+        raw = canonical_encoding(event)
+        started = event.started_at_unix_ms
+        cut = QUARANTINE_TEXT_CHARS
+        return cls(
+            event_id=event.event_id[:cut], content_hash=content_hash(raw), raw_event=raw, field=problem.field,
+            reason=str(problem)[:1024], occurred_at_ms=started if 0 < started < _DATETIME64_MAX_MS else received_ms,
+            tenant=event.tenant[:cut], team=event.team[:cut], app=event.app[:cut], provider=event.provider[:cut],
+            model=(event.served_model or event.requested_model)[:cut], input_tokens=event.input_tokens,
+            output_tokens=event.output_tokens,
+        )  # fmt: skip
+
+    def rejection(self) -> pb.EventRejection:
+        return pb.EventRejection(event_id=self.event_id[:64], reason=self.reason, field=self.field)
+
+
+@dataclass(slots=True)
+class Admitted:
+    """One batch as the writer takes it; the ingest service keeps the ids it acks with."""
+
+    batch_id: str
+    sender_id: str
+    ids: list[str] = field(default_factory=list)
+    blob: bytes = b""  # the events' canonical encodings, one after the other
+    ends: array[int] = field(default_factory=lambda: array("I"))  # where each encoding ends in blob
+    hashes: array[int] = field(default_factory=lambda: array("Q"))
+    keys: dict[str, Any] = field(default_factory=dict)  # rows.key_columns of the valid events
+    quarantined: list[Quarantined] = field(default_factory=list)
+    losses: list[pb.LossRecord] = field(default_factory=list)
+    nbytes: int = 0
+
+    @classmethod
+    def of_valid(cls, batch_id: str, sender_id: str, events: Sequence[pb.UsageEvent], **extra: Any) -> Admitted:
+        """The writer's form of events already validated."""
+        payloads = [canonical_encoding(event) for event in events]
+        ends = array("I")
+        end = 0
+        for payload in payloads:
+            end += len(payload)
+            ends.append(end)
+        admitted = cls(batch_id=batch_id, sender_id=sender_id, ids=[event.event_id for event in events],
+                       blob=b"".join(payloads), ends=ends, hashes=array("Q", map(content_hash, payloads)),
+                       keys=key_columns(events), **extra)  # fmt: skip
+        admitted.nbytes = len(admitted.blob) + sum(len(q.raw_event) for q in admitted.quarantined)
+        return admitted
+
+    def payloads(self) -> list[memoryview]:
+        """Each event's canonical encoding (views into the batch's buffer)."""
+        view = memoryview(self.blob)
+        starts = [0, *self.ends[:-1]]
+        return [view[start:end] for start, end in zip(starts, self.ends)]
+
+    @property
+    def events(self) -> int:
+        return len(self.ids)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.ids or self.quarantined or self.losses)
+
+
+class MalformedBatch(ValueError):
+    """The batch as a whole breaks the contract (the stream ends with INVALID_ARGUMENT)."""
+
+
+def check_batch(batch: pb.UsageBatch) -> None:
+    cap = limits.BATCH_ID_MAX_CHARS
+    if not batch.batch_id or len(batch.batch_id) > cap or len(batch.sender_id) > cap:
+        raise MalformedBatch(f"batch_id must be 1..{cap} characters, sender_id at most {cap}")
+    if len(batch.events) > limits.BATCH_MAX_EVENTS:
+        raise MalformedBatch(f"more than {limits.BATCH_MAX_EVENTS} events in one batch")
+
+
+def admit(batch: pb.UsageBatch, now_ms: int) -> Admitted:
+    """Validate every event of a well-formed batch (``check_batch`` first)."""
+    valid: list[pb.UsageEvent] = []
+    quarantined: list[Quarantined] = []
+    for event in batch.events:
+        try:
+            validate_event(event, now_ms)
+        except Invalid as problem:
+            quarantined.append(Quarantined.of(event, problem, now_ms))
+            continue
+        valid.append(event)
+    return Admitted.of_valid(batch.batch_id, batch.sender_id, valid, quarantined=quarantined, losses=list(batch.losses))
