@@ -15,12 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
-from ..analytics.reports.allocation_config import AllocationConfig
-from ..analytics.reports.runner import Runner
+from ..analytics.reports import AllocationConfig, Runner
 from .definitions import SCOPE_DIMENSIONS, Budget, BudgetError, Scope
+from .definitions import read_file as read_budget_file
 from .evaluate import BudgetStatus, evaluate
+from .store import list_budgets, save_budgets
 
-__all__ = ["Budget", "BudgetError", "BudgetStatus", "Scope", "budget_status"]
+__all__ = [
+    "Budget", "BudgetError", "BudgetStatus", "Scope", "budget_status", "list_budgets", "read_budget_file", "save_budgets",
+]  # fmt: skip
 
 
 def budget_status(

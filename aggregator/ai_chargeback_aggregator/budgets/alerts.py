@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ..analytics.reports.runner import Runner
+from ..analytics.reports import Runner
 from ..store.clickhouse import Store, StoreError
 from . import metrics
 from .definitions import decimal_text

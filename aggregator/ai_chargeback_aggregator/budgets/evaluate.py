@@ -28,9 +28,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ..analytics.reports.allocation_config import AllocationConfig
-from ..analytics.reports.report import Report, build_window_report
-from ..analytics.reports.runner import Runner
+from ..analytics.reports import AllocationConfig, Report, Runner, build_window_report
 from .definitions import OWNER_DIMENSIONS, Budget, decimal_text
 from .periods import period_label, period_window
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from ai_chargeback_proto import pb
 
-from ..analytics.reports.source import SNAPSHOT_SUFFIX
+from ..analytics.reports import SNAPSHOT_SUFFIX
 from .evaluate import BudgetStatus
 
 

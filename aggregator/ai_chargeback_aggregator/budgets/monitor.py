@@ -23,8 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ..analytics.reports import allocation_config
-from ..analytics.reports.runner import LocalRunner
+from ..analytics.reports import LocalRunner, allocation_config
 from ..store.clickhouse import Store, StoreError
 from . import metrics
 from .alerts import Alerter, alert_for

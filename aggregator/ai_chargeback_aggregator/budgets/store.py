@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from ..analytics.reports.runner import Runner
+from ..analytics.reports import Runner
 from ..store.clickhouse import Store
 from .definitions import Budget, Scope, decimal_text
 
@@ -58,7 +58,7 @@ def budgets_from_rows(rows: Sequence[Sequence[Any]]) -> list[Budget]:
 
 def save_budgets(store: Store, budgets: Sequence[Budget], *, replace: bool = False) -> dict[str, int]:
     """Upsert by id; with replace, ids not in ``budgets`` are deleted. Returns counts."""
-    from ..analytics.reports.runner import LocalRunner
+    from ..analytics.reports import LocalRunner
 
     version = time.time_ns()
     now = datetime.now(UTC)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .query_source import SQL_TOKEN_ENV, open_runner, period_from
 
 if TYPE_CHECKING:
-    from ..analytics.reports.runner import Runner
+    from ..analytics.reports import Runner
 
 ADMIN_TOKEN_ENV = "CHARGEBACK_ADMIN_TOKEN"
 AGGREGATOR_URL_ENV = "CHARGEBACK_AGGREGATOR_URL"

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ..analytics.governance.base import DEFAULT_PERIOD_DAYS, GovernanceError, Period
+from ..analytics.governance import DEFAULT_PERIOD_DAYS, GovernanceError, Period
 
 if TYPE_CHECKING:
-    from ..analytics.reports.runner import Runner
+    from ..analytics.reports import Runner
 
 SQL_TOKEN_ENV = "CHARGEBACK_SQL_TOKEN"
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -86,7 +86,7 @@ def period_from(args: argparse.Namespace, *, default_days: int | None = DEFAULT_
 @contextmanager
 def open_runner(args: argparse.Namespace) -> Iterator[Runner]:
     # Imported here: the store driver is the aggregator extra; the CLI starts without it.
-    from ..analytics.reports.runner import LocalRunner, RemoteRunner
+    from ..analytics.reports import LocalRunner, RemoteRunner
     from ..secret_env import read_secret
     from ..settings import AggregatorSettings
     from ..store.clickhouse import Store

@@ -27,10 +27,8 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from ..analytics.governance import GovernanceError
 from ..analytics.reconcile import ExportError
-from ..analytics.reports import allocation_config
-from ..analytics.reports.handle import Handle, HandleError
-from ..analytics.reports.runner import LocalRunner, Runner
-from ..analytics.statement.page import money, render_page
+from ..analytics.reports import Handle, HandleError, LocalRunner, Runner, allocation_config
+from ..analytics.statement import money, render_page
 from ..settings import AggregatorSettings
 from ..store.clickhouse import Store, StoreError
 from . import data, reconciliation

@@ -19,7 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from ..analytics.reports.runner import Runner
+from ..analytics.reports import Runner
 
 STATUSES = ("ok", "warning", "exceeded")
 ENGINE_MODULE = "ai_chargeback_aggregator.budgets"

@@ -31,14 +31,21 @@ from ..analytics.governance import (
     SpendAnomalies,
     Unattributed,
 )
-from ..analytics.reports.allocation_config import AllocationConfig
-from ..analytics.reports.explain import Explanation, explain
-from ..analytics.reports.handle import Handle
-from ..analytics.reports.report import UNATTRIBUTED_LABEL, Report, build_report, money_text
-from ..analytics.reports.runner import Runner
-from ..analytics.reports.series import daily, day_cents, days_of
-from ..analytics.statement.charts import Bar, Day, bar_chart, colors_for, daily_chart, legend
-from ..analytics.statement.data import Statement, build_statement
+from ..analytics.reports import (
+    UNATTRIBUTED_LABEL,
+    AllocationConfig,
+    Explanation,
+    Handle,
+    Report,
+    Runner,
+    build_report,
+    daily,
+    day_cents,
+    days_of,
+    explain,
+    money_text,
+)
+from ..analytics.statement import Bar, Day, Statement, bar_chart, build_statement, colors_for, daily_chart, legend
 from .access import Principal, View
 from .budgets import BudgetSource, BudgetStatus
 from .tables import Column, Table

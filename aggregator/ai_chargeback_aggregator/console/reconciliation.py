@@ -18,6 +18,7 @@ from email.policy import HTTP
 from pathlib import Path
 
 from ..analytics.reconcile import (
+    LINE_COLUMNS,
     ExportError,
     GatewayUsage,
     Reconciliation,
@@ -27,8 +28,7 @@ from ..analytics.reconcile import (
     load_export,
     reconcile,
 )
-from ..analytics.reconcile.match import LINE_COLUMNS
-from ..analytics.reports.runner import Runner
+from ..analytics.reports import Runner
 from .tables import Column, Table
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024

@@ -9,18 +9,25 @@ Each check is a frozen dataclass of parameters rendering ``(sql, params)`` from
 from __future__ import annotations
 
 from .attribution import IdentityConflicts, IdentitySources, Unattributed
-from .base import CheckResult, GovernanceError, Period, Runner, Scope, Verdict, load_sql
+from .base import DEFAULT_PERIOD_DAYS, CheckResult, GovernanceError, Period, Runner, Scope, Verdict, load_sql
 from .bursts import Bursts
 from .cache_misses import CacheMisses
 from .delivery import Quarantined, ReplayConflicts
 from .fan_out import FanOut
 from .premium_models import PremiumModels
 from .readiness import Readiness, Thresholds
+from .registry import GOVERNANCE_CHECKS, TABLE_COLUMNS, CheckSpec, Option, all_options
 from .retries import Retries
 from .shared_credentials import SharedCredentials
 from .spend_anomalies import SpendAnomalies
 
 __all__ = [
+    "GOVERNANCE_CHECKS",
+    "TABLE_COLUMNS",
+    "CheckSpec",
+    "Option",
+    "all_options",
+    "DEFAULT_PERIOD_DAYS",
     "Bursts",
     "CacheMisses",
     "CheckResult",

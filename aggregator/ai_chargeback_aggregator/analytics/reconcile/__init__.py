@@ -13,8 +13,12 @@ from .lines import BillLine, ExportError, ProviderExport
 from .mapping import AccountMapping, load_mapping, parse_mapping
 from .match import (
     BILL_ONLY,
+    DEFAULT_TOLERANCE_COST_USD,
+    DEFAULT_TOLERANCE_PCT,
+    DEFAULT_TOLERANCE_TOKENS,
     DIFFERS,
     GATEWAY_ONLY,
+    LINE_COLUMNS,
     MATCHED,
     Reconciliation,
     Tolerance,
@@ -26,6 +30,10 @@ from .normalize import normalize_model, normalize_provider
 
 __all__ = [
     "BILL_ONLY",
+    "DEFAULT_TOLERANCE_COST_USD",
+    "DEFAULT_TOLERANCE_PCT",
+    "DEFAULT_TOLERANCE_TOKENS",
+    "LINE_COLUMNS",
     "DIFFERS",
     "FORMATS",
     "GATEWAY_ONLY",

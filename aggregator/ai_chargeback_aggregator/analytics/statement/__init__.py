@@ -1,5 +1,14 @@
 """The HTML statement: one team, one period, one self-contained page (``chargeback statement``).
 
-The numbers come from aggregator/reports/statement.py (built on the report);
-this package only draws them: charts.py (inline SVG) and page.py (the page).
+The numbers come from data.py (built on the report); charts.py draws inline SVG
+and page.py the page. The console reuses the charts. These names are the
+package's public surface.
 """
+
+from __future__ import annotations
+
+from .charts import Bar, Day, bar_chart, colors_for, daily_chart, legend
+from .data import Statement, build_statement
+from .page import money, render_page
+
+__all__ = ["Bar", "Day", "Statement", "bar_chart", "build_statement", "colors_for", "daily_chart", "legend", "money", "render_page"]

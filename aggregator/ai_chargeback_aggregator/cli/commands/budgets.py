@@ -65,13 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_load(args: argparse.Namespace) -> int:
-    from ...budgets.definitions import BudgetError, read_file
-    from ...budgets.store import save_budgets
+    from ...budgets import BudgetError, read_budget_file, save_budgets
     from ...settings import AggregatorSettings
     from ...store.clickhouse import Store, StoreError
 
     try:
-        budgets = read_file(args.file)  # validate before touching anything
+        budgets = read_budget_file(args.file)  # validate before touching anything
         url = running_aggregator(args.aggregator)
         if url:
             token = admin_token(args)
@@ -120,7 +119,7 @@ def _record(budget: Any) -> dict[str, Any]:
 
 def run_list(args: argparse.Namespace) -> int:
     from ...analytics.governance import GovernanceError
-    from ...budgets.store import list_budgets
+    from ...budgets import list_budgets
     from ...store.clickhouse import StoreError
 
     try:

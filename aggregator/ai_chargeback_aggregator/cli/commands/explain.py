@@ -35,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     from ...analytics.governance import GovernanceError
-    from ...analytics.reports.explain import EVENT_COLUMNS, explain
-    from ...analytics.reports.handle import Handle, HandleError
+    from ...analytics.reports import EVENT_COLUMNS, Handle, HandleError, explain
     from ...store.clickhouse import StoreError
 
     try:

@@ -34,8 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     from ...analytics.governance import GovernanceError
-    from ...analytics.reports import allocation_config
-    from ...analytics.reports.focus import default_progress, export
+    from ...analytics.reports import allocation_config, export_focus, focus_progress
     from ...settings import AggregatorSettings
     from ...store.clickhouse import StoreError
 
@@ -43,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
         first, last = whole_days(args)
         config = allocation_config.load(args.config or AggregatorSettings().allocation_config_path)
         with open_reader(args) as runner:
-            summary = export(runner, first=first, last=last, out=args.out, config=config,
-                             include_unpriced=args.include_unpriced, progress=default_progress(sys.stderr))  # fmt: skip
+            summary = export_focus(runner, first=first, last=last, out=args.out, config=config,
+                             include_unpriced=args.include_unpriced, progress=focus_progress(sys.stderr))  # fmt: skip
     except (AggregatorError, GovernanceError, StoreError, ValueError, OSError) as exc:
         print(f"chargeback export focus: {exc}", file=sys.stderr)
         return EXIT_ERROR

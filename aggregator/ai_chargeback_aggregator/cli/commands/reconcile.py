@@ -37,12 +37,12 @@ ACCOUNT_TABLE_COLUMNS = ("day", "provider", "model", "account", "status", "gatew
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from ...analytics.reconcile import FORMATS as EXPORT_FORMATS
-    from ...analytics.reconcile.match import (
+    from ...analytics.reconcile import (
         DEFAULT_TOLERANCE_COST_USD,
         DEFAULT_TOLERANCE_PCT,
         DEFAULT_TOLERANCE_TOKENS,
     )
+    from ...analytics.reconcile import FORMATS as EXPORT_FORMATS
 
     parser = subparsers.add_parser(
         "reconcile",
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def to_report(result: Any, *, only_discrepancies: bool = False, tolerance: Any = None) -> Report:
-    from ...analytics.reconcile.match import LINE_COLUMNS, MATCHED
+    from ...analytics.reconcile import LINE_COLUMNS, MATCHED
 
     def keep(rows: Any) -> list[Any]:
         return [r for r in rows if not (only_discrepancies and r["status"] == MATCHED)]

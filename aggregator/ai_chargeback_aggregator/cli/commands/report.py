@@ -56,8 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run(args: argparse.Namespace) -> int:
     from ...analytics.governance import GovernanceError
-    from ...analytics.reports import allocation_config
-    from ...analytics.reports.report import build_report
+    from ...analytics.reports import allocation_config, build_report
     from ...settings import AggregatorSettings
     from ...store.clickhouse import StoreError
 

@@ -38,8 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run(args: argparse.Namespace) -> int:
     from ...analytics.governance import GovernanceError
     from ...analytics.reports import allocation_config
-    from ...analytics.statement.data import build_statement
-    from ...analytics.statement.page import render_page
+    from ...analytics.statement import build_statement, render_page
     from ...settings import AggregatorSettings
     from ...store.clickhouse import StoreError
 
