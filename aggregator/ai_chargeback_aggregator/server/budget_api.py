@@ -8,16 +8,24 @@ then saved and the budget monitor is asked to evaluate at once.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..budgets.definitions import BudgetError, parse_records
 from ..budgets.store import save_budgets
-from .http_api import Route, json_response
-from .sql_api import Response
-from .sql_api import _guarded as guarded  # the one bearer-token guard of the admin routes
+from .http_api import Answer, Route, bearer_json_route, json_response
 
 if TYPE_CHECKING:
-    from .app import Aggregator
+    from ..budgets.monitor import BudgetMonitor
+    from ..settings import AggregatorSettings
+    from ..store.clickhouse import Store
+
+
+class Aggregator(Protocol):
+    """What this route uses of the running aggregator (server/app.py)."""
+
+    settings: AggregatorSettings
+    store: Store
+    budgets: BudgetMonitor
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +33,10 @@ BUDGETS_PATH = "/v1/budgets"
 
 
 def routes(aggregator: Aggregator) -> dict[str, Route]:
-    return {BUDGETS_PATH: guarded(aggregator.settings.admin_token, "budget loading", lambda body: _load(aggregator, body))}
+    return {BUDGETS_PATH: bearer_json_route(aggregator.settings.admin_token, "budget loading", lambda body: _load(aggregator, body))}
 
 
-def _load(aggregator: Aggregator, payload: dict[str, Any]) -> Response:
+def _load(aggregator: Aggregator, payload: dict[str, Any]) -> Answer:
     records = payload.get("budgets")
     if not isinstance(records, list):
         return json_response(400, {"error": "budgets: required, a list"})

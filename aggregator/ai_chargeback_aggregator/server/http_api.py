@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hmac
 import json
 import logging
 import socket
@@ -29,6 +30,7 @@ from typing import IO, Any
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 # chunks with its length, then closed.
 Body = bytes | IO[bytes]
 Route = Callable[[str, dict[str, str], bytes], tuple[int, str, Body]]
+Answer = tuple[int, str, Body]
 CHUNK_BYTES = 64 * 1024
 MAX_REQUEST_BYTES = 1024 * 1024
 METHODS = ["GET", "POST"]
@@ -62,6 +65,30 @@ class ListenError(RuntimeError):
 
 def json_response(status: int, payload: Any) -> tuple[int, str, bytes]:
     return status, "application/json", json.dumps(payload, default=str).encode()
+
+
+def bearer_json_route(token: SecretStr | None, what: str, handler: Callable[[dict[str, Any]], Answer]) -> Route:
+    """A POST route taking a JSON object, open only to ``Bearer <token>`` (no token configured: the route is off)."""
+    expected = token.get_secret_value().encode() if token else None
+
+    def route(method: str, headers: dict[str, str], body: bytes) -> Answer:
+        if method != "POST":
+            return json_response(405, {"error": "use POST"})
+        if expected is None:
+            return json_response(403, {"error": f"{what} disabled: no token configured"})
+        presented = headers.get("authorization", "")
+        token_bytes = presented[len("Bearer ") :].encode() if presented.startswith("Bearer ") else b""
+        if not hmac.compare_digest(token_bytes, expected):
+            return json_response(401, {"error": "missing or wrong bearer token"})
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return json_response(400, {"error": "body is not JSON"})
+        if not isinstance(payload, dict):
+            return json_response(400, {"error": "body must be a JSON object"})
+        return handler(payload)
+
+    return route
 
 
 def _send(answer: tuple[int, str, Body]) -> Response:

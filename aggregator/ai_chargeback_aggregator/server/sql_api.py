@@ -16,30 +16,36 @@ time values (reports/wire.py).
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-from collections.abc import Callable
 from datetime import date
-from typing import TYPE_CHECKING, Any
-
-from pydantic import SecretStr
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..pricing.override_store import save_overrides
 from ..pricing.overrides import OverrideError, parse_records
 from ..pricing.reprice import RepriceError, reprice
 from .analyst_sql import AnalystSql
-from .http_api import Body, Route, json_response
+from .http_api import Answer, Route, bearer_json_route, json_response
 
 if TYPE_CHECKING:
-    from .app import Aggregator
+    from ..pricing.pricer import Pricer
+    from ..rollups.maintainer import RollupMaintainer
+    from ..settings import AggregatorSettings
+    from ..store.clickhouse import Store
+
+
+class Aggregator(Protocol):
+    """What these routes use of the running aggregator (server/app.py)."""
+
+    settings: AggregatorSettings
+    store: Store
+    pricer: Pricer
+    rollups: RollupMaintainer
 
 log = logging.getLogger(__name__)
 
 SQL_PATH = "/v1/sql"
 PRICES_PATH = "/v1/prices"
 REPRICE_PATH = "/v1/reprice"
-Response = tuple[int, str, Body]
 
 
 def routes(aggregator: Aggregator) -> dict[str, Route]:
@@ -47,43 +53,20 @@ def routes(aggregator: Aggregator) -> dict[str, Route]:
     sql_store_dsn = settings.sql_store_dsn.get_secret_value() if settings.sql_store_dsn else ""
     analyst = AnalystSql.for_store(settings.store_dsn, database=settings.database, sql_store_dsn=sql_store_dsn)
     return {
-        SQL_PATH: _guarded(settings.sql_token, "SQL endpoint", lambda body: _sql(analyst, body)),
-        PRICES_PATH: _guarded(settings.admin_token, "price loading", lambda body: _prices(aggregator, body)),
-        REPRICE_PATH: _guarded(settings.admin_token, "reprice", lambda body: _reprice(aggregator, body)),
+        SQL_PATH: bearer_json_route(settings.sql_token, "SQL endpoint", lambda body: _sql(analyst, body)),
+        PRICES_PATH: bearer_json_route(settings.admin_token, "price loading", lambda body: _prices(aggregator, body)),
+        REPRICE_PATH: bearer_json_route(settings.admin_token, "reprice", lambda body: _reprice(aggregator, body)),
     }
 
 
-def _guarded(token: SecretStr | None, what: str, handler: Callable[[dict[str, Any]], Response]) -> Route:
-    expected = token.get_secret_value().encode() if token else None
-
-    def route(method: str, headers: dict[str, str], body: bytes) -> Response:
-        if method != "POST":
-            return json_response(405, {"error": "use POST"})
-        if expected is None:
-            return json_response(403, {"error": f"{what} disabled: no token configured"})
-        presented = headers.get("authorization", "")
-        token_bytes = presented[len("Bearer ") :].encode() if presented.startswith("Bearer ") else b""
-        if not hmac.compare_digest(token_bytes, expected):
-            return json_response(401, {"error": "missing or wrong bearer token"})
-        try:
-            payload = json.loads(body or b"{}")
-        except ValueError:
-            return json_response(400, {"error": "body is not JSON"})
-        if not isinstance(payload, dict):
-            return json_response(400, {"error": "body must be a JSON object"})
-        return handler(payload)
-
-    return route
-
-
-def _sql(analyst: AnalystSql, payload: dict[str, Any]) -> Response:
+def _sql(analyst: AnalystSql, payload: dict[str, Any]) -> Answer:
     outcome = analyst.run(payload.get("sql"), payload.get("params") or {})
     if outcome.body is not None:
         return 200, "application/json", outcome.body
     return json_response(outcome.status, outcome.error)
 
 
-def _prices(aggregator: Aggregator, payload: dict[str, Any]) -> Response:
+def _prices(aggregator: Aggregator, payload: dict[str, Any]) -> Answer:
     try:
         overrides = parse_records(payload.get("overrides") or [], loaded_from=str(payload.get("source", "http")))
     except OverrideError as exc:
@@ -94,7 +77,7 @@ def _prices(aggregator: Aggregator, payload: dict[str, Any]) -> Response:
     return json_response(200, {**counts, "active": len(aggregator.pricer.overrides)})
 
 
-def _reprice(aggregator: Aggregator, payload: dict[str, Any]) -> Response:
+def _reprice(aggregator: Aggregator, payload: dict[str, Any]) -> Answer:
     try:
         first = date.fromisoformat(str(payload.get("from")))
         last = date.fromisoformat(str(payload.get("to")))

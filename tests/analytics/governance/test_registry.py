@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import pytest
 
 from ai_chargeback_aggregator.analytics.governance import GOVERNANCE_CHECKS, TABLE_COLUMNS, CheckSpec, Option
-from ai_chargeback_aggregator.analytics.governance.shared_credentials import DEFAULT_MAX_CLIENT_IPS
 from ai_chargeback_aggregator.analytics.governance.base import CheckResult, Runner, Scope, Verdict
+from ai_chargeback_aggregator.analytics.governance.shared_credentials import DEFAULT_MAX_CLIENT_IPS
 from ai_chargeback_aggregator.cli.commands import governance as governance_cli
 from ai_chargeback_aggregator.cli.main import main
 from ai_chargeback_aggregator.store.clickhouse import Store
