@@ -13,7 +13,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from .query_source import SQL_TOKEN_ENV, open_runner, period_from
 
 if TYPE_CHECKING:
     from ..analytics.reports import Runner
+    from ..store.clickhouse import Store
 
 ADMIN_TOKEN_ENV = "CHARGEBACK_ADMIN_TOKEN"
 AGGREGATOR_URL_ENV = "CHARGEBACK_AGGREGATOR_URL"
@@ -153,3 +154,26 @@ def whole_days(args: argparse.Namespace) -> tuple[date, date]:
     if period is None:
         raise AggregatorError("name a period: --month YYYY-MM, --from YYYY-MM-DD --to YYYY-MM-DD (both inclusive), or --days N")
     return period.start.date(), (period.end - timedelta(days=1)).date()
+
+
+def load_into(args: argparse.Namespace, endpoint: str, payload: dict[str, Any],
+              save: Callable[[Store], dict[str, Any]]) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+    """Definitions already validated go to the running aggregator's admin ``endpoint`` (which
+    applies them at once), or, with none running, straight into the store. Returns the counts
+    and the aggregator's URL (None: written to the store)."""
+    from ..settings import AggregatorSettings
+    from ..store.clickhouse import Store  # noqa: F811 (at run time; the annotation's import is for type checkers)
+
+    url = running_aggregator(args.aggregator)
+    if url:
+        token = admin_token(args)
+        if not token:
+            raise AggregatorError(f"an aggregator runs at {url}: pass --admin-token (or set CHARGEBACK_ADMIN_TOKEN)")
+        return post(url, endpoint, token, {**payload, "replace": args.replace, "source": str(args.file)}), url
+    settings = AggregatorSettings(**{k: v for k, v in (("store_dsn", args.store_dsn), ("database", args.database)) if v})  # type: ignore[arg-type]
+    store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
+    try:
+        store.migrate()
+        return save(store), None
+    finally:
+        store.close()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..aggregator_client import AggregatorError, add_write_target_options, admin_token, open_reader, post, running_aggregator
+from ..aggregator_client import AggregatorError, add_write_target_options, load_into, open_reader
 from ..query_source import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, add_source_options
 from ..render import FORMATS, Report, Section, render
 
@@ -66,34 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run_load(args: argparse.Namespace) -> int:
     from ...budgets import BudgetError, read_budget_file, save_budgets
-    from ...settings import AggregatorSettings
-    from ...store.clickhouse import Store, StoreError
+    from ...store.clickhouse import StoreError
 
     try:
         budgets = read_budget_file(args.file)  # validate before touching anything
-        url = running_aggregator(args.aggregator)
-        if url:
-            token = admin_token(args)
-            if not token:
-                raise AggregatorError(f"an aggregator runs at {url}: pass --admin-token (or set CHARGEBACK_ADMIN_TOKEN)")
-            records = [_record(b) for b in budgets]
-            result = post(url, "/v1/budgets", token, {"budgets": records, "replace": args.replace, "source": str(args.file)})
-            where = f"aggregator {url} (in force at its next pass)"
-        else:
-            settings = AggregatorSettings(**{k: v for k, v in (("store_dsn", args.store_dsn), ("database", args.database)) if v})  # type: ignore[arg-type]
-            store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
-            try:
-                store.migrate()
-                result = save_budgets(store, budgets, replace=args.replace)
-            finally:
-                store.close()
-            where = "the store (running aggregators apply them at their next pass)"
-    except BudgetError as exc:
+        result, url = load_into(args, "/v1/budgets", {"budgets": [_record(b) for b in budgets]},
+                                lambda store: save_budgets(store, budgets, replace=args.replace))  # fmt: skip
+    except (BudgetError, AggregatorError, StoreError, OSError) as exc:
         print(f"chargeback budgets load: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except (AggregatorError, StoreError, OSError) as exc:
-        print(f"chargeback budgets load: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    where = f"aggregator {url} (in force at its next pass)" if url else "the store (running aggregators apply them at their next pass)"
     enforced = sum(1 for b in budgets if b.enforced)
     print(f"loaded {len(budgets)} budget(s) ({enforced} enforced) from {args.file} into {where}: "
           f"{result.get('added', 0)} added, {result.get('updated', 0)} updated, {result.get('deleted', 0)} deleted")  # fmt: skip

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ..aggregator_client import AggregatorError, add_write_target_options, admin_token, open_reader, post, running_aggregator
+from ..aggregator_client import AggregatorError, add_write_target_options, load_into, open_reader
 from ..query_source import EXIT_ERROR, EXIT_OK, add_source_options
 from ..render import FORMATS, Report, Section, render
 
@@ -62,34 +62,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def run_load(args: argparse.Namespace) -> int:
     from ...pricing.override_store import save_overrides
     from ...pricing.overrides import OverrideError, read_file
-    from ...settings import AggregatorSettings
-    from ...store.clickhouse import Store, StoreError
+    from ...store.clickhouse import StoreError
 
     try:
         overrides = read_file(args.file)  # validate before touching anything
-        url = running_aggregator(args.aggregator)
-        if url:
-            token = admin_token(args)
-            if not token:
-                raise AggregatorError(f"an aggregator runs at {url}: pass --admin-token (or set CHARGEBACK_ADMIN_TOKEN)")
-            records = [_record(o) for o in overrides]
-            result = post(url, "/v1/prices", token, {"overrides": records, "replace": args.replace, "source": str(args.file)})
-            where = f"aggregator {url} (in force for the next batch)"
-        else:
-            settings = AggregatorSettings(**{k: v for k, v in (("store_dsn", args.store_dsn), ("database", args.database)) if v})  # type: ignore[arg-type]
-            store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
-            try:
-                store.migrate()
-                result = save_overrides(store, overrides, replace=args.replace)
-            finally:
-                store.close()
-            where = "the store (an aggregator picks them up within prices_refresh_interval_s)"
-    except OverrideError as exc:
+        result, url = load_into(args, "/v1/prices", {"overrides": [_record(o) for o in overrides]},
+                                lambda store: save_overrides(store, overrides, replace=args.replace))  # fmt: skip
+    except (OverrideError, AggregatorError, StoreError, OSError) as exc:
         print(f"chargeback prices load: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except (AggregatorError, StoreError, OSError) as exc:
-        print(f"chargeback prices load: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    where = (f"aggregator {url} (in force for the next batch)" if url
+             else "the store (an aggregator picks them up within prices_refresh_interval_s)")  # fmt: skip
     print(f"loaded {len(overrides)} override(s) from {args.file} into {where}: "
           f"{result.get('added', 0)} added, {result.get('updated', 0)} updated, {result.get('deleted', 0)} deleted")  # fmt: skip
     print("stored events keep their prices: run `chargeback reprice --from ... --to ... --reason ...` to apply these to them")
