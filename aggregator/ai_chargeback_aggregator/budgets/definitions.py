@@ -29,12 +29,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+
+from ..record_fields import parse_date, parse_decimal
 
 PERIODS = ("daily", "weekly", "monthly")
 UNITS = ("usd", "tokens")
@@ -211,8 +213,8 @@ def _parse(record: Mapping[str, Any], errors: list[str], seen: set[str], loaded_
     amount = _amount(record.get("amount"), unit, errors)
     thresholds = _thresholds(record.get("thresholds"), errors)
     notify = _notify(record.get("notify"), errors)
-    start = _date(record.get("effective_from"), "effective_from", errors, required=True)
-    end = _date(record.get("effective_to"), "effective_to", errors, required=False)
+    start = parse_date(record.get("effective_from"), "effective_from", errors, required=True, zone="in the budget's time zone")
+    end = parse_date(record.get("effective_to"), "effective_to", errors, required=False, zone="in the budget's time zone")
     if start and end and end <= start:
         errors.append("effective_to: must be after effective_from (it is exclusive)")
     note = record.get("note", "")
@@ -281,7 +283,7 @@ def _timezone(value: Any, errors: list[str]) -> str | None:
 
 
 def _amount(value: Any, unit: str | None, errors: list[str]) -> Decimal | None:
-    number = _decimal(value, "amount", errors)
+    number = parse_decimal(value, "amount", errors)
     if number is None:
         if value is None or value == "":
             errors.append("amount: required")
@@ -307,7 +309,7 @@ def _thresholds(value: Any, errors: list[str]) -> tuple[Decimal, ...] | None:
         return None
     found: list[Decimal] = []
     for item in value:
-        number = _decimal(item, "thresholds", errors)
+        number = parse_decimal(item, "thresholds", errors)
         if number is None:
             return None
         if number <= 0 or number > MAX_THRESHOLD:
@@ -333,36 +335,3 @@ def _notify(value: Any, errors: list[str]) -> tuple[str, ...]:
         return ()
     return tuple(dict.fromkeys(names))
 
-
-def _date(value: Any, name: str, errors: list[str], *, required: bool) -> date | None:
-    if value is None or value == "":
-        if required:
-            errors.append(f"{name}: required (YYYY-MM-DD, in the budget's time zone)")
-        return None
-    if isinstance(value, datetime):
-        errors.append(f"{name}: a date (YYYY-MM-DD), not a time")
-        return None
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value).strip())
-    except ValueError:
-        errors.append(f"{name}: not a date (YYYY-MM-DD)")
-        return None
-
-
-def _decimal(value: Any, name: str, errors: list[str]) -> Decimal | None:
-    if value is None or value == "" or isinstance(value, bool):
-        if isinstance(value, bool):
-            errors.append(f"{name}: not a number")
-        return None
-    try:
-        # repr of a float is its shortest round-trip text: 0.1 -> Decimal("0.1")
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip().replace("_", ""))
-    except InvalidOperation:
-        errors.append(f"{name}: not a number, got {value!r}")
-        return None
-    if not number.is_finite():
-        errors.append(f"{name}: not a finite number")
-        return None
-    return number

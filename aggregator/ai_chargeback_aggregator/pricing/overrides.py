@@ -26,12 +26,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..record_fields import parse_date, parse_decimal
 from .catalog import normalize_tier
 from .rates import OVERRIDE_PREFIX, Rates, to_e12
 
@@ -175,8 +176,8 @@ def parse_records(records: Sequence[Mapping[str, Any]], *, loaded_from: str = ""
         kind = str(record.get("kind", "contract")).strip().lower()
         if kind not in KINDS:
             errors.append(f"kind: expected one of {', '.join(KINDS)}")
-        start = _date(record.get("effective_from"), "effective_from", errors, required=True)
-        end = _date(record.get("effective_to"), "effective_to", errors, required=False)
+        start = parse_date(record.get("effective_from"), "effective_from", errors, required=True, zone="UTC")
+        end = parse_date(record.get("effective_to"), "effective_to", errors, required=False, zone="UTC")
         if start and end and end <= start:
             errors.append("effective_to: must be after effective_from (it is exclusive)")
         currency = str(record.get("currency", CURRENCY)).strip().upper()
@@ -214,33 +215,11 @@ def _tier(value: str) -> str:
     return normalize_tier(value) if value.strip() else ""
 
 
-def _date(value: Any, name: str, errors: list[str], *, required: bool) -> date | None:
-    if value is None or value == "":
-        if required:
-            errors.append(f"{name}: required (YYYY-MM-DD, UTC)")
-        return None
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value).strip())
-    except ValueError:
-        errors.append(f"{name}: not a date (YYYY-MM-DD)")
-        return None
-
-
 def _decimal(value: Any, name: str, errors: list[str], maximum: Decimal) -> Decimal | None:
-    if value is None or value == "":
+    number = parse_decimal(value, name, errors)
+    if number is None:
         return None
-    if isinstance(value, bool):
-        errors.append(f"{name}: not a number")
-        return None
-    try:
-        # repr of a float is its shortest round-trip text: 0.1 -> Decimal("0.1"), not 0.1000000000000000055...
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
-    except InvalidOperation:
-        errors.append(f"{name}: not a number")
-        return None
-    if not number.is_finite() or number < 0 or number > maximum:
+    if number < 0 or number > maximum:
         errors.append(f"{name}: must be between 0 and {maximum}")
         return None
     exponent = number.as_tuple().exponent
