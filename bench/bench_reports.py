@@ -191,6 +191,7 @@ def bench_enrich(rows: int = 100_000) -> dict[str, Any]:
         "tenant": [f"tenant-{rng.randrange(TENANTS)}" for _ in range(rows)],
         "started_at": [now - timedelta(seconds=rng.randrange(3 * 86_400)) for _ in range(rows)],
         "input_tokens": [rng.randrange(50, 300_000) for _ in range(rows)],
+        "policy_outcome": ["allowed"] * rows,
     }  # fmt: skip
     pricer = Pricer()
     pricer.enrich(dict(columns))
