@@ -71,67 +71,29 @@ FACTS_KEY = "ai_chargeback"
 _UPSTREAM_FAILURE_STATUSES = (502, 504)  # Kong's error page for an unreachable, timed-out or truncated upstream
 
 
-class Plugin:
-    def __init__(self, config: Mapping[str, Any]) -> None:
+class Metering:
+    """What every plugin of this server does: one instance per plugin config, and the log phase.
+
+    It defines no ``access``: kong-pdk advertises the phases a plugin class has
+    (kong_pdk/module.py), so a subclass without one (log_only.LogPlugin) costs the
+    request path nothing.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | str) -> None:
         # Runs under kong-pdk's global instance lock: keep it cheap, never block.
         self.config: PluginConfig | None = None
         self.sender: EventSender | None = None
         self.budgets: budgets.BudgetGate | None = None
         try:
-            self.config = PluginConfig.from_kong(config)
+            self.config = self.read_config(config)
             self.sender = sender_for(self.config.sender)
             self.budgets = budgets.gate_for(self.config)
         except Exception:
             log.exception("ai-chargeback: invalid config; this instance will not meter")
 
-    # -- access -------------------------------------------------------------------
-    def access(self, kong: Any) -> None:
-        try:
-            if self.config is not None:
-                self._access(kong, self.config)
-        except Exception:
-            log.exception("ai-chargeback: access phase failed; request continues unmetered-by-body")
-
-    def _access(self, kong: Any, config: PluginConfig) -> None:
-        verdict = self.budgets.check(kong) if self.budgets is not None else None  # budgets.md: 0 PDK calls unless one is exhausted
-        if verdict is not None and verdict.refused:
-            return
-        mode = config.usage_capture
-        if mode == "ai_proxy":
-            return
-        length = kong_state.content_length(kong.request.get_header("content-length"))
-        unread = kong_state.unread_reason(length, max_body_bytes=config.max_body_bytes,
-                                          client_body_buffer_size=config.client_body_buffer_size)  # fmt: skip
-        body: bytes | None = None
-        if length == 0:
-            body = b""
-        elif length is not None and not unread:
-            body = _bytes(kong.request.get_raw_body(kong_state.READ_WHOLE_FILE))
-        path = ""
-        # The path tells the API family (and so whether include_usage can be injected).
-        if config.api_family == "auto" and (mode == "buffered" or config.provider not in registry.BODY_SAYS_STREAMING):
-            path = _text(kong.request.get_path())
-        # One parse answers everything access must decide: streaming or not, the
-        # include_usage rewrite (buffered mode), and a prompt estimate for answers
-        # that will not be seen (estimate mode, and streams in auto mode).
-        facts, new_body = prepare_request(
-            path, body, provider=config.provider, api_family=config.api_family,
-            inject_stream_usage=mode == "buffered" and config.inject_stream_usage,
-            estimate_prompt=mode == "estimate", estimate_streaming_prompt=mode == "auto",
-            max_body_bytes=config.max_body_bytes,
-        )  # fmt: skip
-        if unread:
-            facts = dataclasses.replace(facts, unread_body_bytes=length, unread_reason=unread)
-        if verdict is not None and verdict.pending is not None and self.budgets.check(kong, facts, verdict.pending).refused:  # type: ignore[union-attr]
-            return
-        # Streaming is known only from a body that was read: never buffer a maybe-stream in auto mode.
-        buffer = mode == "buffered" or (mode == "auto" and body is not None and not facts.streaming)
-        if new_body is not None:
-            kong.service.request.set_raw_body(new_body)
-        if buffer:
-            kong.service.request.enable_buffering()
-        if new_body is not None or not buffer or unread:
-            kong.log.set_serialize_value(FACTS_KEY, {**facts.to_wire(), "buffered": buffer})
+    @staticmethod
+    def read_config(raw: Mapping[str, Any] | str) -> PluginConfig:
+        return PluginConfig.from_kong(raw)
 
     # -- log ------------------------------------------------------------------------
     def log(self, kong: Any) -> None:
@@ -219,6 +181,58 @@ class Plugin:
         suspect = mode == "auto" and 200 <= exchange.status < 300 and ai_proxy_ran(serialized)  # it said 0 for this answer
         extra = notes.join(notes.BODY_NOT_BUFFERED if buffered else "", notes.KONG_AI_PROXY_ZERO_OUTPUT if suspect else "")
         return dataclasses.replace(record, note=notes.join(record.note, extra)) if extra else record
+
+
+class Plugin(Metering):
+    """The main plugin: ``access`` prepares the request (and enforces budgets), ``log`` meters it."""
+
+    def access(self, kong: Any) -> None:
+        try:
+            if self.config is not None:
+                self._access(kong, self.config)
+        except Exception:
+            log.exception("ai-chargeback: access phase failed; request continues unmetered-by-body")
+
+    def _access(self, kong: Any, config: PluginConfig) -> None:
+        verdict = self.budgets.check(kong) if self.budgets is not None else None  # budgets.md: 0 PDK calls unless one is exhausted
+        if verdict is not None and verdict.refused:
+            return
+        mode = config.usage_capture
+        if mode == "ai_proxy":
+            return
+        length = kong_state.content_length(kong.request.get_header("content-length"))
+        unread = kong_state.unread_reason(length, max_body_bytes=config.max_body_bytes,
+                                          client_body_buffer_size=config.client_body_buffer_size)  # fmt: skip
+        body: bytes | None = None
+        if length == 0:
+            body = b""
+        elif length is not None and not unread:
+            body = _bytes(kong.request.get_raw_body(kong_state.READ_WHOLE_FILE))
+        path = ""
+        # The path tells the API family (and so whether include_usage can be injected).
+        if config.api_family == "auto" and (mode == "buffered" or config.provider not in registry.BODY_SAYS_STREAMING):
+            path = _text(kong.request.get_path())
+        # One parse answers everything access must decide: streaming or not, the
+        # include_usage rewrite (buffered mode), and a prompt estimate for answers
+        # that will not be seen (estimate mode, and streams in auto mode).
+        facts, new_body = prepare_request(
+            path, body, provider=config.provider, api_family=config.api_family,
+            inject_stream_usage=mode == "buffered" and config.inject_stream_usage,
+            estimate_prompt=mode == "estimate", estimate_streaming_prompt=mode == "auto",
+            max_body_bytes=config.max_body_bytes,
+        )  # fmt: skip
+        if unread:
+            facts = dataclasses.replace(facts, unread_body_bytes=length, unread_reason=unread)
+        if verdict is not None and verdict.pending is not None and self.budgets.check(kong, facts, verdict.pending).refused:  # type: ignore[union-attr]
+            return
+        # Streaming is known only from a body that was read: never buffer a maybe-stream in auto mode.
+        buffer = mode == "buffered" or (mode == "auto" and body is not None and not facts.streaming)
+        if new_body is not None:
+            kong.service.request.set_raw_body(new_body)
+        if buffer:
+            kong.service.request.enable_buffering()
+        if new_body is not None or not buffer or unread:
+            kong.log.set_serialize_value(FACTS_KEY, {**facts.to_wire(), "buffered": buffer})
 
 
 def _buffered_answer_kept(kong: Any, serialized: Mapping[str, Any], answered_by: str | None) -> bool:
