@@ -44,6 +44,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import budgets, kong_state
+from .ai_proxy_route import AiProxyRoute
 from .config import PluginConfig
 from .identity import resolve
 from .meter import build_event
@@ -84,6 +85,7 @@ class Metering:
         self.config: PluginConfig | None = None
         self.sender: EventSender | None = None
         self.budgets: budgets.BudgetGate | None = None
+        self.route = AiProxyRoute()
         try:
             self.config = self.read_config(config)
             self.sender = sender_for(self.config.sender)
@@ -117,6 +119,8 @@ class Metering:
         budgets.annotate(event, serialized)
         if self.budgets is not None:
             self.budgets.learn(serialized)
+        if config.usage_capture == "auto":
+            self.route.learn(serialized)
         sender.offer(event)
 
     def _usage(self, kong: Any, config: PluginConfig, serialized: Mapping[str, Any], facts: RequestFacts | None,
@@ -155,7 +159,10 @@ class Metering:
             answered_by = kong_state.answered_by(serialized)
             if answered_by == "kong":
                 return UsageRecord.none(_kong_error_page(exchange.status))
-            if _buffered_answer_kept(kong, serialized, answered_by):
+            # No facts from access in auto mode: access was skipped (ai_proxy_route.py) or buffered itself.
+            # Once skipping was ever on, ask whether the answer really is buffered rather than assume it.
+            unsure = carried is None and self.route.seen
+            if _buffered_answer_kept(kong, serialized, answered_by, verify=unsure):
                 exchange = dataclasses.replace(exchange, response_body=_bytes(kong.service.response.get_raw_body()))
                 parsed = parse_usage(exchange, max_body_bytes=config.max_body_bytes, deployment_models=config.deployment_models)
                 if parsed.source is not UsageSource.NONE:
@@ -200,6 +207,8 @@ class Plugin(Metering):
         mode = config.usage_capture
         if mode == "ai_proxy":
             return
+        if mode == "auto" and self.route.skip_access and (verdict is None or verdict.pending is None):
+            return  # ai-proxy buffers non-streamed answers and counts streams: nothing to do here (ai_proxy_route.py)
         length = kong_state.content_length(kong.request.get_header("content-length"))
         unread = kong_state.unread_reason(length, max_body_bytes=config.max_body_bytes,
                                           client_body_buffer_size=config.client_body_buffer_size)  # fmt: skip
@@ -235,11 +244,16 @@ class Plugin(Metering):
             kong.log.set_serialize_value(FACTS_KEY, {**facts.to_wire(), "buffered": buffer})
 
 
-def _buffered_answer_kept(kong: Any, serialized: Mapping[str, Any], answered_by: str | None) -> bool:
-    """Whether kong.service.response.get_raw_body() can run: buffered_proxying survived the request."""
-    if answered_by == "upstream":
+def _buffered_answer_kept(kong: Any, serialized: Mapping[str, Any], answered_by: str | None, *, verify: bool = False) -> bool:
+    """Whether kong.service.response.get_raw_body() can run: buffered_proxying survived the request.
+
+    `verify`: this plugin did not buffer the request itself; ask whether anything (ai-proxy) did.
+    """
+    if answered_by == "upstream" and not verify:
         return not kong_state.websocket_upgrade(serialized)
-    return bool(kong.nginx.get_ctx("buffered_proxying"))  # Kong < 3.8: ask the saved ctx itself
+    if answered_by == "upstream" and kong_state.websocket_upgrade(serialized):
+        return False
+    return bool(kong.nginx.get_ctx("buffered_proxying"))  # Kong < 3.8, or not buffered by us: ask the saved ctx itself
 
 
 def _kong_error_page(status: int) -> str:
@@ -258,6 +272,8 @@ def _family(exchange: Exchange) -> tuple[str, str]:
 
 def _checked_ai_proxy(record: UsageRecord, serialized: Mapping[str, Any], exchange: Exchange) -> UsageRecord:
     """ai-proxy's counts, unless they say 0 output for a 2xx answer that had a body (Kong/kong#14535, #14768)."""
+    if not record.streaming and registry.is_stream_content_type(exchange.content_type):
+        record = dataclasses.replace(record, streaming=True)  # ai-proxy's analytics do not say; the answer does
     if record.output_tokens or not 200 <= exchange.status < 300:
         return record
     _, family = _family(exchange)
