@@ -15,7 +15,11 @@ auto, streaming (not buffered)    get_header, get_raw_body,                  4
 buffered, streaming               + set_raw_body (include_usage injected)     7
 estimate                          get_header, get_raw_body,                  4
                                   set_serialize_value, log.serialize
+auto, on a route learned to run   access: none. log: log.serialize,          3
+Kong's ai-proxy (ai_proxy_route)  nginx.get_ctx, service.response.get_raw_body
+                                  (non-streaming); log.serialize (streaming)  1
 ai_proxy                          log.serialize                               1
+ai-chargeback-log (log_only.py)   log.serialize, and no access phase at all   1
 ================================  =========================================  ===
 
 With ``api_family: auto``, access adds ``request.get_path`` in buffered mode and
