@@ -42,8 +42,9 @@ from support.mock_llm import MockLLM
 
 MESSAGES = [{"role": "user", "content": "Give me three reasons to meter LLM traffic at the gateway."}]
 
-# Phase durations per request context, recorded around the harness's phase runner.
-_phase_s: dict[int, dict[str, float]] = defaultdict(dict)
+# Phase durations, recorded around the harness's phase runner on the request context itself
+# (an id() key would be reused by a later context once an old one is freed).
+PHASE_ATTR = "_bench_phase_s"
 _original_run_phase = ExternalPlugin.run_phase
 
 
@@ -52,7 +53,7 @@ def _timed_run_phase(self: ExternalPlugin, ctx: Any, entity: Any, phase: str) ->
     try:
         return _original_run_phase(self, ctx, entity, phase)
     finally:
-        _phase_s[id(ctx)][phase] = time.perf_counter() - started
+        ctx.__dict__.setdefault(PHASE_ATTR, {})[phase] = time.perf_counter() - started
 
 
 ExternalPlugin.run_phase = _timed_run_phase  # type: ignore[method-assign]
@@ -104,7 +105,7 @@ def measure(front: KongFront, latencies: list[float], requests: int) -> dict[str
     contexts = list(front.requests)[-requests:]
     phases: dict[str, list[float]] = defaultdict(list)
     for ctx in contexts:
-        for phase, seconds in _phase_s.get(id(ctx), {}).items():
+        for phase, seconds in ctx.__dict__.get(PHASE_ATTR, {}).items():
             phases[phase].append(seconds)
     stats = front.stats()
     pdk_per_request = sum(stats["pdk_calls_per_request_by_phase"].values())
