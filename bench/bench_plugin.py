@@ -8,7 +8,9 @@ same harness, same upstream, same run.
 Per configuration: handler time per phase (HandleEvent to "ret", PDK round trips
 included), client-observed latency, PDK calls and RPC round trips per request, and
 the plugin server's peak RSS. The access phase is on the request path; the log
-phase runs after the client has its answer (Kong's log timer).
+phase runs after the client has its answer (Kong's log timer). Each configuration is
+driven twice: back to back (each access overlaps the previous request's log phase) and
+`isolated` (each request waits for the previous log phase: the access handler alone).
 
 `log_only` rows: the log-only plugin `ai-chargeback-log` on kong.yml's openai-tools route
 against (a) the same route with no plugin of ours and (b) the no-op plugin, three fronts
@@ -121,14 +123,30 @@ def measure(front: KongFront, latencies: list[float], requests: int) -> dict[str
     }
 
 
-def drive(front: KongFront, requests: int, streaming: bool, path: str = PATHS["openai"]) -> dict[str, Any]:
+def drive(front: KongFront, requests: int, streaming: bool, path: str = PATHS["openai"], *,
+          isolated: bool = False) -> dict[str, Any]:  # fmt: skip
+    """`requests` requests one after another (after 50 for warm-up).
+
+    Sent back to back, each request's access overlaps the previous request's log phase (Kong's
+    log timer), in the plugin server and in this one-process Python harness alike. `isolated`
+    waits for that log phase first: the access handler's own cost, nothing else in flight.
+    """
     latencies: list[float] = []
     with httpx.Client(base_url=front.url, headers={"apikey": "demo-key-checkout"}, timeout=30) as client:
         for index in range(requests + 50):
+            if isolated:
+                front.wait_for_logs(30)
             took = _one(client, path, _body(streaming))
             if index >= 50:  # warm-up excluded
                 latencies.append(took)
     return measure(front, latencies, requests)
+
+
+def drive_both(front: KongFront, requests: int, streaming: bool, path: str) -> dict[str, Any]:
+    result = drive(front, requests, streaming, path)
+    isolated = drive(front, requests, streaming, path, isolated=True)
+    result["isolated"] = {"client_latency": isolated["client_latency"], "handler": isolated["handler"]}
+    return result
 
 
 def run_noop(workdir: Path, gevent: bool, requests: int, streaming: bool, path: str = PATHS["openai"]) -> dict[str, Any]:
@@ -138,7 +156,7 @@ def run_noop(workdir: Path, gevent: bool, requests: int, streaming: bool, path: 
     with MockLLM() as llm:
         front = front_for(noop_config(), {"noop": server}, llm.url)
         try:
-            result = drive(front, requests, streaming, path)
+            result = drive_both(front, requests, streaming, path)
             result["plugin_server_peak_rss_mb"] = round(peak_rss_mb(server.pid or 0), 1)
         finally:
             front.stop()
@@ -150,8 +168,8 @@ def run_chargeback(workdir: Path, gevent: bool, requests: int, streaming: bool, 
                    path: str = PATHS["openai"]) -> dict[str, Any]:  # fmt: skip
     overrides = {"usage_capture": "ai_proxy"} if ai_proxy else {"usage_capture": "auto"}
     with running_gateway(workdir, gevent=gevent, plugin_overrides=overrides, serialize_hook=ai_proxy_hook() if ai_proxy else None) as gw:
-        result = drive(gw.front, requests, streaming, path)
-        gw.wait_for_events(requests + 50, timeout_s=120)
+        result = drive_both(gw.front, requests, streaming, path)
+        gw.wait_for_events(2 * (requests + 50), timeout_s=120)
         result["plugin_server_peak_rss_mb"] = round(peak_rss_mb(gw.plugin_server.pid or 0), 1)
         result["events_stored"] = gw.query("SELECT count() FROM chargeback.usage_events FINAL")[0][0]
     return result
@@ -210,6 +228,11 @@ def run_log_only(workdir: Path, gevent: bool, requests: int) -> dict[str, Any]:
     }
 
 
+def _ratio(metered: dict[str, Any], noop: dict[str, Any], stat: str) -> float:
+    ours, floor = metered["isolated"]["handler"]["access"][stat], noop["isolated"]["handler"]["access"][stat]
+    return round(ours / max(floor, 1e-9), 2)
+
+
 KINDS = {  # kind -> (streaming, ai_proxy capture, path)
     "non_streaming": (False, False, PATHS["openai"]),
     "streaming": (True, False, PATHS["openai"]),
@@ -239,6 +262,8 @@ def main() -> None:
                 "noop": noop,
                 "ratio_access_handler_p50": round(access_ratio, 2),
                 "ratio_access_handler_p99": round(metered["handler"]["access"]["p99_ms"] / max(noop["handler"]["access"]["p99_ms"], 1e-9), 2),
+                "ratio_access_handler_p50_isolated": _ratio(metered, noop, "p50_ms"),
+                "ratio_access_handler_p99_isolated": _ratio(metered, noop, "p99_ms"),
                 "ratio_handler_total_p50": round(metered["handler_total_p50_ms"] / max(noop["handler_total_p50_ms"], 1e-9), 2),
                 "ratio_client_latency_p50": round(metered["client_latency"]["p50_ms"] / noop["client_latency"]["p50_ms"], 3),
                 "ratio_client_latency_p99": round(metered["client_latency"]["p99_ms"] / noop["client_latency"]["p99_ms"], 3),
