@@ -96,7 +96,7 @@ def _plugin(data: dict[str, Any]) -> list[str]:
         )
     if log_only:
         out += ["", "### 1a. Log-only plugin (`ai-chargeback-log`) on kong.yml's openai-tools route (ai-proxy, non-streaming)", "",
-                "Three fronts driven in turn, request by request: the route with no plugin of ours, with the no-op "
+                "Three fronts driven in turn, request by request, in rotating order: the route with no plugin of ours, with the no-op "
                 "Python plugin (access + log), with `ai-chargeback-log`. Goal: ≤ 0.1 ms added at p50 over no plugin.", "",
                 "| mode | access handlers/req (no-op) | RPC round trips/req (no-op) | client p50/p99 ms: ours | no plugin | no-op "
                 "| added p50/p99 ms vs no plugin | added p50/p99 ms vs no-op | goal | why |",
