@@ -19,7 +19,7 @@ import httpx
 from kong_harness import MsgpackRpcClient, PluginServerProcess
 from kong_harness.front import KongFront
 from support.aggregator_fixtures import free_port, make_settings
-from support.gateway import PLUGIN, SERVICES, kong_config_for, with_log_plugin
+from support.gateway import DEMO_VAULT_ENV, PLUGIN, SERVICES, kong_config_for, with_log_plugin
 from support.mock_llm import MockLLM
 
 from ai_chargeback_aggregator.server.app import Aggregator
@@ -30,7 +30,7 @@ ANTHROPIC = {"model": "claude-3-5-sonnet-latest", "max_tokens": 50, "messages": 
 
 
 def front_for(config: dict[str, Any], llm: MockLLM, server: PluginServerProcess) -> KongFront:
-    return KongFront.from_kong_yml(config, with_log_plugin({PLUGIN: server}), keep_requests=1000,
+    return KongFront.from_kong_yml(config, with_log_plugin({PLUGIN: server}), keep_requests=1000, vault_env=DEMO_VAULT_ENV,
                                    upstream_overrides=dict.fromkeys(SERVICES, llm.url))  # fmt: skip
 
 
@@ -46,7 +46,7 @@ def send(front: KongFront, openai: int, anthropic: int, label: str) -> None:
             client.post("/openai/v1/chat/completions", json=OPENAI, headers={"apikey": "demo-key-checkout"},
                         params={"n": f"{label}{n}"}).raise_for_status()  # fmt: skip
         for n in range(anthropic):
-            client.post("/anthropic/v1/messages", json=ANTHROPIC, headers={"x-api-key": "demo-key-fraud"},
+            client.post("/anthropic/v1/messages", json=ANTHROPIC, headers={"apikey": "demo-key-fraud"},
                         params={"n": f"{label}{n}"}).raise_for_status()  # fmt: skip
     assert front.wait_for_logs(60)
 
