@@ -26,6 +26,7 @@ from kong_harness.declarative import load_declarative_config
 from kong_harness.front import bundled_validators
 
 PLUGIN_NAME = "ai-chargeback"
+LOG_PLUGIN_NAME = "ai-chargeback-log"  # log-only, same server: its query command is `--dump --plugin ai-chargeback-log`
 SERVER_COMMAND = "ai-chargeback-pluginserver"
 KONG_YML = Path(__file__).resolve().parents[1] / "kong.yml"
 
@@ -56,42 +57,55 @@ def _chargeback_blocks() -> list[Any]:
         return [pytest.param(None, None, id="kong.yml-missing")]
     doc = yaml.safe_load(KONG_YML.read_text())
     blocks = [pytest.param(where, plugin, id=where) for where, plugin in _plugin_blocks(doc)
-              if isinstance(plugin, dict) and plugin.get("name") == PLUGIN_NAME]
+              if isinstance(plugin, dict) and plugin.get("name") in (PLUGIN_NAME, LOG_PLUGIN_NAME)]
     return blocks or [pytest.param(None, None, id="no-ai-chargeback-block")]
 
 
-@pytest.fixture(scope="module")
-def chargeback_schema(tmp_path_factory: pytest.TempPathFactory) -> ConfigSchema:
+def _dumped_schema(tmp_path_factory: pytest.TempPathFactory, name: str, query_args: list[str]) -> ConfigSchema:
     command = find_console_script(SERVER_COMMAND)
     if command is None:
         pytest.skip(f"{SERVER_COMMAND} is not on PATH (nor next to {sys.executable}): "
                     "the plugin package is not installed yet")
     server = PluginServerProcess([command], prefix=tmp_path_factory.mktemp("dump"))
+    server.query_args = query_args
     info = server.dump_info()  # fails loudly on anything but one JSON list on stdout
-    assert info.name == PLUGIN_NAME, f"{SERVER_COMMAND} --dump reports plugin {info.name!r}"
+    assert info.name == name, f"{SERVER_COMMAND} --dump {' '.join(query_args)} reports plugin {info.name!r}"
     return ConfigSchema(info.schema)
 
 
+@pytest.fixture(scope="module")
+def chargeback_schema(tmp_path_factory: pytest.TempPathFactory) -> ConfigSchema:
+    return _dumped_schema(tmp_path_factory, PLUGIN_NAME, [])
+
+
+@pytest.fixture(scope="module")
+def log_only_schema(tmp_path_factory: pytest.TempPathFactory) -> ConfigSchema:
+    return _dumped_schema(tmp_path_factory, LOG_PLUGIN_NAME, ["--plugin", LOG_PLUGIN_NAME])
+
+
 @pytest.mark.parametrize(("where", "plugin"), _chargeback_blocks())
-def test_every_ai_chargeback_block_validates(chargeback_schema: ConfigSchema, where: str | None, plugin: Any) -> None:
+def test_every_ai_chargeback_block_validates(chargeback_schema: ConfigSchema, log_only_schema: ConfigSchema,
+                                             where: str | None, plugin: Any) -> None:  # fmt: skip
     assert KONG_YML.exists(), f"{KONG_YML} does not exist"
     assert where is not None, f"{KONG_YML} has no '{PLUGIN_NAME}' plugin block"
     unknown = set(plugin) - {"name", "config", "enabled", "protocols", "tags", "instance_name", "id",
                              "route", "service", "consumer"}
     assert not unknown, f"{where}: unknown plugin keys {sorted(unknown)}"
+    schema = log_only_schema if plugin["name"] == LOG_PLUGIN_NAME else chargeback_schema
     try:
-        filled = chargeback_schema.validate(plugin.get("config") or {})
+        filled = schema.validate(plugin.get("config") or {})
     except ConfigValidationError as exc:
         pytest.fail(f"{KONG_YML.name} {where}: {exc}")
     assert isinstance(filled, dict)
 
 
-def test_whole_kong_yml_loads_in_the_harness(chargeback_schema: ConfigSchema) -> None:
+def test_whole_kong_yml_loads_in_the_harness(chargeback_schema: ConfigSchema, log_only_schema: ConfigSchema) -> None:
     """References between services, routes, consumers and credentials resolve, every
     plugin block validates (nothing ignored), and no plugin is configured twice for a scope."""
     assert KONG_YML.exists(), f"{KONG_YML} does not exist"
-    config = load_declarative_config(KONG_YML, validators={PLUGIN_NAME: chargeback_schema.validate, **bundled_validators()})
-    assert config.plugins_named(PLUGIN_NAME)
+    validators = {PLUGIN_NAME: chargeback_schema.validate, LOG_PLUGIN_NAME: log_only_schema.validate, **bundled_validators()}
+    config = load_declarative_config(KONG_YML, validators=validators)
+    assert config.plugins_named(PLUGIN_NAME) and config.plugins_named(LOG_PLUGIN_NAME)
 
 
 # ---------------------------------------------------------------- the production shape
@@ -133,10 +147,14 @@ def test_key_auth_never_takes_a_header_a_provider_reads_its_key_from() -> None:
 def test_the_plugin_runs_in_a_capture_mode_that_fits_each_route() -> None:
     plain = []
     for service in _services():
-        block = _plugin(service, PLUGIN_NAME)
+        block = _plugin(service, PLUGIN_NAME) or _plugin(service, LOG_PLUGIN_NAME)
         assert block is not None, f"{service['name']} is not metered"
-        mode = block["config"].get("usage_capture", "auto")
+        assert not (_plugin(service, PLUGIN_NAME) and _plugin(service, LOG_PLUGIN_NAME)), f"{service['name']}: metered twice"
+        # The log-only plugin is ai_proxy capture with nothing on the request path.
+        mode = "ai_proxy" if block["name"] == LOG_PLUGIN_NAME else block["config"].get("usage_capture", "auto")
         ai_proxy = _plugin(service, "ai-proxy")
+        if mode == "ai_proxy" and ai_proxy is not None:
+            assert ai_proxy["config"]["logging"]["log_statistics"], f"{service['name']}: ai-proxy records no analytics"
         if ai_proxy is None:
             plain.append(service["name"])
             assert mode != "ai_proxy", f"{service['name']}: ai_proxy mode without ai-proxy meters nothing"

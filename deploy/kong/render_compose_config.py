@@ -34,6 +34,7 @@ AGGREGATOR_ADDRESSES = ["aggregator:50051"]
 # On the volume the Kong image prepares, so unacked events survive a restart.
 SPOOL_DIR = "/var/lib/ai-chargeback/spool"
 PLUGIN = "ai-chargeback"
+LOG_PLUGIN = "ai-chargeback-log"  # the log-only plugin (same plugin server): same two fields rewritten
 AI_PROXY = "ai-proxy"
 # The mock LLM's endpoint for each ai-proxy (route_type, provider) kong.yml uses.
 AI_PROXY_PATHS = {("llm/v1/chat", "openai"): "/v1/chat/completions", ("preserve", "anthropic"): "/v1/messages"}
@@ -66,7 +67,7 @@ def render(config: dict[str, Any]) -> dict[str, Any]:
         holders.extend(service.get("routes") or [])
     holders.extend(out.get("routes") or [])
     for holder in holders:
-        for plugin in _plugins(holder):
+        for plugin in _plugins(holder) + _plugins(holder, LOG_PLUGIN):
             plugin.setdefault("config", {})
             plugin["config"]["aggregator_addresses"] = list(AGGREGATOR_ADDRESSES)
             plugin["config"]["spool_dir"] = SPOOL_DIR

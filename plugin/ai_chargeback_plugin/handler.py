@@ -15,7 +15,11 @@ auto, streaming (not buffered)    get_header, get_raw_body,                  4
 buffered, streaming               + set_raw_body (include_usage injected)     7
 estimate                          get_header, get_raw_body,                  4
                                   set_serialize_value, log.serialize
+auto, on a route learned to run   access: none. log: log.serialize,          3
+Kong's ai-proxy (ai_proxy_route)  nginx.get_ctx, service.response.get_raw_body
+                                  (non-streaming); log.serialize (streaming)  1
 ai_proxy                          log.serialize                               1
+ai-chargeback-log (log_only.py)   log.serialize, and no access phase at all   1
 ================================  =========================================  ===
 
 With ``api_family: auto``, access adds ``request.get_path`` in buffered mode and
@@ -44,6 +48,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import budgets, kong_state
+from .ai_proxy_route import AiProxyRoute
 from .config import PluginConfig
 from .identity import resolve
 from .meter import build_event
@@ -71,67 +76,30 @@ FACTS_KEY = "ai_chargeback"
 _UPSTREAM_FAILURE_STATUSES = (502, 504)  # Kong's error page for an unreachable, timed-out or truncated upstream
 
 
-class Plugin:
-    def __init__(self, config: Mapping[str, Any]) -> None:
+class Metering:
+    """What every plugin of this server does: one instance per plugin config, and the log phase.
+
+    It defines no ``access``: kong-pdk advertises the phases a plugin class has
+    (kong_pdk/module.py), so a subclass without one (log_only.LogPlugin) costs the
+    request path nothing.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | str) -> None:
         # Runs under kong-pdk's global instance lock: keep it cheap, never block.
         self.config: PluginConfig | None = None
         self.sender: EventSender | None = None
         self.budgets: budgets.BudgetGate | None = None
+        self.route = AiProxyRoute()
         try:
-            self.config = PluginConfig.from_kong(config)
+            self.config = self.read_config(config)
             self.sender = sender_for(self.config.sender)
             self.budgets = budgets.gate_for(self.config)
         except Exception:
             log.exception("ai-chargeback: invalid config; this instance will not meter")
 
-    # -- access -------------------------------------------------------------------
-    def access(self, kong: Any) -> None:
-        try:
-            if self.config is not None:
-                self._access(kong, self.config)
-        except Exception:
-            log.exception("ai-chargeback: access phase failed; request continues unmetered-by-body")
-
-    def _access(self, kong: Any, config: PluginConfig) -> None:
-        verdict = self.budgets.check(kong) if self.budgets is not None else None  # budgets.md: 0 PDK calls unless one is exhausted
-        if verdict is not None and verdict.refused:
-            return
-        mode = config.usage_capture
-        if mode == "ai_proxy":
-            return
-        length = kong_state.content_length(kong.request.get_header("content-length"))
-        unread = kong_state.unread_reason(length, max_body_bytes=config.max_body_bytes,
-                                          client_body_buffer_size=config.client_body_buffer_size)  # fmt: skip
-        body: bytes | None = None
-        if length == 0:
-            body = b""
-        elif length is not None and not unread:
-            body = _bytes(kong.request.get_raw_body(kong_state.READ_WHOLE_FILE))
-        path = ""
-        # The path tells the API family (and so whether include_usage can be injected).
-        if config.api_family == "auto" and (mode == "buffered" or config.provider not in registry.BODY_SAYS_STREAMING):
-            path = _text(kong.request.get_path())
-        # One parse answers everything access must decide: streaming or not, the
-        # include_usage rewrite (buffered mode), and a prompt estimate for answers
-        # that will not be seen (estimate mode, and streams in auto mode).
-        facts, new_body = prepare_request(
-            path, body, provider=config.provider, api_family=config.api_family,
-            inject_stream_usage=mode == "buffered" and config.inject_stream_usage,
-            estimate_prompt=mode == "estimate", estimate_streaming_prompt=mode == "auto",
-            max_body_bytes=config.max_body_bytes,
-        )  # fmt: skip
-        if unread:
-            facts = dataclasses.replace(facts, unread_body_bytes=length, unread_reason=unread)
-        if verdict is not None and verdict.pending is not None and self.budgets.check(kong, facts, verdict.pending).refused:  # type: ignore[union-attr]
-            return
-        # Streaming is known only from a body that was read: never buffer a maybe-stream in auto mode.
-        buffer = mode == "buffered" or (mode == "auto" and body is not None and not facts.streaming)
-        if new_body is not None:
-            kong.service.request.set_raw_body(new_body)
-        if buffer:
-            kong.service.request.enable_buffering()
-        if new_body is not None or not buffer or unread:
-            kong.log.set_serialize_value(FACTS_KEY, {**facts.to_wire(), "buffered": buffer})
+    @staticmethod
+    def read_config(raw: Mapping[str, Any] | str) -> PluginConfig:
+        return PluginConfig.from_kong(raw)
 
     # -- log ------------------------------------------------------------------------
     def log(self, kong: Any) -> None:
@@ -155,6 +123,8 @@ class Plugin:
         budgets.annotate(event, serialized)
         if self.budgets is not None:
             self.budgets.learn(serialized)
+        if config.usage_capture == "auto":
+            self.route.learn(serialized)
         sender.offer(event)
 
     def _usage(self, kong: Any, config: PluginConfig, serialized: Mapping[str, Any], facts: RequestFacts | None,
@@ -193,7 +163,10 @@ class Plugin:
             answered_by = kong_state.answered_by(serialized)
             if answered_by == "kong":
                 return UsageRecord.none(_kong_error_page(exchange.status))
-            if _buffered_answer_kept(kong, serialized, answered_by):
+            # No facts from access in auto mode: access was skipped (ai_proxy_route.py) or buffered itself.
+            # Once skipping was ever on, ask whether the answer really is buffered rather than assume it.
+            unsure = carried is None and self.route.seen
+            if _buffered_answer_kept(kong, serialized, answered_by, verify=unsure):
                 exchange = dataclasses.replace(exchange, response_body=_bytes(kong.service.response.get_raw_body()))
                 parsed = parse_usage(exchange, max_body_bytes=config.max_body_bytes, deployment_models=config.deployment_models)
                 if parsed.source is not UsageSource.NONE:
@@ -221,11 +194,70 @@ class Plugin:
         return dataclasses.replace(record, note=notes.join(record.note, extra)) if extra else record
 
 
-def _buffered_answer_kept(kong: Any, serialized: Mapping[str, Any], answered_by: str | None) -> bool:
-    """Whether kong.service.response.get_raw_body() can run: buffered_proxying survived the request."""
-    if answered_by == "upstream":
+class Plugin(Metering):
+    """The main plugin: ``access`` prepares the request (and enforces budgets), ``log`` meters it."""
+
+    def access(self, kong: Any) -> None:
+        try:
+            if self.config is not None:
+                self._access(kong, self.config)
+        except Exception:
+            log.exception("ai-chargeback: access phase failed; request continues unmetered-by-body")
+
+    def _access(self, kong: Any, config: PluginConfig) -> None:
+        verdict = self.budgets.check(kong) if self.budgets is not None else None  # budgets.md: 0 PDK calls unless one is exhausted
+        if verdict is not None and verdict.refused:
+            return
+        mode = config.usage_capture
+        if mode == "ai_proxy":
+            return
+        if mode == "auto" and self.route.skip_access and (verdict is None or verdict.pending is None):
+            return  # ai-proxy buffers non-streamed answers and counts streams: nothing to do here (ai_proxy_route.py)
+        length = kong_state.content_length(kong.request.get_header("content-length"))
+        unread = kong_state.unread_reason(length, max_body_bytes=config.max_body_bytes,
+                                          client_body_buffer_size=config.client_body_buffer_size)  # fmt: skip
+        body: bytes | None = None
+        if length == 0:
+            body = b""
+        elif length is not None and not unread:
+            body = _bytes(kong.request.get_raw_body(kong_state.READ_WHOLE_FILE))
+        path = ""
+        # The path tells the API family (and so whether include_usage can be injected).
+        if config.api_family == "auto" and (mode == "buffered" or config.provider not in registry.BODY_SAYS_STREAMING):
+            path = _text(kong.request.get_path())
+        # One parse answers everything access must decide: streaming or not, the
+        # include_usage rewrite (buffered mode), and a prompt estimate for answers
+        # that will not be seen (estimate mode, and streams in auto mode).
+        facts, new_body = prepare_request(
+            path, body, provider=config.provider, api_family=config.api_family,
+            inject_stream_usage=mode == "buffered" and config.inject_stream_usage,
+            estimate_prompt=mode == "estimate", estimate_streaming_prompt=mode == "auto",
+            max_body_bytes=config.max_body_bytes,
+        )  # fmt: skip
+        if unread:
+            facts = dataclasses.replace(facts, unread_body_bytes=length, unread_reason=unread)
+        if verdict is not None and verdict.pending is not None and self.budgets.check(kong, facts, verdict.pending).refused:  # type: ignore[union-attr]
+            return
+        # Streaming is known only from a body that was read: never buffer a maybe-stream in auto mode.
+        buffer = mode == "buffered" or (mode == "auto" and body is not None and not facts.streaming)
+        if new_body is not None:
+            kong.service.request.set_raw_body(new_body)
+        if buffer:
+            kong.service.request.enable_buffering()
+        if new_body is not None or not buffer or unread:
+            kong.log.set_serialize_value(FACTS_KEY, {**facts.to_wire(), "buffered": buffer})
+
+
+def _buffered_answer_kept(kong: Any, serialized: Mapping[str, Any], answered_by: str | None, *, verify: bool = False) -> bool:
+    """Whether kong.service.response.get_raw_body() can run: buffered_proxying survived the request.
+
+    `verify`: this plugin did not buffer the request itself; ask whether anything (ai-proxy) did.
+    """
+    if answered_by == "upstream" and not verify:
         return not kong_state.websocket_upgrade(serialized)
-    return bool(kong.nginx.get_ctx("buffered_proxying"))  # Kong < 3.8: ask the saved ctx itself
+    if answered_by == "upstream" and kong_state.websocket_upgrade(serialized):
+        return False
+    return bool(kong.nginx.get_ctx("buffered_proxying"))  # Kong < 3.8, or not buffered by us: ask the saved ctx itself
 
 
 def _kong_error_page(status: int) -> str:
@@ -244,6 +276,8 @@ def _family(exchange: Exchange) -> tuple[str, str]:
 
 def _checked_ai_proxy(record: UsageRecord, serialized: Mapping[str, Any], exchange: Exchange) -> UsageRecord:
     """ai-proxy's counts, unless they say 0 output for a 2xx answer that had a body (Kong/kong#14535, #14768)."""
+    if not record.streaming and registry.is_stream_content_type(exchange.content_type):
+        record = dataclasses.replace(record, streaming=True)  # ai-proxy's analytics do not say; the answer does
     if record.output_tokens or not 200 <= exchange.status < 300:
         return record
     _, family = _family(exchange)

@@ -21,7 +21,7 @@ from ai_chargeback_proto.limits import EVENT_LIMITS, Range, clamp_text
 from .config import PluginConfig
 from .identity import Identity, header_value
 from .ids import uuid7
-from .usage import RequestFacts, UsageRecord, UsageSource
+from .usage import RequestFacts, UsageRecord, UsageSource, requested_model_from_ai_proxy
 
 GATEWAY_NODE = clamp_text("gateway_node", socket.gethostname())
 _USAGE_SOURCE = {
@@ -79,7 +79,8 @@ def build_event(
         service_name=_text("service_name", service.get("name")),
         provider=clamp_text("provider", usage.provider or (facts.provider if facts else "")),
         api_family=clamp_text("api_family", usage.api_family or (facts.api_family if facts else "")),
-        requested_model=clamp_text("requested_model", facts.requested_model if facts else ""),
+        # Without facts from access (body not read here), ai-proxy's record of the request, if any.
+        requested_model=clamp_text("requested_model", facts.requested_model if facts else requested_model_from_ai_proxy(serialized)),
         served_model=clamp_text("served_model", usage.served_model),
         usage_source=_USAGE_SOURCE[usage.source],
         usage_note=clamp_text("usage_note", usage.note),

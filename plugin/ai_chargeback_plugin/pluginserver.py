@@ -30,7 +30,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -152,24 +153,44 @@ def _reaper(server: ChargebackPluginServer, sleep: Callable[[float], Any], older
             log.exception("releasing abandoned events failed")
 
 
-def serve(name: str, plugin: type, version: str, priority: int, schema: list[dict[str, Any]]) -> None:
-    """kong-pdk's ``start_dedicated_server``, with the server and listener above. Parses Kong's arguments."""
+@dataclass(frozen=True)
+class PluginSpec:
+    """One plugin this server serves: its name, handler class and config schema."""
+
+    name: str
+    plugin: type
+    schema: list[dict[str, Any]]
+
+
+def serve(plugins: Sequence[PluginSpec], version: str, priority: int, *, dump_name: str) -> None:
+    """kong-pdk's ``start_dedicated_server``, serving every plugin in `plugins` on one socket
+    (kong-pdk's server keeps a name -> plugin map: StartInstance names the plugin).
+
+    ``--dump`` prints the info of `dump_name` only: Kong 3.9+ reads the first entry of
+    the list, and each plugin has its own query command (server.py). The default socket
+    is named after the first plugin. Parses Kong's arguments.
+    """
     from kong_pdk.cli import display_lua_style_notice, parse
     from kong_pdk.logger import Logger
     from kong_pdk.module import Module
 
     args = parse(dedicated=True)
+    name = plugins[0].name
     server = ChargebackPluginServer(
         loglevel=Logger.WARNING - args.verbose, use_multiprocess=args.multiprocessing, use_gevent=args.gevent,
         name=f"{name} version {version}", lua_style=not args.no_lua_style,
     )  # fmt: skip
-    module = type("module", (), {"Plugin": plugin, "Schema": schema, "version": version, "priority": priority})
-    server.plugins[name] = Module(name, module=module)
+    for spec in plugins:
+        module = type("module", (), {"Plugin": spec.plugin, "Schema": spec.schema, "version": version, "priority": priority})
+        server.plugins[spec.name] = Module(spec.name, module=module)
     if args.dump:
         import json
         import sys
 
-        sys.stdout.write(json.dumps([server.get_plugin_info(name)]))
+        if dump_name not in server.plugins:
+            sys.stderr.write(f"unknown plugin {dump_name!r}; this server serves {', '.join(server.plugins)}\n")
+            sys.exit(2)
+        sys.stdout.write(json.dumps([server.get_plugin_info(dump_name)]))
         sys.exit(0)
     socket_name = f"{name}.sock" if args.socket_name == DEFAULT_SOCKET_NAME else args.socket_name
     listener = TolerantListener(server, args.prefix, sock_name=socket_name, use_gevent=args.gevent,

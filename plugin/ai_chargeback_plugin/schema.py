@@ -17,6 +17,10 @@ from .usage import registry
 from .usage.registry import AUTO
 
 PLUGIN_NAME = "ai-chargeback"
+# The log-only variant for routes whose usage Kong's ai-proxy records (log_only.py):
+# served by the same plugin server, it declares no access phase, so Kong makes no RPC
+# into the plugin server while the request is in flight.
+LOG_PLUGIN_NAME = "ai-chargeback-log"
 VERSION = version("kong-ai-chargeback-plugin")
 # Runs after auth plugins (key-auth 1250, jwt 1450...) so the consumer is known,
 # and before logging plugins; ai-proxy (770) records analytics we may read in log.
@@ -122,6 +126,21 @@ Schema: list[dict[str, Any]] = [
         "description": "how long the last budget state is followed without news from an aggregator (0: for ever)",
     }},
 ]  # fmt: skip
+
+
+# What the log-only plugin cannot use: options that act in access (reading or rewriting
+# the request, buffering, enforcing budgets) or on a buffered body. They are left out of
+# its schema, so Kong refuses them there ("unknown field") instead of ignoring them;
+# budget enforcement in particular needs access, i.e. the main plugin.
+REQUEST_PATH_FIELDS = frozenset({
+    "usage_capture", "inject_stream_usage", "deployment_models", "max_body_bytes", "client_body_buffer_size",
+    "budget_enforcement", "budget_fail_mode", "budget_state_max_age_s",
+})  # fmt: skip
+# What the log-only plugin is, in the main plugin's terms: ai_proxy capture, no budgets.
+LOG_ONLY_SETTINGS: dict[str, Any] = {"usage_capture": "ai_proxy", "budget_enforcement": False}
+
+# The log-only plugin's schema: the main one's entries (same objects, same defaults) minus the above.
+LogSchema: list[dict[str, Any]] = [entry for entry in Schema if next(iter(entry)) not in REQUEST_PATH_FIELDS]
 
 
 def defaults() -> dict[str, Any]:

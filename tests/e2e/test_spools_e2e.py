@@ -19,7 +19,7 @@ import httpx
 from kong_harness import MsgpackRpcClient, PluginServerProcess
 from kong_harness.front import KongFront
 from support.aggregator_fixtures import free_port, make_settings
-from support.gateway import DEMO_VAULT_ENV, PLUGIN, kong_config_for
+from support.gateway import DEMO_VAULT_ENV, PLUGIN, SERVICES, kong_config_for, with_log_plugin
 from support.mock_llm import MockLLM
 
 from ai_chargeback_aggregator.server.app import Aggregator
@@ -30,8 +30,8 @@ ANTHROPIC = {"model": "claude-3-5-sonnet-latest", "max_tokens": 50, "messages": 
 
 
 def front_for(config: dict[str, Any], llm: MockLLM, server: PluginServerProcess) -> KongFront:
-    return KongFront.from_kong_yml(config, {PLUGIN: server}, keep_requests=1000, vault_env=DEMO_VAULT_ENV,
-                                   upstream_overrides={"openai": llm.url, "anthropic": llm.url, "internal-vllm": llm.url})  # fmt: skip
+    return KongFront.from_kong_yml(config, with_log_plugin({PLUGIN: server}), keep_requests=1000, vault_env=DEMO_VAULT_ENV,
+                                   upstream_overrides=dict.fromkeys(SERVICES, llm.url))  # fmt: skip
 
 
 def with_options(config: dict[str, Any], service: str, **options: Any) -> dict[str, Any]:

@@ -89,6 +89,20 @@ def test_openai_stream_is_counted_by_ai_proxy_or_estimated_when_kong_says_zero(s
     assert {"kong-ai-proxy-zero-output", "output-from-bytes"} <= set(estimated.usage_note.split(","))
 
 
+def test_the_tools_route_is_metered_by_the_log_only_plugin_with_nothing_on_the_request_path(served: Served) -> None:
+    resp = served.post("/tools/openai/v1/chat/completions", CHAT, apikey="demo-key-checkout")
+    assert resp.status_code == 200
+    assert served.llm.last_request().headers["authorization"] == f"Bearer {DEMO_VAULT_ENV['OPENAI_API_KEY']}"
+    event = served.event()
+    expected = expected_usage(CHAT, {})
+    assert (event.service_name, event.team, event.app) == ("openai-tools", "payments", "checkout")
+    assert event.usage_source == pb.USAGE_SOURCE_KONG_AI_PROXY and event.tags["gateway"] == "kong-eu-1"
+    assert (event.input_tokens, event.output_tokens) == (expected["prompt_tokens"], expected["completion_tokens"])
+    ctx = served.front.last_request()
+    assert [c.phase for c in ctx.pdk_calls] == ["log"]  # kong.log.serialize(), in Kong's log timer
+    assert ctx.rpc_calls["plugin.HandleEvent"] == 1  # the log event only: no access handler was called
+
+
 def test_anthropic_route_takes_the_kong_key_from_apikey_and_sets_x_api_key_from_the_vault(served: Served) -> None:
     resp = served.post("/anthropic/v1/messages", MESSAGES, apikey="demo-key-fraud", **{"x-api-key": "caller-junk",
                        "anthropic-version": "2023-06-01"})  # fmt: skip

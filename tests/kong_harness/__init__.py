@@ -38,7 +38,7 @@ from .front import KongFront
 from .luaisms import LuaArray, LuaBinary, cjson_encode, cjson_encode_raw, lua_packb
 from .pdk import KNOWN_KONG_METHODS, TYPED_STEPS, PdkEnvironment
 from .phases import Phase
-from .process import PluginInfo, PluginServerProcess, find_console_script, parse_dump_output
+from .process import PluginInfo, PluginServerProcess, SharedPluginServer, find_console_script, parse_dump_output
 from .rpc import MsgpackRpcClient
 from .schema_validator import ConfigSchema, check_schema_definition, validate_plugin_config
 from .serialize import apply_serialize_values, build_serialize
@@ -73,6 +73,7 @@ __all__ = [
     "RpcProtocolError",
     "RpcTimeout",
     "SchemaDefinitionError",
+    "SharedPluginServer",
     "TYPED_STEPS",
     "ai_proxy_hook",
     "ai_proxy_serialize_values",

@@ -168,6 +168,8 @@ class PluginServerProcess:
         self._info: PluginInfo | None = None
         self._lock = threading.Lock()
         self.dump_stderr = ""
+        # Appended to `--dump`: the query command of a server that serves several plugins names one.
+        self.query_args: list[str] = []
 
     # ---------- convenience constructors ----------
 
@@ -221,7 +223,7 @@ class PluginServerProcess:
     def dump_info(self, timeout: float = 60.0) -> PluginInfo:
         """Run `<command> --dump` once (cached) and parse it like Kong."""
         if self._info is None:
-            cmd = self.command + ["--dump"]
+            cmd = self.command + ["--dump", *self.query_args]
             result = subprocess.run(cmd, capture_output=True, timeout=timeout, env=self._child_env())
             self.dump_stderr = result.stderr.decode("utf-8", errors="replace")
             if result.returncode != 0:
@@ -331,6 +333,41 @@ class PluginServerProcess:
 
     def __repr__(self) -> str:
         return f"<PluginServerProcess {' '.join(self.command)} pid={self.pid} socket={self.socket_path}>"
+
+
+class SharedPluginServer(PluginServerProcess):
+    """Another plugin served by `owner`'s process, the way Kong is configured for it.
+
+    Kong 3.9+ takes one plugin per ``pluginserver_names`` entry (the first of its
+    query command's list: kong/runloop/plugin_servers/process.lua). A second plugin
+    of the same process is a second entry with its own query command, the owner's
+    socket, and no start command: Kong then leaves the process alone
+    (kong/conf_loader/init.lua, "assuming external process management"). So this
+    runs `owner`'s command with ``--dump`` plus `query_args`, and starts and stops
+    nothing of its own: starting it starts the owner, stopping it stops nothing.
+    """
+
+    def __init__(self, owner: PluginServerProcess, query_args: Sequence[str]) -> None:
+        super().__init__(owner.command, prefix=owner.prefix, socket_name=owner.socket_name, env=owner.env,
+                         log_path=owner.log_path, die_with_parent=owner.die_with_parent)  # fmt: skip
+        self.owner = owner
+        self.query_args = list(query_args)
+        self._owns_prefix = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.owner.pid
+
+    @property
+    def running(self) -> bool:
+        return self.owner.running
+
+    def start(self) -> PluginServerProcess:
+        self.owner.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        return None
 
 
 @atexit.register

@@ -79,9 +79,9 @@ def test_kong_image_is_the_official_3x_with_a_python_venv() -> None:
 
 
 def test_pluginserver_settings_use_the_names_kong_derives(kong_env: dict[str, str]) -> None:
-    assert kong_env["KONG_PLUGINS"].split(",") == ["bundled", "ai-chargeback"]
+    assert kong_env["KONG_PLUGINS"].split(",") == ["bundled", "ai-chargeback", "ai-chargeback-log"]
     names = kong_env["KONG_PLUGINSERVER_NAMES"].split(",")
-    assert names == ["ai-chargeback"]
+    assert names == ["ai-chargeback", "ai-chargeback-log"]
     # kong/conf_loader/init.lua: env_prefix = "pluginserver_" .. name:gsub("-", "_")
     prefix = "KONG_PLUGINSERVER_" + names[0].replace("-", "_").upper()
     assert {f"{prefix}_SOCKET", f"{prefix}_START_CMD", f"{prefix}_QUERY_CMD"} <= kong_env.keys()
@@ -91,6 +91,12 @@ def test_pluginserver_settings_use_the_names_kong_derives(kong_env: dict[str, st
     assert start[start.index("-p") + 1] == socket_dir == KONG_PREFIX_IN_IMAGE
     assert start[start.index("--socket-name") + 1] == socket_name
     assert shlex.split(kong_env[f"{prefix}_QUERY_CMD"])[1:] == ["--dump"]
+    # The log-only plugin: same process and socket, its own query command, no start command (one process).
+    log_prefix = "KONG_PLUGINSERVER_" + names[1].replace("-", "_").upper()
+    assert kong_env[f"{log_prefix}_SOCKET"] == kong_env[f"{prefix}_SOCKET"]
+    assert f"{log_prefix}_START_CMD" not in kong_env
+    log_query = shlex.split(kong_env[f"{log_prefix}_QUERY_CMD"])
+    assert log_query[0] == shlex.split(kong_env[f"{prefix}_QUERY_CMD"])[0] and log_query[1:] == ["--dump", "--plugin", names[1]]
 
 
 def test_query_command_prints_one_plugin_info_document(kong_env: dict[str, str], tmp_path: Path) -> None:
@@ -99,6 +105,11 @@ def test_query_command_prints_one_plugin_info_document(kong_env: dict[str, str],
     assert run.returncode == 0, run.stderr
     (info,) = json.loads(run.stdout)
     assert info["Name"] == "ai-chargeback"
+    run = subprocess.run(local(kong_env["KONG_PLUGINSERVER_AI_CHARGEBACK_LOG_QUERY_CMD"], tmp_path),
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (info,) = json.loads(run.stdout)
+    assert (info["Name"], info["Phases"]) == ("ai-chargeback-log", ["log"])
 
 
 def test_start_command_listens_where_kong_dials_and_starts_an_instance(kong_env: dict[str, str], tmp_path: Path) -> None:
@@ -113,9 +124,10 @@ def test_start_command_listens_where_kong_dials_and_starts_an_instance(kong_env:
             time.sleep(0.05)
         client = MsgpackRpcClient(str(socket), timeout=10)
         config = json.dumps({"aggregator_addresses": ["127.0.0.1:9"], "spool_dir": "", "__key__": "k", "__seq__": 1})
-        started = client.call("plugin.StartInstance", {"Name": "ai-chargeback", "Config": config})
-        assert started["Name"] == "ai-chargeback" and isinstance(started["Id"], int)
-        client.call("plugin.CloseInstance", started["Id"])
+        for name in ("ai-chargeback", "ai-chargeback-log"):  # both plugins, one socket
+            started = client.call("plugin.StartInstance", {"Name": name, "Config": config})
+            assert started["Name"] == name and isinstance(started["Id"], int)
+            client.call("plugin.CloseInstance", started["Id"])
         client.close()
     finally:
         server.terminate()
@@ -147,10 +159,13 @@ def test_compose_kong_config_keeps_kong_yml_and_retargets_only_upstreams(compose
     schema = json.loads(dump.stdout)[0]["Schema"]
     aggregator_env = dockerfile_env(ROOT / "deploy/aggregator/Dockerfile")
     grpc_port = aggregator_env["CHARGEBACK_GRPC_LISTEN"].rsplit(":", 1)[1]
-    blocks = [p["config"] for s in generated["services"] for p in s["plugins"] if p["name"] == "ai-chargeback"]
-    assert len(blocks) == 3
-    for block in blocks:
-        filled = validate_plugin_config(schema, block)  # Kong validates kong.yml the same way
+    log_dump = subprocess.run([sys.executable, "-m", "ai_chargeback_plugin.server", "--dump", "--plugin", "ai-chargeback-log"],
+                              capture_output=True, text=True, check=True, cwd=tmp_path)  # fmt: skip
+    schemas = {"ai-chargeback": schema, "ai-chargeback-log": json.loads(log_dump.stdout)[0]["Schema"]}
+    blocks = [(p["name"], p["config"]) for s in generated["services"] for p in s["plugins"] if p["name"] in schemas]
+    assert sorted(name for name, _ in blocks) == ["ai-chargeback"] * 3 + ["ai-chargeback-log"]
+    for name, block in blocks:
+        filled = validate_plugin_config(schemas[name], block)  # Kong validates kong.yml the same way
         assert filled["aggregator_addresses"] == [f"aggregator:{grpc_port}"]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kong_harness import PluginServerProcess
+from kong_harness import PluginServerProcess, SharedPluginServer
 from kong_harness.front import KongFront
 
 from ai_chargeback_aggregator.server.app import Aggregator
@@ -26,8 +26,9 @@ from support.mock_llm import MockLLM
 ROOT = Path(__file__).resolve().parents[2]
 KONG_YML = ROOT / "kong.yml"
 PLUGIN = "ai-chargeback"
+LOG_PLUGIN = "ai-chargeback-log"  # the log-only plugin, served by the same plugin server
 # kong.yml's services, all pointed at the mock LLM here.
-SERVICES = ("openai", "anthropic", "internal-vllm")
+SERVICES = ("openai", "anthropic", "openai-tools", "internal-vllm")
 # What Kong's env vault would read on a gateway node for kong.yml's references (fake keys).
 DEMO_VAULT_ENV = {
     "OPENAI_API_KEY": "sk-demo-openai-0000",
@@ -38,16 +39,34 @@ DEMO_VAULT_ENV = {
 
 def kong_config_for(aggregator_address: str, spool_dir: Path, *, overrides: Mapping[str, Any] | None = None,
                     source: Path = KONG_YML) -> dict[str, Any]:  # fmt: skip
-    """kong.yml as shipped, with every ai-chargeback block pointed at this run's aggregator and spool."""
+    """kong.yml as shipped, with every ai-chargeback(-log) block pointed at this run's aggregator and spool.
+
+    `overrides` go to every ai-chargeback block, and to ai-chargeback-log blocks minus the
+    fields its schema does not have (request-path options: schema.REQUEST_PATH_FIELDS).
+    """
+    from ai_chargeback_plugin.schema import REQUEST_PATH_FIELDS
+
     config = yaml.safe_load(source.read_text())
     for plugin in _plugins(config):
-        if plugin.get("name") == PLUGIN:
+        if plugin.get("name") in (PLUGIN, LOG_PLUGIN):
             block = plugin.setdefault("config", {})
             block["aggregator_addresses"] = [aggregator_address]
             block["spool_dir"] = str(spool_dir)
             block.setdefault("flush_interval_ms", 50)
-            block.update(copy.deepcopy(dict(overrides or {})))
+            wanted = dict(overrides or {})
+            if plugin["name"] == LOG_PLUGIN:
+                wanted = {k: v for k, v in wanted.items() if k not in REQUEST_PATH_FIELDS}
+            block.update(copy.deepcopy(wanted))
     return config
+
+
+def with_log_plugin(plugin_servers: Mapping[str, PluginServerProcess]) -> dict[str, PluginServerProcess]:
+    """`plugin_servers` plus ai-chargeback-log served by the ai-chargeback server, as Kong is configured
+    for it (its own pluginserver entry: query command ``--dump --plugin ai-chargeback-log``, same socket)."""
+    servers = dict(plugin_servers)
+    if PLUGIN in servers and LOG_PLUGIN not in servers:
+        servers[LOG_PLUGIN] = SharedPluginServer(servers[PLUGIN], ["--plugin", LOG_PLUGIN])
+    return servers
 
 
 def _plugins(config: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -64,7 +83,7 @@ def front_for(config: Mapping[str, Any], plugin_servers: Mapping[str, PluginServ
               **kwargs: Any) -> KongFront:  # fmt: skip
     """A harness front serving `config` (kong.yml as parsed) with every service sent to `upstream_url`."""
     kwargs.setdefault("vault_env", DEMO_VAULT_ENV)
-    return KongFront.from_kong_yml(config, plugin_servers, dict.fromkeys(SERVICES, upstream_url), **kwargs)
+    return KongFront.from_kong_yml(config, with_log_plugin(plugin_servers), dict.fromkeys(SERVICES, upstream_url), **kwargs)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from .detect import detect_family
 from .estimate import estimate_usage
 from .estimate import warm as warm_tokenizer
 from .facts import RequestFacts
-from .kong import ai_proxy_ran, usage_from_ai_proxy
+from .kong import ai_proxy_ran, requested_model_from_ai_proxy, usage_from_ai_proxy
 from .parse import Exchange, parse_usage, sniff_family
 from .prepare import prepare_request
 from .record import UsageRecord, UsageSource
@@ -31,6 +31,7 @@ __all__ = [
     "estimate_usage",
     "parse_usage",
     "prepare_request",
+    "requested_model_from_ai_proxy",
     "sniff_family",
     "usage_from_ai_proxy",
     "warm_tokenizer",

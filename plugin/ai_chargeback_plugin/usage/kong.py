@@ -60,6 +60,21 @@ def ai_proxy_ran(serialized: Mapping[str, Any]) -> bool:
         return False
 
 
+def requested_model_from_ai_proxy(serialized: Mapping[str, Any]) -> str:
+    """The model the client asked for, as ai-proxy recorded it ("" when unknown). Never raises.
+
+    For events whose request body the plugin did not read (ai_proxy capture, the
+    log-only plugin, auto mode on a learned ai-proxy route).
+    """
+    try:
+        ai = serialized.get("ai") if isinstance(serialized, Mapping) else None
+        ns = _namespace(ai) if isinstance(ai, Mapping) else None
+        model = text(obj(ns.get("meta")).get("request_model")) if ns is not None else ""
+        return "" if model in _UNSET else model
+    except Exception:  # noqa: BLE001 - contract: never raises on the hot path
+        return ""
+
+
 def usage_from_ai_proxy(serialized: Mapping[str, Any]) -> UsageRecord | None:
     """A KONG_AI_PROXY record from ai-proxy's analytics, or None when there are none. Never raises."""
     try:
