@@ -38,6 +38,7 @@ from .analyses import Analyses, BackgroundRunner, Outcome
 from .auth import SignIn, security_headers
 from .budgets import BudgetSource, Unavailable, default_source
 from .oidc import OidcClient
+from .page_runner import PageRunner
 from .sessions import SESSION_COOKIE, Session, Sessions, load_or_create_key
 from .tables import Table, to_csv
 
@@ -68,7 +69,8 @@ class Console(SignIn):
         # Own store sessions: pages are not queued behind /v1/sql, nor behind slow analyses.
         self.store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
         self.analysis_store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
-        self.runner: Runner = LocalRunner(self.store)
+        # Pages ask the same plan and loss queries in several reports: one answer per request (page_runner.py).
+        self.runner = PageRunner(LocalRunner(self.store))
         self.analysis_runner: Runner = BackgroundRunner(self.analysis_store)
         self.accounts = AccountsFile(settings.console_users_path)
         self._sessions: Sessions | None = None
@@ -153,9 +155,10 @@ class Console(SignIn):
     def page(self, build: Callable[[Request, Principal], Page | Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            response = answer(request)
-            # Server time, as browsers' developer tools and `make bench` read it.
-            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+            with self.runner.page() as queries:
+                response = answer(request)
+            # Server time, as browsers' developer tools and `make bench` read it; then the store's share and query count.
+            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}, {queries.server_timing()}"
             return response
 
         def answer(request: Request) -> Response:
