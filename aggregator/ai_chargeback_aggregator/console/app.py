@@ -70,7 +70,8 @@ class Console(SignIn):
         self.store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
         self.analysis_store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
         # Pages ask the same plan and loss queries in several reports: one answer per request (page_runner.py).
-        self.runner = PageRunner(LocalRunner(self.store))
+        # Across requests too while the store is unchanged; system.parts shows one server, so not in cluster mode.
+        self.runner = PageRunner(LocalRunner(self.store), shared=not settings.cluster)
         self.analysis_runner: Runner = BackgroundRunner(self.analysis_store)
         self.accounts = AccountsFile(settings.console_users_path)
         self._sessions: Sessions | None = None
