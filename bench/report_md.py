@@ -195,12 +195,12 @@ def _console(data: dict[str, Any]) -> list[str]:
             "unchanged store may be answered from kept answers (median).",
             "",
             "| page | status | server median ms | server max ms | first request ms | first request's store share | "
-            "client median ms | reports | bytes | goal |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "client median ms | reports | bytes | goal (median) | goal (first request) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         out += [
             f"| {name} | {p['status']} | {p['server_median_ms']} | {p['server_max_ms']} | {p.get('server_first_ms', '')} | "
-            f"{p.get('store_first', '')} | {p['client_median_ms']} | {p.get('reports_worth', '')} | {p['bytes']} | {p['goal']} |"
+            f"{p.get('store_first', '')} | {p['client_median_ms']} | {p.get('reports_worth', '')} | {p['bytes']} | {p['goal']} | {p.get('goal_first_request', '')} |"
             for name, p in size["pages"].items()
         ]
         out.append("")
