@@ -50,9 +50,11 @@ RUNS = 5
 ANALYSIS_TIMEOUT_S = 600
 
 
-def get(base: str, path: str, token: str) -> tuple[int, float, float, int, str]:
-    """(status, server ms, client ms, bytes, what the page sent to the store: "N queries, M reused")"""
-    request = urllib.request.Request(base + path, headers={"authorization": f"Bearer {token}"})
+def get(base: str, path: str, token: str, *, fresh: bool = False) -> tuple[int, float, float, int, str]:
+    """(status, server ms, client ms, bytes, what the page sent to the store: "N queries, M reused").
+    ``fresh``: Cache-Control: no-cache, so the page reads the store, not answers kept from earlier pages."""
+    headers = {"authorization": f"Bearer {token}", **({"cache-control": "no-cache"} if fresh else {})}
+    request = urllib.request.Request(base + path, headers=headers)
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=600) as answer:
@@ -67,10 +69,10 @@ def get(base: str, path: str, token: str) -> tuple[int, float, float, int, str]:
 
 
 def measure(base: str, path: str, token: str, runs: int = RUNS) -> dict[str, Any]:
-    samples = [get(base, path, token) for _ in range(runs)]
+    samples = [get(base, path, token, fresh=i == 0) for i in range(runs)]
     server = [s[1] for s in samples]
-    # The first request of a page reads the store; the next ones may be answered from kept answers
-    # (console/page_runner.py) when the store is unchanged: both are shown.
+    # The first request of a page reads the store (sent with no-cache: no answers kept from earlier pages);
+    # the next ones may be answered from kept answers (console/page_runner.py) while the store is unchanged.
     return {"status": samples[-1][0], "server_median_ms": round(statistics.median(server), 1), "server_max_ms": round(max(server), 1),
             "server_first_ms": round(server[0], 1), "store_first": samples[0][4],
             "client_median_ms": round(statistics.median(s[2] for s in samples), 1), "bytes": samples[-1][3], "store": samples[-1][4],

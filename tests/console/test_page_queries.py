@@ -36,10 +36,10 @@ def store_queries(timing: str) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
-def fetch(running: Running, path: str, query: dict[str, str]) -> tuple[str, tuple[int, int]]:
+def fetch(running: Running, path: str, query: dict[str, str], **headers: str) -> tuple[str, tuple[int, int]]:
     client = running.client("fin")
     try:
-        answer = client.get(path, params={**running.period, **query})
+        answer = client.get(path, params={**running.period, **query}, headers={k.replace("_", "-"): v for k, v in headers.items()})
     finally:
         client.close()
     assert answer.status_code == 200, answer.text
@@ -72,6 +72,8 @@ def test_an_unchanged_store_answers_again_from_kept_answers_and_a_new_event_show
     again, (sent, reused) = fetch(running, "/team", query)
     assert sent == 1 and reused > 0, (sent, reused)  # only the change marker; the rest as kept
     assert again.count("<td") == first_page.count("<td")
+    reloaded, (sent, _) = fetch(running, "/team", query, cache_control="no-cache")  # a hard reload reads the store
+    assert sent > 1 and reloaded.count("<td") == first_page.count("<td")
 
     def requests() -> int:
         _, rows = running.aggregator.store.query(

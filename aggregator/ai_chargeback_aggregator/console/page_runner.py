@@ -21,6 +21,8 @@ steady ingest the marker changes with every batch and pages read the store
 as before; kept answers pay off between batches and on quiet stores, which is
 where people read showback. Answers that depend on the time (budgets' ``at``)
 carry it in their parameters, so they are never reused past their moment.
+A request with ``Cache-Control: no-cache`` (a browser's hard reload) reads the
+store without kept answers.
 
 It also counts what a page sent to the store (``Server-Timing: store``), so a
 test can hold a page to a number of queries and a benchmark can show it.
@@ -61,6 +63,7 @@ class PageQueries:
     store_ms: float = 0.0
     answers: dict[Key, Answer] = field(default_factory=dict)
     marker: str | None = None  # the store's change marker when the page began; None: nothing kept across requests
+    fresh: bool = False  # read the store, not kept answers (a hard reload: Cache-Control: no-cache); what it reads is kept
 
     def server_timing(self) -> str:
         return f'store;dur={self.store_ms:.1f};desc="{self.sent} queries, {self.reused} reused"'
@@ -88,7 +91,7 @@ class PageRunner:
         if current is None:
             return self.inner.query(sql, params)
         key = (sql, _frozen(params))
-        kept = current.answers.get(key) or self._kept_answer(current.marker, key)
+        kept = current.answers.get(key) or (None if current.fresh else self._kept_answer(current.marker, key))
         if kept is not None:
             current.reused += 1
             current.answers[key] = kept
@@ -136,9 +139,9 @@ class PageRunner:
         return marker
 
     @contextmanager
-    def page(self) -> Iterator[PageQueries]:
-        """One page request: its queries share a memo, dropped when the block ends."""
-        queries = PageQueries()
+    def page(self, *, fresh: bool = False) -> Iterator[PageQueries]:
+        """One page request: its queries share a memo, dropped when the block ends; ``fresh``: no kept answers."""
+        queries = PageQueries(fresh=fresh)
         queries.marker = self._marker(queries)
         token = _CURRENT.set(queries)
         try:
