@@ -40,9 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..analytics.reports import Runner
-from ..analytics.reports.runner import Rows
 
-Answer = tuple[list[str], Rows]
+Answer = tuple[list[str], list[tuple[Any, ...]]]  # (columns, rows), as Runner.query answers
 Key = tuple[str, str]
 
 # One row per table holding parts: a new part, a mutation or removed rows change it (module doc).
