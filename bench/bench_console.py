@@ -10,12 +10,16 @@ client's wall time is kept beside it. Pages that show slow analyses
 (answers at once with "being computed") and once the analysis is done.
 
 Nothing is asserted; goal: every page < 300 ms server time. ``--quick``: 1M events.
+Each page's Server-Timing also names its store share ("N queries, M reused"):
+the first request of a page reads the store, the repeats may be answered from
+answers the console keeps while the store is unchanged; both are recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -46,9 +50,11 @@ RUNS = 5
 ANALYSIS_TIMEOUT_S = 600
 
 
-def get(base: str, path: str, token: str) -> tuple[int, float, float, int]:
-    """(status, server ms, client ms, bytes)"""
-    request = urllib.request.Request(base + path, headers={"authorization": f"Bearer {token}"})
+def get(base: str, path: str, token: str, *, fresh: bool = False) -> tuple[int, float, float, int, str]:
+    """(status, server ms, client ms, bytes, what the page sent to the store: "N queries, M reused").
+    ``fresh``: Cache-Control: no-cache, so the page reads the store, not answers kept from earlier pages."""
+    headers = {"authorization": f"Bearer {token}", **({"cache-control": "no-cache"} if fresh else {})}
+    request = urllib.request.Request(base + path, headers=headers)
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=600) as answer:
@@ -56,16 +62,22 @@ def get(base: str, path: str, token: str) -> tuple[int, float, float, int]:
     except urllib.error.HTTPError as exc:
         body, status, timing = exc.read(), exc.code, exc.headers.get("server-timing", "")
     client_ms = (time.perf_counter() - started) * 1000
-    server_ms = float(timing.split("dur=")[1]) if "dur=" in timing else float("nan")
-    return status, server_ms, client_ms, len(body)
+    app = re.search(r"\bapp;dur=([0-9.]+)", timing)
+    server_ms = float(app.group(1)) if app else float("nan")
+    store = re.search(r'\bstore;dur=([0-9.]+);desc="([^"]*)"', timing)
+    return status, server_ms, client_ms, len(body), f"{store.group(2)}, {store.group(1)} ms" if store else ""
 
 
 def measure(base: str, path: str, token: str, runs: int = RUNS) -> dict[str, Any]:
-    samples = [get(base, path, token) for _ in range(runs)]
+    samples = [get(base, path, token, fresh=i == 0) for i in range(runs)]
     server = [s[1] for s in samples]
+    # The first request of a page reads the store (sent with no-cache: no answers kept from earlier pages);
+    # the next ones may be answered from kept answers (console/page_runner.py) while the store is unchanged.
     return {"status": samples[-1][0], "server_median_ms": round(statistics.median(server), 1), "server_max_ms": round(max(server), 1),
-            "client_median_ms": round(statistics.median(s[2] for s in samples), 1), "bytes": samples[-1][3],
-            "goal": "met" if statistics.median(server) < GOAL_MS else "MISSED"}  # fmt: skip
+            "server_first_ms": round(server[0], 1), "store_first": samples[0][4],
+            "client_median_ms": round(statistics.median(s[2] for s in samples), 1), "bytes": samples[-1][3], "store": samples[-1][4],
+            "goal": "met" if statistics.median(server) < GOAL_MS else "MISSED",
+            "goal_first_request": "met" if server[0] < GOAL_MS else "MISSED"}  # fmt: skip
 
 
 def wait_for_analyses(base: str, path: str, token: str) -> float:

@@ -38,6 +38,7 @@ from .analyses import Analyses, BackgroundRunner, Outcome
 from .auth import SignIn, security_headers
 from .budgets import BudgetSource, Unavailable, default_source
 from .oidc import OidcClient
+from .page_runner import PageRunner
 from .sessions import SESSION_COOKIE, Session, Sessions, load_or_create_key
 from .tables import Table, to_csv
 
@@ -68,7 +69,9 @@ class Console(SignIn):
         # Own store sessions: pages are not queued behind /v1/sql, nor behind slow analyses.
         self.store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
         self.analysis_store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
-        self.runner: Runner = LocalRunner(self.store)
+        # Pages ask the same plan and loss queries in several reports: one answer per request (page_runner.py).
+        # Across requests too while the store is unchanged; system.parts shows one server, so not in cluster mode.
+        self.runner = PageRunner(LocalRunner(self.store), shared=not settings.cluster)
         self.analysis_runner: Runner = BackgroundRunner(self.analysis_store)
         self.accounts = AccountsFile(settings.console_users_path)
         self._sessions: Sessions | None = None
@@ -153,9 +156,10 @@ class Console(SignIn):
     def page(self, build: Callable[[Request, Principal], Page | Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            response = answer(request)
-            # Server time, as browsers' developer tools and `make bench` read it.
-            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+            with self.runner.page(fresh="no-cache" in request.headers.get("cache-control", "")) as queries:
+                response = answer(request)
+            # Server time, as browsers' developer tools and `make bench` read it; then the store's share and query count.
+            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}, {queries.server_timing()}"
             return response
 
         def answer(request: Request) -> Response:
@@ -307,9 +311,11 @@ class Console(SignIn):
         view = self.view(request, principal)
         if not principal.sees_everything and view.filters.get("tenant") not in principal.grants.tenants:
             raise Refused("governance findings span teams: they are shown for a whole tenant you are granted, or to finance")
-        outcomes = {name: self.analysis(("check", name, view.first, view.last, view.filters.get("tenant", "")),
-                                        lambda name=name: data.governance_check(self.analysis_runner, view, name))  # type: ignore[misc]
-                    for name in data.CHECKS}  # fmt: skip
+        keys = {name: ("check", name, view.first, view.last, view.filters.get("tenant", "")) for name in data.CHECKS}
+        # One wait for the page's nine checks, not one each (analyses.py).
+        found = self.analyses.get_all({keys[name]: lambda name=name: data.governance_check(self.analysis_runner, view, name)
+                                       for name in data.CHECKS})  # type: ignore[misc]  # fmt: skip
+        outcomes = {name: found[keys[name]] for name in data.CHECKS}
         tables = {name: data.check_table(name, o.value) for name, o in outcomes.items() if o.ready and not o.error}
         return Page("governance.html", "Governance", {"view": view, "outcomes": outcomes, "checks": data.CHECKS, "check_tables": tables}, tables)
 

@@ -167,6 +167,25 @@ class RollupMaintainer:
         self._store.command(*sql.build_days(self._db, days, version))
         self._store.command(*sql.tombstones(self._db, "usage_rollup_daily", days, version, "Date"))
         self._store.command(*sql.mark(self._db, sql.DAY, [day_start(d) for d in days], sql.CLEAN, version))
+        self._merge_days(days)
+
+    def _merge_days(self, days: Sequence[date]) -> None:
+        """Merge the rebuilt days' month partitions of the daily rollup into one part each.
+
+        Every rebuild adds a version of its days (and tombstones); until a background merge
+        runs, each report's FINAL merges those parts at read time, and that cost grew with
+        every rebuild (5 parts of a month: 560-720 ms per FINAL at 10M events under load).
+        A month of the daily rollup is small (tens of thousands of rows), so merging it
+        right after a rebuild is cheap; the hourly rollup is 24x larger and rebuilt every
+        pass while traffic flows, so it is left to background merges (reports read it only
+        for today's clean hours). A failed merge only costs read time: logged, not raised.
+        """
+        months = sorted({d.year * 100 + d.month for d in days})
+        for statement in sql.merge_months(self._db, "usage_rollup_daily", months, cluster=self._store.cluster):
+            try:
+                self._store.command(*statement)
+            except StoreError as exc:
+                log.warning("could not merge the daily rollup's partition, reads stay slower until a merge: %s", exc)
 
     def _dirty(self) -> tuple[dict[datetime, int], dict[datetime, int]]:
         _, rows = self._store.query(*sql.dirty(self._db), read_only=False)

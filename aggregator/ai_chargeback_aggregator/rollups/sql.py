@@ -116,3 +116,15 @@ def tombstones(database: str, table: str, periods: Sequence[Any], version: int, 
         f"WHERE period_start IN {{periods:Array({period_type})}} AND build_version < {{version:UInt64}}"
     )
     return sql, {"db": database, "periods": list(periods), "version": version}
+
+
+def merge_months(database: str, table: str, months: Sequence[int], *, cluster: str = "") -> list[Query]:
+    """Merge each month partition (YYYYMM) of a rollup into one part: FINAL then reads one version per group
+    without merging parts at query time. In cluster mode the shard tables are merged, on every shard."""
+    if table not in ("usage_rollup_hourly", "usage_rollup_daily"):
+        raise ValueError(table)
+    target = f"{table}_local ON CLUSTER {{cluster:Identifier}}" if cluster else table
+    params: dict[str, Any] = {"db": database, **({"cluster": cluster} if cluster else {})}
+    # The partition id is an integer literal (the partition key is toYYYYMM): formatted from an int, never user text.
+    return [(f"OPTIMIZE TABLE {{db:Identifier}}.{target} PARTITION {int(month)} FINAL", params) for month in months]
+

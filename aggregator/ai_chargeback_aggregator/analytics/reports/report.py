@@ -10,7 +10,7 @@ totals.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -106,13 +106,63 @@ def build_window_report(
         raise ValueError(f"--by must be one of {', '.join(DIMENSIONS)}")
     config = config or AllocationConfig()
     start, end = start.astimezone(UTC), end.astimezone(UTC)
-    first, last = start.date(), (end - timedelta(microseconds=1)).date() if end > start else start.date()
-    whole_days = (start, end) == day_bounds(first, last) if end > start else False
     source_plan = plan(runner, start, end, filters, raw_only=DIMENSIONS[by][0] in RAW_ONLY)
     fee_starts = config.fee_starts() if mode == "chargeback" else []
     sql, params = render_usage_by(source_plan, runner.database, by, fee_starts)
     _, rows = runner.query(sql, params)
+    report = _report_from_rows(rows, start=start, end=end, by=by, mode=mode, config=config, filters=filters, sources=source_plan.describe())
+    _delivery_gaps(report, _Gaps.of(runner, start, end))
+    return report
 
+
+def build_split_reports(
+    runner: Runner,
+    *,
+    first: date,
+    last: date,
+    by: str,
+    split: str,
+    values: Sequence[str],
+    mode: str = "showback",
+    config: AllocationConfig | None = None,
+    filters: Mapping[str, str] | None = None,
+) -> dict[str, Report]:
+    """``build_report(..., filters={**filters, split: value})`` for each of ``values``, from one usage query.
+
+    The team page's apps x models asked one report per app (a plan, a usage query and
+    three loss queries each). Grouping the same source by ``split`` as well gives each
+    value exactly the rows its filtered query would (same source plan: ``split`` is a
+    rollup dimension; same row order within a value), and the same arithmetic follows.
+    """
+    if mode not in MODES:
+        raise ValueError(f"--mode must be one of {', '.join(MODES)}")
+    if by not in DIMENSIONS or DIMENSIONS[by][0] in RAW_ONLY:
+        raise ValueError(f"cannot split a report by {by!r}")
+    config = config or AllocationConfig()
+    start, end = day_bounds(first, last)
+    source_plan = plan(runner, start, end, filters)
+    fee_starts = config.fee_starts() if mode == "chargeback" else []
+    sql, params = render_usage_by(source_plan, runner.database, by, fee_starts, split=split)
+    _, rows = runner.query(sql, params)
+    per_value: dict[str, list[tuple[Any, ...]]] = {value: [] for value in values}
+    for row in rows:
+        if str(row[0]) in per_value:
+            per_value[str(row[0])].append(row[1:])
+    gaps = _Gaps.of(runner, start, end)
+    reports = {}
+    for value, value_rows in per_value.items():
+        value_filters = {**(filters or {}), split: value}
+        reports[value] = _report_from_rows(value_rows, start=start, end=end, by=by, mode=mode, config=config, filters=value_filters,
+                                           sources=source_plan.describe())  # fmt: skip
+        _delivery_gaps(reports[value], gaps)
+    return reports
+
+
+def _report_from_rows(rows: Sequence[Sequence[Any]], *, start: datetime, end: datetime, by: str, mode: str, config: AllocationConfig,
+                      filters: Mapping[str, str] | None, sources: dict[str, int]) -> Report:  # fmt: skip
+    """The report's lines and totals from its usage rows (render_usage_by's COLUMNS, ordered by key, fee period)."""
+    first, last = start.date(), (end - timedelta(microseconds=1)).date() if end > start else start.date()
+    whole_days = (start, end) == day_bounds(first, last) if end > start else False
     lines: dict[str, Line] = {}
     for row in rows:
         r = dict(zip(COLUMNS, row))
@@ -145,7 +195,7 @@ def build_window_report(
         ordered = allocate(ordered, strategy=rule.strategy, owner=rule.owner)
     report = Report(
         mode=mode, by=by, first=first, last=last, start=start, end=end, generated_at=datetime.now(UTC),
-        sources=source_plan.describe(),
+        sources=sources,
         policy=config.describe() if mode == "chargeback" else {"cost_basis": "list price"},
     )  # fmt: skip
     handles = whole_days
@@ -155,26 +205,42 @@ def build_window_report(
         _showback_lines(report, ordered, first, last, by, filters, handles)
     _unpriced_totals(report, ordered)
     _measurement_totals(report, ordered)
-    _delivery_gaps(report, runner, start, end)
     return report
 
 
-def _delivery_gaps(report: Report, runner: Runner, start: datetime, end: datetime) -> None:
+@dataclass(frozen=True)
+class _Gaps:
+    """What a window's figures lack (losses.py): asked once per window, however many reports show it."""
+
+    lost: int
+    reasons: list[str]
+    quarantined: int
+    fields: list[str]
+    conflicts: int
+
+    @classmethod
+    def of(cls, runner: Runner, start: datetime, end: datetime) -> _Gaps:
+        lost, reasons = reported_losses(runner, start, end)
+        quarantined, fields = quarantined_events(runner, start, end)
+        return cls(lost, reasons, quarantined, fields, replay_conflicts(runner, start, end))
+
+
+def _delivery_gaps(report: Report, gaps: _Gaps) -> None:
     """Events the figures lack, counted in the totals and named in a warning each: never silent."""
-    lost, reasons = reported_losses(runner, start, end)
+    lost, reasons = gaps.lost, gaps.reasons
     report.totals["events_lost_reported"] = lost
     if lost:
         report.warnings.append(
             f"gateways reported {lost} events lost in this period ({', '.join(reasons)}): those requests are not in these figures"
         )
-    quarantined, fields = quarantined_events(runner, start, end)
+    quarantined, fields = gaps.quarantined, gaps.fields
     report.totals["events_quarantined"] = quarantined
     if quarantined:
         report.warnings.append(
             f"{quarantined} events of this period were quarantined at ingest (they broke the event contract: "
             f"{', '.join(fields)}): those requests are not in these figures; see `chargeback governance quarantine`"
         )
-    conflicts = replay_conflicts(runner, start, end)
+    conflicts = gaps.conflicts
     report.totals["replay_conflicts"] = conflicts
     if conflicts:
         report.warnings.append(

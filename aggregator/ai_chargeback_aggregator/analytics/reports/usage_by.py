@@ -29,6 +29,8 @@ DIMENSIONS: dict[str, tuple[str, str]] = {
 MAX_UNPRICED_MODELS = 20
 # Values meaning "nobody": the plugin records a team it could not resolve as 'unattributed'.
 UNATTRIBUTED_VALUES = ("", "unattributed")
+# Columns a report may be split on (render_usage_by's ``split``): rollup dimensions, named as in filters.
+SPLITTABLE = frozenset(("tenant", "team", "app", "provider", "model"))
 
 
 def key_expression(column: str) -> str:
@@ -42,16 +44,22 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def render_usage_by(plan: SourcePlan, database: str, by: str, fee_starts: Sequence[date]) -> tuple[str, dict[str, Any]]:
+def render_usage_by(plan: SourcePlan, database: str, by: str, fee_starts: Sequence[date], *,
+                    split: str | None = None) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    """``split``: a rollup column whose value is one more leading column and group key (one report per value,
+    from one query: the rows of each value are exactly those of the same query filtered ``split = value``)."""
     if by not in DIMENSIONS:
         raise ValueError(f"--by must be one of {', '.join(DIMENSIONS)}")
+    if split is not None and split not in SPLITTABLE:
+        raise ValueError(f"cannot split on {split!r}")
     column, label = DIMENSIONS[by]
     needed = {column, "model", "pricing_status", "price_source", *(n for n in ("consumer_name", "route_name") if n in label)}
+    needed |= {split} if split else set()
     source, params = render(plan, database, sorted(needed))
     params["fee_starts"] = list(fee_starts)
     params["not_billed"] = NOT_BILLED_SOURCE
     sql = f"""
-SELECT {key_expression(column)} AS key,
+SELECT {f'{split} AS split, ' if split else ''}{key_expression(column)} AS key,
        {label} AS label,
        arrayCount(s -> s <= toDate(period_start), {{fee_starts:Array(Date)}}) AS fee_period,
        sum(events),
@@ -66,7 +74,7 @@ SELECT {key_expression(column)} AS key,
 FROM (
 {source}
 )
-GROUP BY key, fee_period
-ORDER BY key, fee_period
+GROUP BY {'split, ' if split else ''}key, fee_period
+ORDER BY {'split, ' if split else ''}key, fee_period
 """
     return sql, params

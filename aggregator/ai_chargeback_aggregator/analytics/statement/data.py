@@ -29,7 +29,7 @@ from typing import Any
 from ...periods import day_bounds
 from ..reports.allocation import largest_remainder
 from ..reports.allocation_config import AllocationConfig, UnattributedRule
-from ..reports.report import UNATTRIBUTED_LABEL, Report, build_report, money_text
+from ..reports.report import UNATTRIBUTED_LABEL, Report, build_report, build_split_reports, money_text
 from ..reports.runner import Runner
 from ..reports.series import daily, days_of
 from ..reports.source import FILTERABLE
@@ -179,11 +179,15 @@ def _detail(
     columns: Sequence[tuple[str, str]],
 ) -> list[dict[str, Any]]:
     lines: list[dict[str, Any]] = []
+    # The unattributed app line is every spelling of 'nobody'; a filter matches one each.
+    values = {app["key"]: UNATTRIBUTED_VALUES if app["key"] == "" else (app["key"],) for app in by_app.lines}
+    # One query for every app's report by model (each as `report --by model --app <app>`), not one report per app.
+    by_model = build_split_reports(runner, by="model", split="app", values=[v for vs in values.values() for v in vs], first=first,
+                                   last=last, mode=mode, config=config, filters=filters)  # fmt: skip
     for app in by_app.lines:
         cells: list[dict[str, Any]] = []
-        # The unattributed app line is every spelling of 'nobody'; a filter matches one each.
-        for value in UNATTRIBUTED_VALUES if app["key"] == "" else (app["key"],):
-            sub = build_report(runner, by="model", first=first, last=last, mode=mode, config=config, filters={**filters, "app": value})
+        for value in values[app["key"]]:
+            sub = by_model[value]
             cells += [{**line, "app": app["label"], "app_key": app["key"], "model": line["label"], "model_key": line["key"]} for line in sub.lines]
         round_into(cells, app, columns)
         lines += cells

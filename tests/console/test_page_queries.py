@@ -1,0 +1,98 @@
+"""How many queries each page sends to the store, read from its Server-Timing header; answers kept while the store is unchanged.
+
+The store's time per query, not the console's code, sets a page's server time
+(docs/console.md, "Speed"), so each page is held to a number of queries. The
+counts come from the console's runner (console/page_runner.py); a page that
+starts asking per app, per day or per report again fails here. A page asked
+again on an unchanged store sends only the change marker; a new event shows on
+the next page, and again once the rollups have taken it in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from support.console_site import Running
+from support.seed import admitted_as_is, day_start, usage_event
+
+from ai_chargeback_aggregator.console.page_runner import PageRunner
+
+# page -> (path, query string beyond the period, most queries it may send, with nothing kept from earlier pages)
+PAGES = {
+    "overview": ("/", {}, 7),  # plan, usage by team, by tenant, per day, 3 x what the period lacks
+    # plan, usage by app, by model, apps x models (one query, not one per app), per day, 3 x lacks, budgets
+    "team": ("/team", {"team": "payments"}, 9),
+    "team_chargeback": ("/team", {"team": "payments", "mode": "chargeback"}, 10),  # + the team's line of the report by team
+    "teams": ("/team", {}, 5),
+}
+
+
+def store_queries(timing: str) -> tuple[int, int]:
+    found = re.search(r'store;dur=[0-9.]+;desc="(\d+) queries, (\d+) reused"', timing)
+    assert found, timing
+    return int(found.group(1)), int(found.group(2))
+
+
+def fetch(running: Running, path: str, query: dict[str, str], **headers: str) -> tuple[str, tuple[int, int]]:
+    client = running.client("fin")
+    try:
+        answer = client.get(path, params={**running.period, **query}, headers={k.replace("_", "-"): v for k, v in headers.items()})
+    finally:
+        client.close()
+    assert answer.status_code == 200, answer.text
+    return answer.text, store_queries(answer.headers["server-timing"])
+
+
+@pytest.fixture
+def per_request(running: Running) -> Iterator[None]:
+    """Answers kept for one request only: each page's own count, whatever was asked before it."""
+    console = running.aggregator.console
+    shared = console.runner
+    console.runner = PageRunner(shared.inner, shared=False)
+    try:
+        yield
+    finally:
+        console.runner = shared
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_each_page_sends_at_most_its_queries(running: Running, per_request: None, name: str) -> None:
+    path, query, most = PAGES[name]
+    _, (sent, reused) = fetch(running, path, query)
+    assert 0 < sent <= most, f"{name} sent {sent} queries (reused {reused}); at most {most}"
+
+
+def test_an_unchanged_store_answers_again_from_kept_answers_and_a_new_event_shows(running: Running) -> None:
+    query = {"team": "payments", "app": "checkout"}
+    first_page, (sent, _) = fetch(running, "/team", query)
+    assert sent > 1
+    again, (sent, reused) = fetch(running, "/team", query)
+    assert sent == 1 and reused > 0, (sent, reused)  # only the change marker; the rest as kept
+    assert again.count("<td") == first_page.count("<td")
+    reloaded, (sent, _) = fetch(running, "/team", query, cache_control="no-cache")  # a hard reload reads the store
+    assert sent > 1 and reloaded.count("<td") == first_page.count("<td")
+
+    def requests() -> int:
+        _, rows = running.aggregator.store.query(
+            "SELECT count() FROM chargeback.usage_events FINAL WHERE team = 'payments' AND app = 'checkout' "
+            "AND started_at >= {start:DateTime64(3, 'UTC')} AND started_at < {end:DateTime64(3, 'UTC')}",
+            {"start": day_start(running.first), "end": day_start(running.last) + timedelta(days=1)},
+        )  # fmt: skip
+        return int(rows[0][0])
+
+    before = requests()
+    assert f">{before:,}<" in again or f">{before}<" in again
+    at = day_start(running.last) + timedelta(hours=11, minutes=3)
+    ticket = running.aggregator.writer.submit(admitted_as_is([usage_event(at, team="payments", app="checkout")], "kong-1"))
+    assert ticket.wait(60) and ticket.outcome.stored == 1
+    assert requests() == before + 1
+    fresh, (sent, _) = fetch(running, "/team", query)
+    assert sent > 1  # the marker changed: read afresh (the dirty hour from raw events)
+    assert f">{before + 1:,}<" in fresh or f">{before + 1}<" in fresh
+    running.aggregator.rollups.run_once(force=True)
+    rebuilt, (sent, _) = fetch(running, "/team", query)
+    assert sent > 1
+    assert f">{before + 1:,}<" in rebuilt or f">{before + 1}<" in rebuilt
