@@ -48,8 +48,8 @@ class Quarantined:
     output_tokens: int
 
     @classmethod
-    def of(cls, event: pb.UsageEvent, problem: Invalid, received_ms: int) -> Quarantined:
-        raw = canonical_encoding(event)
+    def of(cls, event: pb.UsageEvent, problem: Invalid, received_ms: int, raw: bytes | None = None) -> Quarantined:
+        raw = canonical_encoding(event) if raw is None else raw
         started = event.started_at_unix_ms
         cut = QUARANTINE_TEXT_CHARS
         return cls(
@@ -80,9 +80,11 @@ class Admitted:
     nbytes: int = 0
 
     @classmethod
-    def of_valid(cls, batch_id: str, sender_id: str, events: Sequence[pb.UsageEvent], **extra: Any) -> Admitted:
-        """The writer's form of events already validated."""
-        payloads = [canonical_encoding(event) for event in events]
+    def of_valid(cls, batch_id: str, sender_id: str, events: Sequence[pb.UsageEvent], *,
+                 payloads: Sequence[bytes] | None = None, **extra: Any) -> Admitted:  # fmt: skip
+        """The writer's form of events already validated (``payloads``: their canonical encodings, if made)."""
+        if payloads is None:
+            payloads = [canonical_encoding(event) for event in events]
         ends = array("I")
         end = 0
         for payload in payloads:
@@ -122,14 +124,23 @@ def check_batch(batch: pb.UsageBatch) -> None:
 
 
 def admit(batch: pb.UsageBatch, now_ms: int) -> Admitted:
-    """Validate every event of a well-formed batch (``check_batch`` first)."""
+    """Validate every event of a well-formed batch (``check_batch`` first).
+
+    Each event is encoded once, before validation: its length spares validation
+    upb's ByteSize (which costs twice the encoding), and the bytes are what the
+    writer frames and the content hash covers (a quarantined event keeps them too).
+    """
     valid: list[pb.UsageEvent] = []
+    payloads: list[bytes] = []
     quarantined: list[Quarantined] = []
     for event in batch.events:
+        payload = canonical_encoding(event)
         try:
-            validate_event(event, now_ms)
+            validate_event(event, now_ms, len(payload))
         except Invalid as problem:
-            quarantined.append(Quarantined.of(event, problem, now_ms))
+            quarantined.append(Quarantined.of(event, problem, now_ms, payload))
             continue
         valid.append(event)
-    return Admitted.of_valid(batch.batch_id, batch.sender_id, valid, quarantined=quarantined, losses=list(batch.losses))
+        payloads.append(payload)
+    return Admitted.of_valid(batch.batch_id, batch.sender_id, valid, quarantined=quarantined, losses=list(batch.losses),
+                             payloads=payloads)  # fmt: skip
