@@ -4,13 +4,18 @@ next to a raw clickhouse-connect insert of the same rows (the machine's ceiling)
 Batches are serialized before the clock starts and sent as bytes, so the figure
 is the aggregator's (parse, validate, dedup, price, insert, ack), not the load
 generator's. Each configuration gets a fresh aggregator process and store.
-Prints one JSON object.
+The two-process run starts two aggregators at once, each with its own embedded
+store (chDB allows one process per data directory; there is no ClickHouse server
+here), sends each the main run's load concurrently, and compares the combined
+rate with the single process measured in the same run. Issue 20's goals are
+marked met or missed, each with its reason. Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -75,7 +80,7 @@ def send_all(grpc_listen: str, per_stream: list[list[bytes]]) -> tuple[float, in
 
 
 def run_aggregator(workdir: Path, total: int, batch_size: int, streams: int, flush_interval_ms: int) -> dict[str, Any]:
-    store = workdir / f"agg-{batch_size}-{streams}-{flush_interval_ms}"
+    store = workdir / f"agg-{batch_size}-{streams}-{flush_interval_ms}-{total}"
     per_stream = build_batches(total, batch_size, streams)
     process, grpc_listen, http_listen = start_aggregator(store, env={"CHARGEBACK_FLUSH_INTERVAL_MS": str(flush_interval_ms)})
     try:
@@ -92,6 +97,70 @@ def run_aggregator(workdir: Path, total: int, batch_size: int, streams: int, flu
         "seconds": round(elapsed, 3), "events_per_s": round(total / elapsed), "inserts": int(inserts),
         "events_per_insert": round(total / max(inserts, 1)), "aggregator_peak_rss_mb": round(rss, 1),
     }  # fmt: skip
+
+
+def run_two_processes(workdir: Path, total: int, batch_size: int, streams: int, single_eps: float) -> dict[str, Any]:
+    """Two aggregators on this host, each its own embedded store, loaded at the same time."""
+    per_stream = build_batches(total, batch_size, streams)  # the same ids for both: separate stores, so all new
+    started = [start_aggregator(workdir / f"pair-{i}") for i in range(2)]
+    results: list[tuple[float, int]] = [(0.0, 0)] * 2
+    try:
+        def load(index: int) -> None:
+            results[index] = send_all(started[index][1], per_stream)
+
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - began
+        rss = [peak_rss_mb(process.pid) for process, _, _ in started]
+    finally:
+        for process, _, _ in started:
+            process.send_signal(signal.SIGTERM)
+        for process, _, _ in started:
+            process.wait(60)
+    acked = sum(count for _, count in results)
+    if acked != 2 * total:
+        raise RuntimeError(f"acked {acked} of {2 * total}")
+    combined = 2 * total / wall
+    return {
+        "processes": 2, "streams_each": streams, "batch_events": batch_size, "events_each": total,
+        "seconds": round(wall, 3), "events_per_s_each": [round(total / seconds) for seconds, _ in results],
+        "events_per_s_combined": round(combined), "single_process_events_per_s": round(single_eps),
+        "scaling": round(combined / single_eps, 3), "aggregator_peak_rss_mb": [round(r, 1) for r in rss],
+        "note": "each process has its own embedded store (one chDB process per data directory); both share this host's cores",
+    }  # fmt: skip
+
+
+GOAL_EPS = 100_000
+GOAL_CEILING_RATIO = 0.7
+GOAL_TWO_PROCESS_SCALING = 1.7
+GOAL_RSS_MB = 500
+
+
+def goals(main_run: dict[str, Any], ratio: float, pair: dict[str, Any] | None, cores: int) -> dict[str, dict[str, Any]]:
+    """Issue 20's goals, each met or missed with the figure and why it is where it is."""
+    eps, rss = main_run["events_per_s"], main_run["aggregator_peak_rss_mb"]
+    out = {
+        "events_per_s": {"goal": f">= {GOAL_EPS:,}", "value": eps, "met": eps >= GOAL_EPS,
+                         "reason": "one Python process: admission (validation, encoding, hash) and the writer hold the GIL "
+                                   "for ~10 µs of every event next to ClickHouse's ~7 µs per row, on 2 shared cores"},
+        "ratio_to_ceiling": {"goal": f">= {GOAL_CEILING_RATIO}", "value": ratio, "met": ratio >= GOAL_CEILING_RATIO,
+                             "reason": "the ceiling is ClickHouse's insert alone; the aggregator adds gRPC, validation, dedup "
+                                       "and pricing on the same 2 cores"},
+        "peak_rss_mb": {"goal": f"< {GOAL_RSS_MB}", "value": rss, "met": rss < GOAL_RSS_MB,
+                        "reason": "the embedded engine is ~390 MB after start and ~470 MB once it inserts and merges"},
+    }  # fmt: skip
+    if pair is not None:
+        scaling = pair["scaling"]
+        out["two_process_scaling"] = {
+            "goal": f">= {GOAL_TWO_PROCESS_SCALING}x", "value": scaling, "met": scaling >= GOAL_TWO_PROCESS_SCALING,
+            "reason": f"{cores} cores on this host: one aggregator already keeps both busy (Python on one, the engine's "
+                      "insert and merges on the other), so a second process competes for the same cores",
+        }  # fmt: skip
+    return out
 
 
 def run_ceiling(workdir: Path, total: int, rows_per_insert: int) -> dict[str, Any]:
@@ -131,12 +200,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer events and configurations")
     parser.add_argument("--no-sweeps", action="store_true", help="only the main configuration and the ceiling")
     parser.add_argument("--burst-events", type=int, default=1_000_000, help="the burst: 8 streams x 5,000-event batches")
+    parser.add_argument("--no-pair", action="store_true", help="skip the two-process run")
     args = parser.parse_args()
     total = 60_000 if args.quick else args.events
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
         main_run = run_aggregator(workdir, total, 1000, 4, 1000)
         ceiling = run_ceiling(workdir, total, max(main_run["events_per_insert"], 1000))
+        pair = None if args.no_pair else run_two_processes(workdir, total, 1000, 4, main_run["events_per_s"])
         sweeps = []
         if not (args.quick or args.no_sweeps):
             for batch_size in (100, 5000):
@@ -147,12 +218,15 @@ def main() -> None:
             sweeps.append(run_aggregator(workdir, total, 1000, 8, 1000))
         # Issue 16's burst: everything at once from 8 streams in large batches; RSS must stay < 500 MB.
         burst = run_aggregator(workdir, 100_000 if args.quick else args.burst_events, 5000, 8, 1000)
+        ratio = round(main_run["events_per_s"] / ceiling["rows_per_s"], 3)
         print(json.dumps({
             "main": main_run,
             "ceiling_raw_insert": ceiling,
-            "ratio_to_ceiling": round(main_run["events_per_s"] / ceiling["rows_per_s"], 3),
+            "ratio_to_ceiling": ratio,
+            "two_processes": pair,
             "sensitivity": sweeps,
             "burst": burst,
+            "goals": goals(main_run, ratio, pair, os.cpu_count() or 0),
         }))  # fmt: skip
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
