@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from _common import metric, peak_rss_mb, start_aggregator
+from _common import metric, peak_rss_mb, start_aggregator, thread_cpu_s
 from support.aggregator_fixtures import make_event
 
 from ai_chargeback_proto import pb
@@ -84,7 +84,9 @@ def run_aggregator(workdir: Path, total: int, batch_size: int, streams: int, flu
     per_stream = build_batches(total, batch_size, streams)
     process, grpc_listen, http_listen = start_aggregator(store, env={"CHARGEBACK_FLUSH_INTERVAL_MS": str(flush_interval_ms)})
     try:
+        cpu_before = thread_cpu_s(process.pid)
         elapsed, acked = send_all(grpc_listen, per_stream)
+        cpu = _cpu_per_event(cpu_before, thread_cpu_s(process.pid), total)
         inserts = metric(http_listen, "chargeback_store_inserts_total")
         rss = peak_rss_mb(process.pid)
     finally:
@@ -96,7 +98,18 @@ def run_aggregator(workdir: Path, total: int, batch_size: int, streams: int, flu
         "streams": streams, "batch_events": batch_size, "flush_interval_ms": flush_interval_ms, "events": total,
         "seconds": round(elapsed, 3), "events_per_s": round(total / elapsed), "inserts": int(inserts),
         "events_per_insert": round(total / max(inserts, 1)), "aggregator_peak_rss_mb": round(rss, 1),
+        "cpu_us_per_event_by_thread": cpu,
     }  # fmt: skip
+
+
+def _cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """The aggregator's CPU µs per event during the run, by thread name (the largest first, the rest summed).
+    Python's own threads (event loop, writer) all carry the interpreter's name."""
+    spent = sorted(((after[name] - before.get(name, 0.0), name) for name in after), reverse=True)
+    out = {name: round(seconds / events * 1e6, 2) for seconds, name in spent[:6] if seconds > 0}
+    out["other threads"] = round(sum(seconds for seconds, _ in spent[6:]) / events * 1e6, 2)
+    out["total"] = round(sum(seconds for seconds, _ in spent) / events * 1e6, 2)
+    return out
 
 
 def run_two_processes(workdir: Path, total: int, batch_size: int, streams: int, single_eps: float) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def main() -> None:
         batch = pb.UsageBatch.FromString(raw)
         t1 = time.perf_counter()
         check_batch(batch)
-        admitted.append(admit(batch, now_ms))
+        admitted.append(admit(batch, now_ms, store_checks=True))  # as the aggregator admits for the embedded store
         t2 = time.perf_counter()
         spent["parse"] += t1 - t0
         spent["validate_admit"] += t2 - t1
@@ -59,7 +59,7 @@ def main() -> None:
         t2 = time.perf_counter()
         sink.prepare(candidates, columns)
         t3 = time.perf_counter()
-        sink.lookup(candidates, candidates.ids)
+        sink.lookup(candidates, candidates.ids)  # (with the store-side rule check)
         t4 = time.perf_counter()
         sink.insert(candidates, columns, now_ms)
         t5 = time.perf_counter()

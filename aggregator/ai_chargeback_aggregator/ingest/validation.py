@@ -89,17 +89,7 @@ def validate_event(event: pb.UsageEvent, now_ms: int, size: int | None = None) -
     ``size``: the event's encoded length when the caller has it (upb's ByteSize costs
     about twice a serialization).
     """
-    earliest, latest = now_ms - limits.PAST_WINDOW_MS, now_ms + limits.FUTURE_SKEW_MS
-    event_id = event.event_id
-    if not _CANONICAL_UUID7(event_id):
-        raise Invalid("event_id", "not a UUIDv7 in canonical lower-case form")
-    if not earliest <= uuid7_unix_ms(event_id) <= latest:
-        raise Invalid("event_id", f"the time it carries is outside the accepted window ({_PAST_DAYS} days back, 5 minutes ahead)")
-    stamps = _timestamp_values(event)  # type: ignore[operator]
-    if not all(stamps) or min(stamps) < earliest or max(stamps) > latest:
-        _check_timestamps(stamps, earliest, latest)
-    if event.observed_at_unix_ms and event.observed_at_unix_ms < event.started_at_unix_ms - limits.FUTURE_SKEW_MS:
-        raise Invalid("observed_at_unix_ms", "before started_at")
+    _check_id_and_times(event, now_ms)
     if size is None:
         size = event.ByteSize()
     for max_chars, names in _TEXT_GROUPS:
@@ -126,6 +116,31 @@ def validate_event(event: pb.UsageEvent, now_ms: int, size: int | None = None) -
         entries = getattr(event, name)
         if entries:
             _check_entries(name, mapped, entries)
+
+
+def _check_id_and_times(event: pb.UsageEvent, now_ms: int) -> None:
+    earliest, latest = now_ms - limits.PAST_WINDOW_MS, now_ms + limits.FUTURE_SKEW_MS
+    event_id = event.event_id
+    if not _CANONICAL_UUID7(event_id):
+        raise Invalid("event_id", "not a UUIDv7 in canonical lower-case form")
+    if not earliest <= uuid7_unix_ms(event_id) <= latest:
+        raise Invalid("event_id", f"the time it carries is outside the accepted window ({_PAST_DAYS} days back, 5 minutes ahead)")
+    stamps = _timestamp_values(event)  # type: ignore[operator]
+    if not all(stamps) or min(stamps) < earliest or max(stamps) > latest:
+        _check_timestamps(stamps, earliest, latest)
+    observed = event.observed_at_unix_ms
+    if observed and observed < event.started_at_unix_ms - limits.FUTURE_SKEW_MS:
+        raise Invalid("observed_at_unix_ms", "before started_at")
+
+
+def passes_admission_rules(event: pb.UsageEvent, now_ms: int) -> bool:
+    """The rules the insert itself depends on (id, timestamps, enum values), for a store that
+    checks the rest (``sql_validation``). False: ``validate_event`` names the first broken rule."""
+    try:
+        _check_id_and_times(event, now_ms)
+    except Invalid:
+        return False
+    return all(value in values for (_, values), value in zip(_ENUM_VALUES, _enum_values(event)))  # type: ignore[operator]
 
 
 def _check_timestamps(stamps: tuple[int, ...], earliest: int, latest: int) -> None:
