@@ -13,8 +13,8 @@ from test_protobuf_insert import varied_events
 
 from ai_chargeback_aggregator.ingest.admission import admit
 from ai_chargeback_aggregator.ingest.content import canonical_encoding, content_hash
-from ai_chargeback_aggregator.ingest.protobuf_insert import EmbeddedProtobufInserter, frame
-from ai_chargeback_aggregator.ingest.sql_validation import INVALID_CONDITION
+from ai_chargeback_aggregator.ingest.protobuf_insert import EmbeddedProtobufInserter, frame, structure_of
+from ai_chargeback_aggregator.ingest.sql_validation import CHECKED_FIELDS, INVALID_CONDITION
 from ai_chargeback_aggregator.ingest.validation import Invalid, passes_admission_rules, validate_event
 from ai_chargeback_aggregator.ingest.writer import Writer
 from ai_chargeback_aggregator.pricing.pricer import Pricer
@@ -72,7 +72,7 @@ def flagged(store: Store, events: list[pb.UsageEvent]) -> set[str]:
     payloads = [canonical_encoding(e) for e in events]
     path = inserter.write_payload(frame(payloads, [content_hash(p) for p in payloads], [1] * len(events), [0] * len(events)))
     try:
-        _, rows = store.query(f"SELECT event_id FROM {inserter.source(path)} WHERE {INVALID_CONDITION}",
+        _, rows = store.query(f"SELECT event_id FROM {inserter.source(path, structure_of(CHECKED_FIELDS))} WHERE {INVALID_CONDITION}",
                               read_only=False, settings=inserter.settings)  # fmt: skip
     finally:
         path.unlink()
@@ -83,14 +83,14 @@ def test_the_store_flags_every_event_python_rejects(tmp_path: Path) -> None:
     events = broken_events() + mutated_events(400) + varied_events()
     assert len({e.event_id for e in events}) == len(events)
     now = int(time.time() * 1000)
-    admissible = [e for e in events if passes_admission_rules(e, now)]
+    admissible = [e for e in events if passes_admission_rules(e, now, e.ByteSize())]
     rejected = set()
     for event in admissible:
         try:
             validate_event(event, now)
         except Invalid:
             rejected.add(event.event_id)
-    assert len(rejected) > 100
+    assert len(rejected) > 60
     store = Store(f"chdb://{tmp_path}")
     try:
         store.migrate()
@@ -124,12 +124,14 @@ def run_writer(store_dir: Path, batch: pb.UsageBatch, *, store_checks: bool, now
 
 def test_rows_are_identical_with_the_store_checking(tmp_path: Path) -> None:
     now = int(time.time() * 1000)
-    events = varied_events() + broken_events()[:12] + [make_event(team="payments")] * 2  # a resend inside the batch
-    events.append(make_event(started_at_unix_ms=1))  # caught at admission either way
+    left_to_store = [e for e in broken_events() if passes_admission_rules(e, now, e.ByteSize())]
+    assert len(left_to_store) >= 30
+    events = varied_events() + left_to_store + [make_event(team="payments")] * 2  # a resend inside the batch
+    events += [make_event(started_at_unix_ms=1), make_event(team="t" * 300)]  # caught at admission either way
     batch = pb.UsageBatch(batch_id="b1", sender_id="node-a", sequence=1, events=events)
     python_path = run_writer(tmp_path / "python", batch, store_checks=False, now_ms=now)
     store_path = run_writer(tmp_path / "store", batch, store_checks=True, now_ms=now)
-    assert python_path["outcome"][0][3] == 13  # 12 broken + the bad timestamp
+    assert python_path["outcome"][0][3] == len(left_to_store) + 2
     assert len(python_path["events"]) == len(varied_events()) + 1
     assert python_path == store_path
 
@@ -137,5 +139,6 @@ def test_rows_are_identical_with_the_store_checking(tmp_path: Path) -> None:
 def test_admission_alone_keeps_the_insert_safe() -> None:
     """What the store cannot read (a malformed id, a timestamp out of range, an unknown enum) never reaches it."""
     now = int(time.time() * 1000)
-    for event in (make_event(event_id="not-a-uuid"), make_event(started_at_unix_ms=now + limits.DAY_MS), make_event(usage_source=99)):
-        assert not passes_admission_rules(event, now)
+    for event in (make_event(event_id="not-a-uuid"), make_event(started_at_unix_ms=now + limits.DAY_MS), make_event(usage_source=99),
+                  make_event(service_tier="t" * 65), make_event(team="t" * 257)):
+        assert not passes_admission_rules(event, now, event.ByteSize())

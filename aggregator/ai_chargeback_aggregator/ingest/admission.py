@@ -149,15 +149,15 @@ def admit(batch: pb.UsageBatch, now_ms: int, *, store_checks: bool = False) -> A
     Each event is encoded once, before validation: its length spares validation
     upb's ByteSize (which costs twice the encoding), and the bytes are what the
     writer frames and the content hash covers (a quarantined event keeps them too).
-    ``store_checks``: the store checks the per-field limits while the writer looks the
-    events up (``sql_validation``); only the rules the insert depends on are checked here.
+    ``store_checks``: the store checks the numeric and nested limits while the writer looks
+    the events up (``sql_validation``); the rest is checked here.
     """
     valid: list[pb.UsageEvent] = []
     payloads: list[bytes] = []
     quarantined: list[Quarantined] = []
     for event in batch.events:
         payload = canonical_encoding(event)
-        if not store_checks or not passes_admission_rules(event, now_ms):
+        if not store_checks or not passes_admission_rules(event, now_ms, len(payload)):
             try:
                 validate_event(event, now_ms, len(payload))
             except Invalid as problem:

@@ -26,9 +26,9 @@ from ai_chargeback_proto import pb
 
 from ..store.clickhouse import Store, StoreError, is_embedded
 from .admission import Admitted, Quarantined
-from .protobuf_insert import EmbeddedProtobufInserter, frame, index_values
+from .protobuf_insert import EmbeddedProtobufInserter, frame, index_values, structure_of
 from .rows import KEY_COLUMNS, empty_keys, events_to_columns
-from .sql_validation import INVALID_CONDITION
+from .sql_validation import CHECKED_FIELDS, INVALID_CONDITION
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ LOSSES_TABLE = "delivery_losses"
 PROBES_TABLE = "store_probes"
 SERVER_LOOKUP_CHUNK = 2_000  # ids per parameterized lookup: well inside an HTTP request line
 PURGE_INTERVAL_S = 1.0
+_CHECK_STRUCTURE = structure_of(CHECKED_FIELDS)
 
 
 @dataclass(slots=True)
@@ -179,7 +180,7 @@ class EmbeddedSink:
         ids = f"event_id IN (SELECT toUUID(event_id) FROM {self._inserter.id_source(prepared.path)})"
         # One round trip: the stored versions, then the events the rule check flags (kind 1).
         sql = (f"{_lookup_sql(self._store.database, ids, also=', 0')} "
-               f"UNION ALL SELECT event_id, x_content_hash, 1 FROM {self._inserter.source(prepared.path)} "
+               f"UNION ALL SELECT event_id, x_content_hash, 1 FROM {self._inserter.source(prepared.path, _CHECK_STRUCTURE)} "
                f"WHERE {INVALID_CONDITION}")  # fmt: skip
         _, rows = self._store.query(sql, {"lo": lo, "hi": hi}, read_only=False, settings=self._inserter.settings)
         found = Found()

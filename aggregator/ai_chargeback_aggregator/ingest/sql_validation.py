@@ -20,11 +20,7 @@ Derived from the limits table, as validation.py is, so a new limit reaches both.
 from __future__ import annotations
 
 from ai_chargeback_proto import limits
-from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Range, Strings, Text
-
-
-def _text(name: str, limit: Text) -> str:
-    return f"lengthUTF8({name}) > {limit.max_chars}"
+from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Range, Strings
 
 
 def _count(name: str) -> str:
@@ -53,9 +49,7 @@ def _range(name: str, limit: Range) -> str:
 def _conditions() -> list[str]:
     out: list[str] = []
     for name, limit in EVENT_LIMITS.items():
-        if isinstance(limit, Text):
-            out.append(_text(name, limit))
-        elif isinstance(limit, Count):
+        if isinstance(limit, Count):
             out.append(f"{_count(name)} > {limit.max}")
         elif isinstance(limit, Range):
             out.append(_range(name, limit))
@@ -69,5 +63,9 @@ def _conditions() -> list[str]:
     return out
 
 
+# The fields the condition reads (the lookup reads only these from the payload).
+CHECKED_FIELDS: tuple[str, ...] = tuple(
+    name for name, limit in EVENT_LIMITS.items() if isinstance(limit, (Count, Range, Strings, Entries))
+)
 # True for an event that may break a rule admission left to the store.
 INVALID_CONDITION = " OR ".join(f"({condition})" for condition in _conditions())

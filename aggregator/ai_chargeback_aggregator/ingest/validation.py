@@ -133,14 +133,24 @@ def _check_id_and_times(event: pb.UsageEvent, now_ms: int) -> None:
         raise Invalid("observed_at_unix_ms", "before started_at")
 
 
-def passes_admission_rules(event: pb.UsageEvent, now_ms: int) -> bool:
-    """The rules the insert itself depends on (id, timestamps, enum values), for a store that
-    checks the rest (``sql_validation``). False: ``validate_event`` names the first broken rule."""
+def passes_admission_rules(event: pb.UsageEvent, now_ms: int, size: int) -> bool:
+    """The rules the insert itself depends on (id, timestamps, enum values) and the text
+    lengths, for a store that checks the rest (``sql_validation``). ``size``: the event's
+    encoded length. False: ``validate_event`` names the first broken rule."""
     try:
         _check_id_and_times(event, now_ms)
     except Invalid:
         return False
-    return all(value in values for (_, values), value in zip(_ENUM_VALUES, _enum_values(event)))  # type: ignore[operator]
+    for max_chars, names in _TEXT_GROUPS:
+        if size <= max_chars:
+            break
+        for name in names:
+            if len(getattr(event, name)) > max_chars:
+                return False
+    for (_, values), value in zip(_ENUM_VALUES, _enum_values(event)):  # type: ignore[operator]
+        if value not in values:
+            return False
+    return True
 
 
 def _check_timestamps(stamps: tuple[int, ...], earliest: int, latest: int) -> None:
