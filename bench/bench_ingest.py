@@ -168,7 +168,7 @@ def goals(main_run: dict[str, Any], ratio: float, pair: dict[str, Any] | None, c
                                        "parses, validates, hashes, looks every id up and prices, in one interpreter: " + spent},
         "peak_rss_mb": {"goal": f"< {GOAL_RSS_MB}", "value": rss, "met": rss < GOAL_RSS_MB,
                         "reason": "the embedded engine is ~390 MB after start and ~470 MB once it inserts and merges; "
-                                  "the store-side rule check in the lookup query adds ~40-50 MB (bench/notes.md)"},
+                                  "the rest is the insert being written (~3 KB per row) and what waits for it"},
     }  # fmt: skip
     if pair is not None:
         scaling = pair["scaling"]

@@ -12,32 +12,18 @@ The condition only flags: an event it flags is validated again in Python
 (``validation.validate_event``), which names the first broken rule exactly as
 before and quarantines it; an event the condition flags but Python accepts is
 stored as usual. So the condition must flag every event Python rejects (a test
-holds it to that on every limit and on random events) and may flag more (map
-entries with a duplicated key, which Python keeps once, are counted here twice).
+holds it to that on every limit and on random events) and may flag more.
 Derived from the limits table, as validation.py is, so a new limit reaches both.
 """
 
 from __future__ import annotations
 
 from ai_chargeback_proto import limits
-from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Range, Strings
+from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Range
 
 
 def _count(name: str) -> str:
     return f"ifNull({name}, 0)"
-
-
-def _strings(name: str, limit: Strings) -> str:
-    return f"length({name}) > {limit.max_items} OR arrayExists(x -> lengthUTF8(x) > {limit.item.max_chars}, {name})"
-
-
-def _entries(name: str, limit: Entries) -> str:
-    keys = f"arrayExists(k -> k = '' OR lengthUTF8(k) > {limit.key.max_chars}, mapKeys({name}))"
-    if isinstance(limit.value, Count):
-        values = f"arrayExists(v -> v > {limit.value.max}, mapValues({name}))"
-    else:
-        values = f"arrayExists(v -> lengthUTF8(v) > {limit.value.max_chars}, mapValues({name}))"
-    return f"length(mapKeys({name})) > {limit.max_entries} OR {keys} OR {values}"
 
 
 def _range(name: str, limit: Range) -> str:
@@ -53,10 +39,7 @@ def _conditions() -> list[str]:
             out.append(f"{_count(name)} > {limit.max}")
         elif isinstance(limit, Range):
             out.append(_range(name, limit))
-        elif isinstance(limit, Strings):
-            out.append(_strings(name, limit))
-        elif isinstance(limit, Entries):
-            out.append(_entries(name, limit))
+
     for parts, whole in limits.SUBSET_RULES:
         # (a part past its own ceiling is flagged above, so a wrapped sum does not hide anything)
         out.append(f"{' + '.join(_count(p) for p in parts)} > {_count(whole)}")
@@ -65,7 +48,7 @@ def _conditions() -> list[str]:
 
 # The fields the condition reads (the lookup reads only these from the payload).
 CHECKED_FIELDS: tuple[str, ...] = tuple(
-    name for name, limit in EVENT_LIMITS.items() if isinstance(limit, (Count, Range, Strings, Entries))
+    name for name, limit in EVENT_LIMITS.items() if isinstance(limit, (Count, Range))
 )
 # True for an event that may break a rule admission left to the store.
 INVALID_CONDITION = " OR ".join(f"({condition})" for condition in _conditions())

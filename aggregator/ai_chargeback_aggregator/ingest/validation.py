@@ -150,6 +150,17 @@ def passes_admission_rules(event: pb.UsageEvent, now_ms: int, size: int) -> bool
     for (_, values), value in zip(_ENUM_VALUES, _enum_values(event)):  # type: ignore[operator]
         if value not in values:
             return False
+    try:
+        for name, listed in _LISTS:
+            items = getattr(event, name)
+            if items and (len(items) > listed.max_items or any(len(item) > listed.item.max_chars for item in items)):
+                return False
+        for name, mapped in _MAPS:
+            entries = getattr(event, name)
+            if entries:
+                _check_entries(name, mapped, entries)
+    except Invalid:
+        return False
     return True
 
 
