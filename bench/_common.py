@@ -36,6 +36,22 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) by thread name, from /proc: where a process's time went.
+    Python threads are all named after the interpreter; the embedded engine names its own."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
 def percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")

@@ -4,13 +4,18 @@ next to a raw clickhouse-connect insert of the same rows (the machine's ceiling)
 Batches are serialized before the clock starts and sent as bytes, so the figure
 is the aggregator's (parse, validate, dedup, price, insert, ack), not the load
 generator's. Each configuration gets a fresh aggregator process and store.
-Prints one JSON object.
+The two-process run starts two aggregators at once, each with its own embedded
+store (chDB allows one process per data directory; there is no ClickHouse server
+here), sends each the main run's load concurrently, and compares the combined
+rate with the single process measured in the same run. Issue 20's goals are
+marked met or missed, each with its reason. Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from _common import metric, peak_rss_mb, start_aggregator
+from _common import metric, peak_rss_mb, start_aggregator, thread_cpu_s
 from support.aggregator_fixtures import make_event
 
 from ai_chargeback_proto import pb
@@ -75,11 +80,13 @@ def send_all(grpc_listen: str, per_stream: list[list[bytes]]) -> tuple[float, in
 
 
 def run_aggregator(workdir: Path, total: int, batch_size: int, streams: int, flush_interval_ms: int) -> dict[str, Any]:
-    store = workdir / f"agg-{batch_size}-{streams}-{flush_interval_ms}"
+    store = workdir / f"agg-{batch_size}-{streams}-{flush_interval_ms}-{total}"
     per_stream = build_batches(total, batch_size, streams)
     process, grpc_listen, http_listen = start_aggregator(store, env={"CHARGEBACK_FLUSH_INTERVAL_MS": str(flush_interval_ms)})
     try:
+        cpu_before = thread_cpu_s(process.pid)
         elapsed, acked = send_all(grpc_listen, per_stream)
+        cpu = _cpu_per_event(cpu_before, thread_cpu_s(process.pid), total)
         inserts = metric(http_listen, "chargeback_store_inserts_total")
         rss = peak_rss_mb(process.pid)
     finally:
@@ -91,7 +98,86 @@ def run_aggregator(workdir: Path, total: int, batch_size: int, streams: int, flu
         "streams": streams, "batch_events": batch_size, "flush_interval_ms": flush_interval_ms, "events": total,
         "seconds": round(elapsed, 3), "events_per_s": round(total / elapsed), "inserts": int(inserts),
         "events_per_insert": round(total / max(inserts, 1)), "aggregator_peak_rss_mb": round(rss, 1),
+        "cpu_us_per_event_by_thread": cpu,
     }  # fmt: skip
+
+
+def _cpu_per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """The aggregator's CPU µs per event during the run, by thread name (the largest first, the rest summed).
+    Python's own threads (event loop, writer) all carry the interpreter's name."""
+    spent = sorted(((after[name] - before.get(name, 0.0), name) for name in after), reverse=True)
+    out = {name: round(seconds / events * 1e6, 2) for seconds, name in spent[:6] if seconds > 0}
+    out["other threads"] = round(sum(seconds for seconds, _ in spent[6:]) / events * 1e6, 2)
+    out["total"] = round(sum(seconds for seconds, _ in spent) / events * 1e6, 2)
+    return out
+
+
+def run_two_processes(workdir: Path, total: int, batch_size: int, streams: int, single_eps: float) -> dict[str, Any]:
+    """Two aggregators on this host, each its own embedded store, loaded at the same time."""
+    per_stream = build_batches(total, batch_size, streams)  # the same ids for both: separate stores, so all new
+    started = [start_aggregator(workdir / f"pair-{i}") for i in range(2)]
+    results: list[tuple[float, int]] = [(0.0, 0)] * 2
+    try:
+        def load(index: int) -> None:
+            results[index] = send_all(started[index][1], per_stream)
+
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - began
+        rss = [peak_rss_mb(process.pid) for process, _, _ in started]
+    finally:
+        for process, _, _ in started:
+            process.send_signal(signal.SIGTERM)
+        for process, _, _ in started:
+            process.wait(60)
+    acked = sum(count for _, count in results)
+    if acked != 2 * total:
+        raise RuntimeError(f"acked {acked} of {2 * total}")
+    combined = 2 * total / wall
+    return {
+        "processes": 2, "streams_each": streams, "batch_events": batch_size, "events_each": total,
+        "seconds": round(wall, 3), "events_per_s_each": [round(total / seconds) for seconds, _ in results],
+        "events_per_s_combined": round(combined), "single_process_events_per_s": round(single_eps),
+        "scaling": round(combined / single_eps, 3), "aggregator_peak_rss_mb": [round(r, 1) for r in rss],
+        "note": "each process has its own embedded store (one chDB process per data directory); both share this host's cores",
+    }  # fmt: skip
+
+
+GOAL_EPS = 100_000
+GOAL_CEILING_RATIO = 0.7
+GOAL_TWO_PROCESS_SCALING = 1.7
+GOAL_RSS_MB = 500
+
+
+def goals(main_run: dict[str, Any], ratio: float, pair: dict[str, Any] | None, cores: int) -> dict[str, dict[str, Any]]:
+    """Issue 20's goals, each met or missed with the figure and why it is where it is."""
+    eps, rss = main_run["events_per_s"], main_run["aggregator_peak_rss_mb"]
+    cpu = main_run["cpu_us_per_event_by_thread"]
+    spent = (f"the aggregator spent {cpu['total']} µs of CPU per event ({cpu.get('python', 0)} in its Python threads, "
+             f"which also run chDB's query in the calling thread; {cpu.get('ThreadPool', 0)} in the engine's pipeline threads; "
+             f"{cpu.get('MergeMutate', 0)} in merges) on {cores} cores shared with other work (load average "
+             f"{os.getloadavg()[0]:.1f}); 100k/s needs ≤ {cores * 10} µs per event with both cores to itself")  # fmt: skip
+    out = {
+        "events_per_s": {"goal": f">= {GOAL_EPS:,}", "value": eps, "met": eps >= GOAL_EPS, "reason": spent},
+        "ratio_to_ceiling": {"goal": f">= {GOAL_CEILING_RATIO}", "value": ratio, "met": ratio >= GOAL_CEILING_RATIO,
+                             "reason": "the ceiling is the engine's insert of ready columns alone; the aggregator also "
+                                       "parses, validates, hashes, looks every id up and prices, in one interpreter: " + spent},
+        "peak_rss_mb": {"goal": f"< {GOAL_RSS_MB}", "value": rss, "met": rss < GOAL_RSS_MB,
+                        "reason": "the embedded engine is ~390 MB after start and ~470 MB once it inserts and merges; "
+                                  "the rest is the insert being written (~3 KB per row) and what waits for it"},
+    }  # fmt: skip
+    if pair is not None:
+        scaling = pair["scaling"]
+        out["two_process_scaling"] = {
+            "goal": f">= {GOAL_TWO_PROCESS_SCALING}x", "value": scaling, "met": scaling >= GOAL_TWO_PROCESS_SCALING,
+            "reason": f"{cores} cores on this host, shared with other work: one aggregator already uses what it gets "
+                      "(Python threads, the engine's pipeline and merges), so a second one competes for the same cores",
+        }  # fmt: skip
+    return out
 
 
 def run_ceiling(workdir: Path, total: int, rows_per_insert: int) -> dict[str, Any]:
@@ -131,12 +217,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer events and configurations")
     parser.add_argument("--no-sweeps", action="store_true", help="only the main configuration and the ceiling")
     parser.add_argument("--burst-events", type=int, default=1_000_000, help="the burst: 8 streams x 5,000-event batches")
+    parser.add_argument("--no-pair", action="store_true", help="skip the two-process run")
     args = parser.parse_args()
     total = 60_000 if args.quick else args.events
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     try:
         main_run = run_aggregator(workdir, total, 1000, 4, 1000)
         ceiling = run_ceiling(workdir, total, max(main_run["events_per_insert"], 1000))
+        pair = None if args.no_pair else run_two_processes(workdir, total, 1000, 4, main_run["events_per_s"])
         sweeps = []
         if not (args.quick or args.no_sweeps):
             for batch_size in (100, 5000):
@@ -147,12 +235,15 @@ def main() -> None:
             sweeps.append(run_aggregator(workdir, total, 1000, 8, 1000))
         # Issue 16's burst: everything at once from 8 streams in large batches; RSS must stay < 500 MB.
         burst = run_aggregator(workdir, 100_000 if args.quick else args.burst_events, 5000, 8, 1000)
+        ratio = round(main_run["events_per_s"] / ceiling["rows_per_s"], 3)
         print(json.dumps({
             "main": main_run,
             "ceiling_raw_insert": ceiling,
-            "ratio_to_ceiling": round(main_run["events_per_s"] / ceiling["rows_per_s"], 3),
+            "ratio_to_ceiling": ratio,
+            "two_processes": pair,
             "sensitivity": sweeps,
             "burst": burst,
+            "goals": goals(main_run, ratio, pair, os.cpu_count() or 0),
         }))  # fmt: skip
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -25,7 +25,7 @@ from ai_chargeback_proto import limits, pb
 
 from .content import canonical_encoding, content_hash
 from .rows import key_columns
-from .validation import Invalid, validate_event
+from .validation import Invalid, passes_admission_rules, validate_event
 
 QUARANTINE_TEXT_CHARS = 256  # decoded copies of a quarantined event's text; the raw event keeps all of it
 _DATETIME64_MAX_MS = 4_102_444_800_000  # 2100-01-01: the quarantine's time column only takes plausible times
@@ -48,8 +48,8 @@ class Quarantined:
     output_tokens: int
 
     @classmethod
-    def of(cls, event: pb.UsageEvent, problem: Invalid, received_ms: int) -> Quarantined:
-        raw = canonical_encoding(event)
+    def of(cls, event: pb.UsageEvent, problem: Invalid, received_ms: int, raw: bytes | None = None) -> Quarantined:
+        raw = canonical_encoding(event) if raw is None else raw
         started = event.started_at_unix_ms
         cut = QUARANTINE_TEXT_CHARS
         return cls(
@@ -78,11 +78,14 @@ class Admitted:
     quarantined: list[Quarantined] = field(default_factory=list)
     losses: list[pb.LossRecord] = field(default_factory=list)
     nbytes: int = 0
+    received_ms: int = 0  # the admission's clock: a later re-validation judges time windows as admission did
 
     @classmethod
-    def of_valid(cls, batch_id: str, sender_id: str, events: Sequence[pb.UsageEvent], **extra: Any) -> Admitted:
-        """The writer's form of events already validated."""
-        payloads = [canonical_encoding(event) for event in events]
+    def of_valid(cls, batch_id: str, sender_id: str, events: Sequence[pb.UsageEvent], *,
+                 payloads: Sequence[bytes] | None = None, **extra: Any) -> Admitted:  # fmt: skip
+        """The writer's form of events already validated (``payloads``: their canonical encodings, if made)."""
+        if payloads is None:
+            payloads = [canonical_encoding(event) for event in events]
         ends = array("I")
         end = 0
         for payload in payloads:
@@ -104,6 +107,25 @@ class Admitted:
     def events(self) -> int:
         return len(self.ids)
 
+    def quarantine(self, moved: dict[int, Quarantined]) -> None:
+        """Move events (by position) to the quarantine: the store found them breaking a rule
+        admission left to it. Rare, so the batch's buffers are simply rebuilt without them."""
+        kept = [i for i in range(len(self.ids)) if i not in moved]
+        payloads = self.payloads()
+        blob = b"".join(bytes(payloads[i]) for i in kept)
+        ends = array("I")
+        end = 0
+        for i in kept:
+            end += len(payloads[i])
+            ends.append(end)
+        del payloads
+        self.ids = [self.ids[i] for i in kept]
+        self.blob, self.ends = blob, ends
+        self.hashes = array("Q", (self.hashes[i] for i in kept))
+        self.keys = {name: array(values.typecode, (values[i] for i in kept)) if isinstance(values, array)
+                     else [values[i] for i in kept] for name, values in self.keys.items()}  # fmt: skip
+        self.quarantined += moved.values()
+
     @property
     def has_work(self) -> bool:
         return bool(self.ids or self.quarantined or self.losses)
@@ -121,15 +143,39 @@ def check_batch(batch: pb.UsageBatch) -> None:
         raise MalformedBatch(f"more than {limits.BATCH_MAX_EVENTS} events in one batch")
 
 
-def admit(batch: pb.UsageBatch, now_ms: int) -> Admitted:
-    """Validate every event of a well-formed batch (``check_batch`` first)."""
+def admit(batch: pb.UsageBatch, now_ms: int, *, store_checks: bool = False) -> Admitted:
+    """Validate every event of a well-formed batch (``check_batch`` first).
+
+    Each event is encoded once, before validation: its length spares validation
+    upb's ByteSize (which costs twice the encoding), and the bytes are what the
+    writer frames and the content hash covers (a quarantined event keeps them too).
+    ``store_checks``: the store checks the numeric limits while the writer looks the events
+    up (``sql_validation``); the rest is checked here.
+    """
     valid: list[pb.UsageEvent] = []
+    payloads: list[bytes] = []
     quarantined: list[Quarantined] = []
     for event in batch.events:
-        try:
-            validate_event(event, now_ms)
-        except Invalid as problem:
-            quarantined.append(Quarantined.of(event, problem, now_ms))
-            continue
+        payload = canonical_encoding(event)
+        if not store_checks or not passes_admission_rules(event, now_ms, len(payload)):
+            try:
+                validate_event(event, now_ms, len(payload))
+            except Invalid as problem:
+                quarantined.append(Quarantined.of(event, problem, now_ms, payload))
+                continue
         valid.append(event)
-    return Admitted.of_valid(batch.batch_id, batch.sender_id, valid, quarantined=quarantined, losses=list(batch.losses))
+        payloads.append(payload)
+    return Admitted.of_valid(batch.batch_id, batch.sender_id, valid, quarantined=quarantined, losses=list(batch.losses),
+                             payloads=payloads, received_ms=now_ms)  # fmt: skip
+
+
+def recheck(admitted: Admitted, position: int) -> Quarantined | None:
+    """Validate one event of a batch as admission would have: its quarantine record, or None
+    when it is valid after all (the store's check may flag more than the rules reject)."""
+    payload = bytes(admitted.payloads()[position])
+    event = pb.UsageEvent.FromString(payload)
+    try:
+        validate_event(event, admitted.received_ms, len(payload))
+    except Invalid as problem:
+        return Quarantined.of(event, problem, admitted.received_ms, payload)
+    return None

@@ -14,6 +14,7 @@ import uuid
 from array import array
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -131,16 +132,21 @@ KEY_COLUMNS = (
 _KEY_TEXT = ("provider", "served_model", "requested_model", "service_tier", "tenant")
 
 
+_KEY_GETTER = attrgetter(*_KEY_TEXT, "started_at_unix_ms", "input_tokens", "policy_outcome")
+
+
 def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, Any]:
     """The pricer's and the rollups' values of validated events, compact while they wait:
     text interned (a batch holds one copy of each of its few distinct strings), numbers in
-    arrays. ``price_columns`` turns them into the columns the pricer takes."""
+    arrays. ``price_columns`` turns them into the columns the pricer takes. Each event's
+    fields are read in one C call and transposed (per-field generators cost ~2 µs an event)."""
     intern = sys.intern
-    keys: dict[str, Any] = {name: [intern(getattr(e, name)) for e in events] for name in _KEY_TEXT}
-    keys["started_ms"] = array("q", (e.started_at_unix_ms for e in events))
-    keys["input_tokens"] = array("Q", (e.input_tokens for e in events))
+    transposed = list(zip(*map(_KEY_GETTER, events))) or [()] * (len(_KEY_TEXT) + 3)
+    keys: dict[str, Any] = {name: list(map(intern, values)) for name, values in zip(_KEY_TEXT, transposed)}
+    keys["started_ms"] = array("q", transposed[-3])
+    keys["input_tokens"] = array("Q", transposed[-2])
     outcome_words = _WORDS["policy_outcome"]  # the pricer does not bill what the gateway refused
-    keys["policy_outcome"] = [outcome_words[e.policy_outcome] for e in events]
+    keys["policy_outcome"] = list(map(outcome_words.__getitem__, transposed[-1]))
     return keys
 
 

@@ -127,7 +127,7 @@ class IngestService(pb_grpc.UsageIngestServicer):
             item.malformed = str(exc)
             return item
         _record_sender_report(batch)
-        item.admitted = admit(batch, int(time.time() * 1000))
+        item.admitted = admit(batch, int(time.time() * 1000), store_checks=self._writer.checks_in_store)
         return item
 
     async def _submit(self, item: _Accepted, admitted: Admitted) -> None:

@@ -26,8 +26,9 @@ from ai_chargeback_proto import pb
 
 from ..store.clickhouse import Store, StoreError, is_embedded
 from .admission import Admitted, Quarantined
-from .protobuf_insert import EmbeddedProtobufInserter, frame, index_values
+from .protobuf_insert import EmbeddedProtobufInserter, frame, index_values, structure_of
 from .rows import KEY_COLUMNS, empty_keys, events_to_columns
+from .sql_validation import CHECKED_FIELDS, INVALID_CONDITION
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ LOSSES_TABLE = "delivery_losses"
 PROBES_TABLE = "store_probes"
 SERVER_LOOKUP_CHUNK = 2_000  # ids per parameterized lookup: well inside an HTTP request line
 PURGE_INTERVAL_S = 1.0
+_CHECK_STRUCTURE = structure_of(CHECKED_FIELDS)
 
 
 @dataclass(slots=True)
@@ -98,10 +100,22 @@ class Conflict:
     batch_id: str
 
 
+@dataclass(slots=True)
+class Found:
+    """What a lookup found: stored id -> content hash, and (id, content hash) of candidates
+    the store's rule check flagged (``sql_validation``; admission checked the rest)."""
+
+    stored: dict[str, int] = field(default_factory=dict)
+    suspects: set[tuple[str, int]] = field(default_factory=set)
+
+
 class EventSink(Protocol):
+    # True when the lookup also checks the limits admission leaves to the store.
+    checks_rules: bool
+
     def prepare(self, candidates: Candidates, columns: dict[str, list[Any]]) -> None: ...
 
-    def lookup(self, candidates: Candidates, ids: list[str]) -> dict[str, int]:
+    def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
         """Stored id -> content hash, for (at least) ``ids`` among ``candidates``."""
         ...
 
@@ -112,11 +126,11 @@ class EventSink(Protocol):
     def probe(self, aggregator_id: str) -> None: ...
 
 
-def _lookup_sql(database: str, id_filter: str) -> str:
+def _lookup_sql(database: str, id_filter: str, also: str = "") -> str:
     # The key is toUInt128(event_id) (time order for UUIDv7): the range prunes to the
     # parts and granules that can hold these ids; the IN finds them.
     return (
-        f"SELECT toString(event_id), content_hash FROM `{database}`.{EVENTS_TABLE} "
+        f"SELECT toString(event_id), content_hash{also} FROM `{database}`.{EVENTS_TABLE} "
         "WHERE toUInt128(event_id) BETWEEN {lo:UInt128} AND {hi:UInt128} AND " + id_filter
     )
 
@@ -131,8 +145,11 @@ class _Prepared:
 
 
 class EmbeddedSink:
-    """chDB: one payload file per flush attempt, read by the lookup and, when none of
-    its events was stored before (the usual case), by the insert too."""
+    """chDB: one payload file per flush attempt, read by the lookup (which also checks the
+    limits admission left to the store) and, when none of its events was stored before
+    (the usual case), by the insert too."""
+
+    checks_rules = True
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -157,13 +174,22 @@ class EmbeddedSink:
         assert self._prepared is not None
         return self._prepared
 
-    def lookup(self, candidates: Candidates, ids: list[str]) -> dict[str, int]:
+    def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
         prepared = self._for(candidates)  # every candidate's id is in the file already: look them all up
         lo, hi = candidates.id_range()
         ids = f"event_id IN (SELECT toUUID(event_id) FROM {self._inserter.id_source(prepared.path)})"
-        _, rows = self._store.query(_lookup_sql(self._store.database, ids), {"lo": lo, "hi": hi}, read_only=False,
-                                    settings=self._inserter.settings)  # fmt: skip
-        return {event_id: content_hash for event_id, content_hash in rows}
+        # One round trip: the stored versions, then the events the rule check flags (kind 1).
+        sql = (f"{_lookup_sql(self._store.database, ids, also=', 0')} "
+               f"UNION ALL SELECT event_id, x_content_hash, 1 FROM {self._inserter.source(prepared.path, _CHECK_STRUCTURE)} "
+               f"WHERE {INVALID_CONDITION}")  # fmt: skip
+        _, rows = self._store.query(sql, {"lo": lo, "hi": hi}, read_only=False, settings=self._inserter.settings)
+        found = Found()
+        for event_id, content_hash, kind in rows:
+            if kind:
+                found.suspects.add((event_id, content_hash))
+            else:
+                found.stored[event_id] = content_hash
+        return found
 
     def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int) -> None:
         prepared = self._for(fresh, columns)
@@ -194,7 +220,9 @@ class EmbeddedSink:
 
 
 class ServerSink:
-    """A ClickHouse server: ids as query parameters, rows as columns."""
+    """A ClickHouse server: ids as query parameters, rows as columns (admission checks every rule)."""
+
+    checks_rules = False
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -202,7 +230,7 @@ class ServerSink:
     def prepare(self, candidates: Candidates, columns: dict[str, list[Any]]) -> None:
         pass
 
-    def lookup(self, candidates: Candidates, ids: list[str]) -> dict[str, int]:
+    def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
         found: dict[str, int] = {}
         sql = _lookup_sql(self._store.database, "event_id IN {ids:Array(UUID)}")
         for start in range(0, len(ids), SERVER_LOOKUP_CHUNK):
@@ -210,7 +238,7 @@ class ServerSink:
             lo, hi = id_range(chunk)
             _, rows = self._store.query(sql, {"lo": lo, "hi": hi, "ids": chunk}, read_only=False)
             found.update({event_id: content_hash for event_id, content_hash in rows})
-        return found
+        return Found(stored=found)
 
     def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int) -> None:
         events = [pb.UsageEvent.FromString(payload) for payload in fresh.payloads]

@@ -28,16 +28,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import metrics
 from ..store.clickhouse import Store
-from .admission import Admitted
+from .admission import Admitted, Quarantined, recheck
 from .content import UNKNOWN_CONTENT_HASH
 from .rows import price_columns
-from .sinks import Candidates, Conflict, EventSink, insert_conflicts, insert_losses, insert_quarantined, sink_for
+from .sinks import Candidates, Conflict, EventSink, Found, insert_conflicts, insert_losses, insert_quarantined, sink_for
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,20 @@ class RecentIds:
     def __len__(self) -> int:
         return len(self._young) + len(self._old)
 
+    def none_of(self, keys: Sequence[bytes]) -> bool:
+        """True when no encoded id of ``keys`` is remembered (C-level loops: the common flush)."""
+        return not any(map(self._young.__contains__, keys)) and not any(map(self._old.__contains__, keys))
+
+    def add_new(self, keys: Sequence[bytes], content_hashes: Sequence[int]) -> None:
+        """Remember encoded ids known to be absent, as ``add`` one by one would (same generations)."""
+        start = 0
+        while start < len(keys):
+            if len(self._young) >= self._generation:
+                self._old, self._young = self._young, {}
+            end = start + self._generation - len(self._young)
+            self._young.update(zip(keys[start:end], content_hashes[start:end]))
+            start = end
+
 
 @dataclass
 class _Flush:
@@ -187,6 +201,11 @@ class Writer:
     @property
     def health_reason(self) -> str:
         return self._health_reason
+
+    @property
+    def checks_in_store(self) -> bool:
+        """Whether admission may leave the per-field limits to the store (``sql_validation``)."""
+        return self._sink is not None and self._sink.checks_rules
 
     @property
     def pending_events(self) -> int:
@@ -374,8 +393,21 @@ class Writer:
         if self._enrich is not None:
             self._enrich(columns)
         self._sink.prepare(candidates, columns)
-        unknown = [eid for eid in dict.fromkeys(candidates.ids) if eid not in self._recent]
-        stored = self._sink.lookup(candidates, unknown) if unknown else {}
+        ids = candidates.ids
+        keys = list(map(str.encode, ids)) if len(set(ids)) == len(ids) else None
+        if keys is not None and self._recent.none_of(keys):
+            # The usual flush: no id twice, none remembered. When the store holds none of them
+            # and flags none, every event is new: no Python step per event to classify them.
+            found = self._sink.lookup(candidates, ids)
+            if not found.stored and not found.suspects:
+                self._insert_all_new(flush, candidates, columns, keys, outcomes)
+                return outcomes
+        else:
+            unknown = [eid for eid in dict.fromkeys(ids) if eid not in self._recent]
+            found = self._sink.lookup(candidates, unknown) if unknown or self._sink.checks_rules else Found()
+        if found.suspects and self._quarantine_flagged(flush, candidates, found.suspects, now_ms):
+            return self._write_events(flush, now_ms)  # again, without the events just quarantined
+        stored = found.stored
         fresh, conflicts, standing = self._classify(candidates, stored, outcomes)
         if conflicts:
             insert_conflicts(self._store, conflicts, now_ms)
@@ -391,6 +423,42 @@ class Writer:
         for event_id, content_hash in standing.items():
             self._recent.add(event_id, content_hash)
         return outcomes
+
+    def _quarantine_flagged(self, flush: _Flush, candidates: Candidates, suspects: set[tuple[str, int]],
+                            now_ms: int) -> bool:  # fmt: skip
+        """Events the store's rule check flagged: validated again as admission would have, the
+        invalid ones moved to their batch's quarantine (written before anything is acked).
+        True when any moved."""
+        moved: dict[int, dict[int, Quarantined]] = {}  # ticket -> position in its batch -> record
+        position = 0
+        for owner, ticket in enumerate(flush.tickets):
+            for local in range(ticket.admitted.events):
+                if (candidates.ids[position], candidates.hashes[position]) in suspects:
+                    record = recheck(ticket.admitted, local)
+                    if record is not None:
+                        moved.setdefault(owner, {})[local] = record
+                position += 1
+        if not moved:
+            return False
+        flush.side_tables_done = False  # a retry writes them again (quarantined_events keeps one row per event)
+        late = [(record, flush.tickets[owner].admitted.sender_id, flush.tickets[owner].admitted.batch_id)
+                for owner, records in moved.items() for record in records.values()]  # fmt: skip
+        for owner, records in moved.items():
+            flush.tickets[owner].admitted.quarantine(records)
+        insert_quarantined(self._store, late, now_ms)
+        flush.side_tables_done = True
+        return True
+
+    def _insert_all_new(self, flush: _Flush, candidates: Candidates, columns: dict[str, list[Any]], keys: list[bytes],
+                        outcomes: list[Outcome]) -> None:  # fmt: skip
+        """Every candidate is new (none stored, none remembered, none twice): insert them all."""
+        assert self._sink is not None
+        self._sink.insert(candidates, columns, flush.ingested_at_ms)
+        metrics.INSERTS.inc()
+        self._after_commit(columns)
+        self._recent.add_new(keys, candidates.hashes)
+        for outcome, ticket in zip(outcomes, flush.tickets):
+            outcome.stored = ticket.admitted.events
 
     def _classify(self, candidates: Candidates, stored: dict[str, int],
                   outcomes: list[Outcome]) -> tuple[list[int], list[Conflict], dict[str, int]]:  # fmt: skip

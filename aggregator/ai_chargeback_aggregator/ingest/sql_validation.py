@@ -1,0 +1,54 @@
+"""The contract's per-field limits as one ClickHouse condition over a payload's events.
+
+Validation in Python reads every rule's field through upb, one attribute at a
+time: ~4 µs of interpreter time per event, the largest single cost on the ingest
+path (issue 20). With the embedded store the writer already has ClickHouse read
+the flush's payload file for the dedup lookup, so the bulk of the rules (text
+lengths, counts and their subset rules, ranges, lists, maps) are checked there,
+vectorized, for every event at once. Admission keeps what the insert itself
+depends on (a canonical UUIDv7 id, timestamps in the window, known enum values).
+
+The condition only flags: an event it flags is validated again in Python
+(``validation.validate_event``), which names the first broken rule exactly as
+before and quarantines it; an event the condition flags but Python accepts is
+stored as usual. So the condition must flag every event Python rejects (a test
+holds it to that on every limit and on random events) and may flag more.
+Derived from the limits table, as validation.py is, so a new limit reaches both.
+"""
+
+from __future__ import annotations
+
+from ai_chargeback_proto import limits
+from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Range
+
+
+def _count(name: str) -> str:
+    return f"ifNull({name}, 0)"
+
+
+def _range(name: str, limit: Range) -> str:
+    value = _count(name)  # an absent optional reads as 0 in Python too
+    below = f"{value} < {limit.low}" + (f" AND {value} != 0" if limit.zero_means_unset else "")
+    return f"{value} > {limit.high} OR ({below})"
+
+
+def _conditions() -> list[str]:
+    out: list[str] = []
+    for name, limit in EVENT_LIMITS.items():
+        if isinstance(limit, Count):
+            out.append(f"{_count(name)} > {limit.max}")
+        elif isinstance(limit, Range):
+            out.append(_range(name, limit))
+
+    for parts, whole in limits.SUBSET_RULES:
+        # (a part past its own ceiling is flagged above, so a wrapped sum does not hide anything)
+        out.append(f"{' + '.join(_count(p) for p in parts)} > {_count(whole)}")
+    return out
+
+
+# The fields the condition reads (the lookup reads only these from the payload).
+CHECKED_FIELDS: tuple[str, ...] = tuple(
+    name for name, limit in EVENT_LIMITS.items() if isinstance(limit, (Count, Range))
+)
+# True for an event that may break a rule admission left to the store.
+INVALID_CONDITION = " OR ".join(f"({condition})" for condition in _conditions())

@@ -1,0 +1,144 @@
+"""Limits checked by the store (issue 20): the SQL condition flags every event Python's
+validation rejects, and a batch admitted with the store's check stores and quarantines
+exactly the rows the all-Python path does."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+from support.aggregator_fixtures import make_event
+from test_protobuf_insert import varied_events
+
+from ai_chargeback_aggregator.ingest.admission import admit
+from ai_chargeback_aggregator.ingest.content import canonical_encoding, content_hash
+from ai_chargeback_aggregator.ingest.protobuf_insert import EmbeddedProtobufInserter, frame, structure_of
+from ai_chargeback_aggregator.ingest.sql_validation import CHECKED_FIELDS, INVALID_CONDITION
+from ai_chargeback_aggregator.ingest.validation import Invalid, passes_admission_rules, validate_event
+from ai_chargeback_aggregator.ingest.writer import Writer
+from ai_chargeback_aggregator.pricing.pricer import Pricer
+from ai_chargeback_aggregator.store.clickhouse import Store
+from ai_chargeback_proto import limits, pb
+from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Range, Strings, Text
+
+
+def broken_events() -> list[pb.UsageEvent]:
+    """One event past each limit admission leaves to the store, at the edge and far past it."""
+    out = []
+    for name, limit in EVENT_LIMITS.items():
+        if isinstance(limit, Text):
+            out += [make_event(**{name: "é" * (limit.max_chars + 1)}), make_event(**{name: "x" * (limit.max_chars * 3)})]
+        elif isinstance(limit, Count):
+            out += [make_event(**{name: limit.max + 1}), make_event(**{name: 2**64 - 1})]
+        elif isinstance(limit, Range):
+            field = pb.UsageEvent.DESCRIPTOR.fields_by_name[name]
+            top = 2**32 - 1 if field.type == field.TYPE_UINT32 else 2**63 - 1
+            out += [make_event(**{name: limit.high + 1}), make_event(**{name: top})]
+            if limit.low > 0:
+                out.append(make_event(**{name: limit.low - 1}))
+        elif isinstance(limit, Strings):
+            out += [make_event(**{name: ["a"] * (limit.max_items + 1)}), make_event(**{name: ["ü" * (limit.item.max_chars + 1)]})]
+        elif isinstance(limit, Entries):
+            value = limit.value.max + 1 if isinstance(limit.value, Count) else "v" * (limit.value.max_chars + 1)
+            fine = 1 if isinstance(limit.value, Count) else "v"
+            out += [make_event(**{name: {f"k{i}": fine for i in range(limit.max_entries + 1)}}),
+                    make_event(**{name: {"": fine}}), make_event(**{name: {"k" * (limit.key.max_chars + 1): fine}}),
+                    make_event(**{name: {"k": value}})]  # fmt: skip
+    out += [make_event(input_tokens=10, cached_input_tokens=6, cache_write_input_tokens=5),
+            make_event(output_tokens=5, reasoning_tokens=6)]  # fmt: skip
+    return out
+
+
+def mutated_events(count: int, seed: int = 20) -> list[pb.UsageEvent]:
+    """Random values in every numeric and text field: mostly near the limits, on both sides."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        event = make_event()
+        for name, limit in rng.sample(list(EVENT_LIMITS.items()), 4):
+            if isinstance(limit, Text):
+                setattr(event, name, "y" * rng.choice([0, limit.max_chars - 1, limit.max_chars, limit.max_chars + 1]))
+            elif isinstance(limit, Count):
+                setattr(event, name, rng.choice([0, 1, limit.max, limit.max + 1, rng.randrange(2**40)]))
+            elif isinstance(limit, Range):
+                setattr(event, name, rng.choice([0, limit.low, limit.high, limit.high + 1, max(limit.low - 1, 0)]))
+        out.append(event)
+    return out
+
+
+def flagged(store: Store, events: list[pb.UsageEvent]) -> set[str]:
+    inserter = EmbeddedProtobufInserter(store, "usage_events")
+    payloads = [canonical_encoding(e) for e in events]
+    path = inserter.write_payload(frame(payloads, [content_hash(p) for p in payloads], [1] * len(events), [0] * len(events)))
+    try:
+        _, rows = store.query(f"SELECT event_id FROM {inserter.source(path, structure_of(CHECKED_FIELDS))} WHERE {INVALID_CONDITION}",
+                              read_only=False, settings=inserter.settings)  # fmt: skip
+    finally:
+        path.unlink()
+    return {event_id for (event_id,) in rows}
+
+
+def test_the_store_flags_every_event_python_rejects(tmp_path: Path) -> None:
+    events = broken_events() + mutated_events(400) + varied_events()
+    assert len({e.event_id for e in events}) == len(events)
+    now = int(time.time() * 1000)
+    admissible = [e for e in events if passes_admission_rules(e, now, e.ByteSize())]
+    rejected = set()
+    for event in admissible:
+        try:
+            validate_event(event, now)
+        except Invalid:
+            rejected.add(event.event_id)
+    assert len(rejected) > 60
+    store = Store(f"chdb://{tmp_path}")
+    try:
+        store.migrate()
+        found = flagged(store, admissible)
+    finally:
+        store.close()
+    assert rejected <= found, sorted(rejected - found)[:5]
+    assert not {e.event_id for e in events[-len(varied_events()):]} & found  # valid events are not flagged
+
+
+def run_writer(store_dir: Path, batch: pb.UsageBatch, *, store_checks: bool, now_ms: int) -> dict[str, list[tuple[object, ...]]]:
+    store = Store(f"chdb://{store_dir}")
+    store.migrate()
+    writer = Writer(store, flush_interval_ms=10, enrich=Pricer().enrich, clock_ms=lambda: now_ms)
+    writer.start()
+    try:
+        ticket = writer.submit(admit(batch, now_ms, store_checks=store_checks))
+        assert ticket.wait(60)
+        # Every column, prices and their derived costs included (ingested_at is the clock's, fixed here).
+        _, events = store.query("SELECT * FROM chargeback.usage_events ORDER BY event_id")
+        _, quarantined = store.query("SELECT event_id, content_hash, occurred_at, field, reason, raw_event, team "
+                                     "FROM chargeback.quarantined_events ORDER BY event_id")  # fmt: skip
+        outcome = ticket.outcome
+        rejections = sorted((q.event_id, q.field, q.reason) for q in ticket.admitted.quarantined)
+        return {"events": events, "quarantined": quarantined, "rejections": rejections,  # type: ignore[dict-item]
+                "outcome": [(outcome.stored, outcome.duplicates, outcome.conflicting, outcome.quarantined)]}  # fmt: skip
+    finally:
+        writer.stop()
+        store.close()
+
+
+def test_rows_are_identical_with_the_store_checking(tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    left_to_store = [e for e in broken_events() if passes_admission_rules(e, now, e.ByteSize())]
+    assert len(left_to_store) >= 20  # every count, range and subset rule
+    events = varied_events() + left_to_store + [make_event(team="payments")] * 2  # a resend inside the batch
+    events += [make_event(started_at_unix_ms=1), make_event(team="t" * 300)]  # caught at admission either way
+    batch = pb.UsageBatch(batch_id="b1", sender_id="node-a", sequence=1, events=events)
+    python_path = run_writer(tmp_path / "python", batch, store_checks=False, now_ms=now)
+    store_path = run_writer(tmp_path / "store", batch, store_checks=True, now_ms=now)
+    assert python_path["outcome"][0][3] == len(left_to_store) + 2
+    assert len(python_path["events"]) == len(varied_events()) + 1
+    assert python_path == store_path
+
+
+def test_admission_alone_keeps_the_insert_safe() -> None:
+    """What the store cannot read (a malformed id, a timestamp out of range, an unknown enum) never reaches it."""
+    now = int(time.time() * 1000)
+    for event in (make_event(event_id="not-a-uuid"), make_event(started_at_unix_ms=now + limits.DAY_MS), make_event(usage_source=99),
+                  make_event(service_tier="t" * 65), make_event(team="t" * 257)):
+        assert not passes_admission_rules(event, now, event.ByteSize())
