@@ -10,35 +10,28 @@ from typing import Any
 
 from .runner import Runner
 
-_PERIOD = {"start": "{start:DateTime64(3, 'UTC')}", "end": "{end:DateTime64(3, 'UTC')}"}
+_START, _END = "{start:DateTime64(3, 'UTC')}", "{end:DateTime64(3, 'UTC')}"
+
+
+def _render(select: str, table: str, within: str, database: str, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
+    return f"SELECT {select} FROM `{database}`.{table} FINAL WHERE {within}", {"start": start, "end": end}
 
 
 def render_losses(database: str, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
     # A loss record spans [first_lost_at, last_lost_at]; it counts where it overlaps the period.
-    sql = (
-        "SELECT toUInt64(sum(events_lost)), groupUniqArray(reason) "
-        f"FROM `{database}`.delivery_losses FINAL "
-        f"WHERE first_lost_at < {_PERIOD['end']} AND last_lost_at >= {_PERIOD['start']}"
-    )
-    return sql, {"start": start, "end": end}
+    return _render("toUInt64(sum(events_lost)), groupUniqArray(reason)", "delivery_losses",
+                   f"first_lost_at < {_END} AND last_lost_at >= {_START}", database, start, end)  # fmt: skip
 
 
 def render_quarantined(database: str, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
-    sql = (
-        "SELECT count(), groupUniqArray(field) "
-        f"FROM `{database}`.quarantined_events FINAL "
-        f"WHERE occurred_at >= {_PERIOD['start']} AND occurred_at < {_PERIOD['end']}"
-    )
-    return sql, {"start": start, "end": end}
+    return _render("count(), groupUniqArray(field)", "quarantined_events",
+                   f"occurred_at >= {_START} AND occurred_at < {_END}", database, start, end)  # fmt: skip
 
 
 def render_replay_conflicts(database: str, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
     # The time a UUIDv7 carries is the stored event's time: the period it is billed in.
-    sql = (
-        f"SELECT count() FROM `{database}`.event_conflicts FINAL "
-        f"WHERE UUIDv7ToDateTime(event_id) >= {_PERIOD['start']} AND UUIDv7ToDateTime(event_id) < {_PERIOD['end']}"
-    )
-    return sql, {"start": start, "end": end}
+    return _render("count()", "event_conflicts",
+                   f"UUIDv7ToDateTime(event_id) >= {_START} AND UUIDv7ToDateTime(event_id) < {_END}", database, start, end)  # fmt: skip
 
 
 def reported_losses(runner: Runner, start: datetime, end: datetime) -> tuple[int, list[str]]:
