@@ -18,8 +18,11 @@ from .usage_by import DIMENSIONS, key_expression
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 100_000
-# Leading columns of usage_events' sort key (migration 0001).
-SORT_KEY = frozenset(("tenant", "team", "app"))
+# Identity columns every stored version of an event shares: usage_events is keyed by the event id
+# (migration 0010), and a replay whose content differs goes to event_conflicts, never to usage_events,
+# so filtering on these before FINAL cannot drop the version FINAL would keep. (They no longer lead
+# the sort key: such a filter now reads the whole period's granules.)
+OWNER_COLUMNS = frozenset(("tenant", "team", "app"))
 # Raw column for each --by dimension (raw events call the billed model billing_model).
 _RAW = {"model": "billing_model"}
 
@@ -57,13 +60,12 @@ def _where(handle: Handle, params: dict[str, Any]) -> str:
     narrow = ""
     for i, (name, value) in enumerate(sorted(filters.items())):
         params[f"w{i}"] = value
-        if name in SORT_KEY:
+        if name in OWNER_COLUMNS:
             narrow += f" AND {name} = {{w{i}:String}}"
-    if column in SORT_KEY:
+    if column in OWNER_COLUMNS:
         narrow += f" AND {column} IN ('', 'unattributed')" if handle.key == "" else f" AND {column} = {{key:String}}"
-    # PREWHERE (before FINAL) only on columns every version of an event shares: started_at, and the
-    # sort key's tenant/team/app (FINAL only ever collapses rows with equal sort keys), which lets the
-    # primary index skip other teams' granules. The line's key is checked in WHERE, after FINAL.
+    # PREWHERE (before FINAL) only on columns every version of an event shares: started_at and the
+    # OWNER_COLUMNS. The line's key is checked in WHERE, after FINAL.
     return (
         f"PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}{narrow} "
         f"WHERE {key_expression(column)} = {{key:String}}{extra}"

@@ -29,6 +29,7 @@ from typing import Any
 from ...periods import day_bounds
 from ..reports.allocation import largest_remainder
 from ..reports.allocation_config import AllocationConfig, UnattributedRule
+from ..reports.explain import OWNER_COLUMNS
 from ..reports.report import UNATTRIBUTED_LABEL, Report, build_report, build_split_reports, money_text
 from ..reports.runner import Runner
 from ..reports.series import daily, days_of
@@ -42,7 +43,6 @@ MONEY_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 MAX_DAYS = 366  # one report per day: a year is the most a page should chart
 _RAW = {"model": "billing_model"}  # raw events name the billed model differently
-SORT_KEY = frozenset(("tenant", "team", "app"))  # leading columns of usage_events' sort key (migration 0001)
 
 META_SQL = """
 SELECT count() AS events,
@@ -256,9 +256,9 @@ def _where(filters: Mapping[str, str], params: dict[str, Any]) -> str:
 
 
 def _narrow(filters: Mapping[str, str]) -> str:
-    """The filters on usage_events' sort key (tenant, team, app) again before FINAL: every version of an
-    event has the same sort key, and the primary index then skips other teams' granules."""
-    return "".join(f" AND {name} = {{w{i}:String}}" for i, (name, _) in enumerate(sorted(filters.items())) if name in SORT_KEY)
+    """The filters on tenant, team and app again before FINAL (every version of an event shares them:
+    reports/explain.py's OWNER_COLUMNS), so FINAL merges only the scope's rows."""
+    return "".join(f" AND {name} = {{w{i}:String}}" for i, (name, _) in enumerate(sorted(filters.items())) if name in OWNER_COLUMNS)
 
 
 def _params(runner: Runner, first: date, last: date) -> dict[str, Any]:
