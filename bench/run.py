@@ -82,8 +82,9 @@ def main() -> int:
     for name, script, extra, timeout_s in plan:
         if name in skip:
             if isinstance(previous.get(name), dict):
-                ran_at = previous[name].get("_from_previous_run") or previous.get("started_at", "?")
-                results[name] = {**previous[name], "_from_previous_run": ran_at}
+                kept = {k: v for k, v in previous[name].items() if k != "_rerun_at"}
+                ran_at = previous[name].get("_rerun_at") or previous[name].get("_from_previous_run") or previous.get("started_at", "?")
+                results[name] = {**kept, "_from_previous_run": ran_at}
             continue
         if not (HERE / script).exists():
             results[name] = {"error": f"{script} missing"}
