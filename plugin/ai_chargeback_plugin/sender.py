@@ -157,7 +157,11 @@ class EventSender:
         self._inflight: OrderedDict[int, _InFlight] = OrderedDict()
         self._lock = threading.Condition()
         self._loss = _PendingLoss()
-        self._unbatched = 0  # events taken off the queue, not yet in the spool
+        # Events offered and not yet in the spool (queued or being batched), and batches
+        # between a spool and _inflight: both move under the lock, so flush() never sees an
+        # event in none of its places.
+        self._unspooled = 0
+        self._moving = 0
         self._sequence = 0
         # Start at a random address: gateways sharing one list spread over the aggregators.
         self._address_index = random.randrange(len(config.aggregator_addresses))
@@ -178,13 +182,17 @@ class EventSender:
     # -- request path -------------------------------------------------------
     def offer(self, event: pb.UsageEvent) -> bool:
         """Queue an event without blocking. False: it was dropped (and counted)."""
+        with self._lock:  # counted before the put: the sender thread may take it at once
+            self._unspooled += 1
+            self.counters.queued += 1
         try:
             self._queue.put_nowait(event)
         except queue.Full:
+            with self._lock:
+                self._unspooled -= 1
+                self.counters.queued -= 1
             self._record_loss("sender-queue-full", event.started_at_unix_ms, 1)
             return False
-        with self._lock:
-            self.counters.queued += 1
         return True
 
     def _record_loss(self, reason: str, at_ms: int, count: int) -> None:
@@ -273,9 +281,9 @@ class EventSender:
         except OSError as exc:
             log.error("ai-chargeback: cannot open spool in %s (%s); spooling in memory only", config.spool_dir, exc)
             self._spool = MemorySpool(config.spool_max_bytes)
-        self._spool_ready.set()
         # This key's slots left by an earlier process are this sender's to drain, now.
         self._held_own_slots = self._adopt(own_slots(config.spool_dir, config.sender_key))
+        self._spool_ready.set()
 
     def _sweep_orphans(self) -> None:
         if self._closed.is_set() or not self.config.spool_dir:
@@ -341,7 +349,6 @@ class EventSender:
             if event is _WAKE:
                 break
             events.append(event)
-            self._unbatched += 1
         return events
 
     def _wake(self) -> None:
@@ -366,19 +373,21 @@ class EventSender:
         try:
             self._spool.append(batch)
         except SpoolFull as exc:
-            self._unbatched -= len(events)
+            with self._lock:
+                self._unspooled -= len(events)
             if events:
                 self._record_loss("spool-full", events[0].started_at_unix_ms, len(events))
             log.error("ai-chargeback: %s", exc)
             return
         except OSError as exc:
-            self._unbatched -= len(events)
+            with self._lock:
+                self._unspooled -= len(events)
             if events:
                 self._record_loss("spool-write-failed", events[0].started_at_unix_ms, len(events))
             log.error("ai-chargeback: cannot write spool: %s", exc)
             return
         with self._lock:
-            self._unbatched -= len(events)
+            self._unspooled -= len(events)
             if batch.losses:
                 self._loss = _PendingLoss()  # now durable inside the batch
             if backlog:
@@ -395,11 +404,16 @@ class EventSender:
     def _send_from_spools(self) -> None:
         stream = self._stream
         while stream is not None and not stream.broken.is_set() and len(self._inflight) < MAX_BATCHES_IN_FLIGHT:
+            with self._lock:
+                self._moving += 1
             record = self._next_record()
             if record is None:
+                with self._lock:
+                    self._moving -= 1
                 return
             spool, key, batch = record
             with self._lock:
+                self._moving -= 1
                 self._sequence += 1
                 batch.sequence = self._sequence
                 batch.sender_stats.CopyFrom(self.counters.as_proto())
@@ -502,7 +516,7 @@ class EventSender:
             with self._lock:
                 # Every queued event is in the queue, being batched, spooled unsent, in flight,
                 # acked, or counted lost; only the last two are settled.
-                if (self._spool_ready.is_set() and self._queue.empty() and not self._unbatched and not self._inflight
+                if (self._spool_ready.is_set() and not self._unspooled and not self._moving and not self._inflight
                         and not self._has_unsent() and not self._loss.count):  # fmt: skip
                     return True
                 self._lock.wait(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -52,16 +53,22 @@ def test_sigterm_drains_in_flight_batches_before_exit(tmp_path: Path) -> None:
     stub = pb_grpc.UsageIngestStub(channel)
     batches = [pb.UsageBatch(batch_id=f"b{i}", sequence=i, events=[make_event() for _ in range(100)]) for i in range(1, 21)]
 
+    first_ack = threading.Event()
+
     def requests():  # type: ignore[no-untyped-def]
         for index, batch in enumerate(batches):
             if index == 10:
-                server.send_signal(signal.SIGTERM)  # mid-stream
+                # Mid-stream, once the server holds the stream: a SIGTERM before the server has
+                # even seen the call refuses it as a new one (UNAVAILABLE), which proves nothing.
+                assert first_ack.wait(30)
+                server.send_signal(signal.SIGTERM)
             yield batch
 
     acks: list[pb.BatchAck] = []
     try:
         for ack in stub.StreamUsage(requests(), timeout=60):
             acks.append(ack)
+            first_ack.set()
     except grpc.RpcError as exc:
         # A stream still sending when the grace period ends may be cut; the sender resends.
         assert exc.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), exc

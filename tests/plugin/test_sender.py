@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import queue
 import random
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from support.aggregator_fixtures import count_rows, free_port, make_event, make_settings, sender_config
+from support.aggregator_fixtures import count_rows, free_port, make_event, make_settings, refusing_address, sender_config
 
 from ai_chargeback_aggregator.analytics.reports.report import build_report
 from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
 from ai_chargeback_aggregator.metrics import REGISTRY
 from ai_chargeback_aggregator.server.app import Aggregator
 from ai_chargeback_plugin.sender import EventSender
+from ai_chargeback_plugin.spool import MemorySpool
 
 
 def test_events_are_batched_streamed_and_acked(aggregator: Aggregator) -> None:
@@ -94,3 +97,43 @@ def test_overflow_is_counted_and_reported_once_to_the_aggregator(tmp_path: Path)
             agg.stop(grace_s=2)
     finally:
         sender.close(timeout_s=0.5)
+
+
+class _SlowHandOver(MemorySpool):
+    """A spool whose batches take a while between leaving it and being in flight."""
+
+    def next_unsent(self):  # type: ignore[no-untyped-def]
+        record = super().next_unsent()
+        if record is not None:
+            time.sleep(0.5)
+        return record
+
+
+class _SlowQueue(queue.Queue):  # type: ignore[type-arg]
+    """A queue whose events take a while between leaving it and being batched."""
+
+    def get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        item = super().get(*args, **kwargs)
+        time.sleep(0.5)
+        return item
+
+
+def test_flush_never_settles_while_an_event_is_between_two_places(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """flush() is what close and the tests trust: an event on its way from the queue to a batch, or a
+    batch on its way from the spool to the stream, is not delivered. With nobody listening, flush must
+    never say everything was acked."""
+    import ai_chargeback_plugin.sender as sender_module
+
+    monkeypatch.setattr(sender_module, "open_spool", lambda directory, max_bytes, key: _SlowHandOver(max_bytes))
+    with refusing_address() as nobody:
+        sender = EventSender(sender_config(nobody))
+        sender._queue = _SlowQueue(maxsize=100)
+        try:
+            settled = []
+            for i in range(3):
+                sender.offer(make_event(kong_request_id=f"r{i}"))
+                settled.append(sender.flush(0.3))
+            settled.append(sender.flush(1.5))
+            assert settled == [False] * 4
+        finally:
+            sender.close(1.0)
