@@ -114,6 +114,9 @@ def test_budget_state_costs_nothing_until_a_budget_is_exhausted(tmp_path: Path) 
             return [c.method for c in front.find_request(sent.headers["x-kong-request-id"]).pdk_calls if c.phase == "access"]
 
         env.request("risk")  # the first request teaches the instance that ai-proxy serves the route (ai_proxy_route.py)
+        # ...in its log phase, which Kong runs after the client has the answer: wait for it, or the
+        # next request may still pay the unlearned route's access calls.
+        assert front.wait_for_logs(60)
         baseline = calls(env.request("risk"))
         env.load(budget("payments-daily", "payments", 1))  # exhausted by the first request
         wait_until(lambda: env.aggregators[0].budgets.passes > 1, what="budget pass")  # type: ignore[union-attr]
