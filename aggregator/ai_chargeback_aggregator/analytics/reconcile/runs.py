@@ -130,6 +130,7 @@ class Outcome:
     result: Reconciliation
     sources: tuple[SourceFile, ...]
     providers: tuple[str, ...]
+    tolerance: Tolerance
 
 
 def run_files(
@@ -156,8 +157,9 @@ def run_files(
         raise ExportError("the exports hold no usage and no period was given")
     providers = sorted(export_providers(exports, mapping.providers))
     gateway = GatewayUsage(period=period, providers=tuple(providers), database=_db(runner)).run(runner)
-    result = match(exports, gateway, period=period, tolerance=tolerance or Tolerance(), mapping=mapping)
-    return Outcome(result=result, sources=tuple(sources), providers=tuple(providers))
+    tolerance = tolerance or Tolerance()
+    result = match(exports, gateway, period=period, tolerance=tolerance, mapping=mapping)
+    return Outcome(result=result, sources=tuple(sources), providers=tuple(providers), tolerance=tolerance)
 
 
 def record_of(result: Reconciliation, *, sources: Sequence[SourceFile], providers: Sequence[str], ran_by: str, via: str,
