@@ -11,7 +11,7 @@ from __future__ import annotations
 from .detect import FORMATS, detect, load_export, parse_export
 from .gateway import GatewayLine, GatewayUsage
 from .lines import BillLine, ExportError, ProviderExport
-from .mapping import AccountMapping, load_mapping, parse_mapping
+from .mapping import AccountMapping, load_mapping, mapping_from_bytes, parse_mapping
 from .match import (
     BILL_ONLY,
     DEFAULT_TOLERANCE_COST_USD,
@@ -75,6 +75,7 @@ __all__ = [
     "load_export",
     "load_mapping",
     "load_run",
+    "mapping_from_bytes",
     "normalize_model",
     "normalize_provider",
     "parse_export",

@@ -53,7 +53,10 @@ def parse_export(
     provider_aliases: Mapping[str, str] | None = None,
 ) -> ProviderExport:
     """One export's bytes, parsed; `name` is what errors and the result call it (a path or an uploaded file's name)."""
-    found = detect(data) if format == "auto" else format
+    try:
+        found = detect(data) if format == "auto" else format
+    except ExportError as exc:
+        raise ExportError(f"{name}: {exc}") from None  # with several files, say which one
     if found not in FORMATS:
         raise ExportError(f"unknown export format {found!r}; known: {', '.join(FORMATS)}")
     try:
