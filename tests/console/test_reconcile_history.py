@@ -19,6 +19,7 @@ import pytest
 from support.console_site import Running, browser_sign_in, shot, start, table_rows
 
 from ai_chargeback_aggregator.console import reconciliation
+from ai_chargeback_aggregator.console.page_runner import PageRunner
 from ai_chargeback_aggregator.server.app import Aggregator
 
 EXPORTS = Path(__file__).resolve().parents[1] / "analytics" / "governance" / "exports"
@@ -182,3 +183,30 @@ def test_upload_and_history_in_the_browser(running: Running, page: Any) -> None:
     page.get_by_role("link", name="All runs").click()
     assert table_rows(page, "runs")[0]["run_id"] == run_id
     shot(page, "reconcile-history")
+
+
+def test_history_and_run_pages_read_a_few_run_rows(running: Running) -> None:
+    """Speed without timing: the history is one query over run rows, a run three, whatever the events hold."""
+    fin = running.client("fin")
+    run_id = run_id_of(upload(fin, USAGE))
+    console = running.aggregator.console
+    shared = console.runner
+    console.runner = PageRunner(shared.inner, shared=False)  # each page's own count, nothing kept from earlier ones
+    seen: list[str] = []
+    inner_query = shared.inner.query
+
+    def spy(sql: str, params: Any = None) -> Any:
+        seen.append(sql)
+        return inner_query(sql, params)
+
+    console.runner.inner.query = spy  # type: ignore[method-assign]
+    try:
+        for params, most in (({}, 1), ({"run": run_id}, 3), ({"run": run_id, "download": "lines"}, 3)):
+            seen.clear()
+            answer = fin.get("/reconcile", params=params)
+            assert answer.status_code == 200
+            assert 0 < len(seen) <= most, (params, seen)
+            assert not any("usage_events" in sql for sql in seen), seen
+    finally:
+        del console.runner.inner.query
+        console.runner = shared
