@@ -256,8 +256,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 def _missing_tables(exc: Exception) -> str:
     text = str(exc)
-    if "reconcile_runs" in text and ("UNKNOWN_TABLE" in text or "doesn't exist" in text or "does not exist" in text):
-        return "this store holds no reconciliation runs yet (its aggregator predates migration 0022)"
+    if "UNKNOWN_DATABASE" in text or ("reconcile_runs" in text and ("UNKNOWN_TABLE" in text or "does not exist" in text)):
+        return "this store holds no reconciliation runs yet (no chargeback database, or one older than migration 0022)"
     return text
 
 
