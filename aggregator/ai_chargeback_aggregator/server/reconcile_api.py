@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 RECONCILE_RUNS_PATH = "/v1/reconcile-runs"
 MAX_FILES = 20
-MAX_BYTES = 256 * 1024 * 1024  # decoded exports of one run: a year of FOCUS rows fits; more is a mistake
 
 
 class Aggregator(Protocol):
@@ -61,8 +60,6 @@ def _reconcile(aggregator: Aggregator, payload: dict[str, Any]) -> Answer:
         files = [(_name(f), _bytes(f)) for f in _list(payload.get("files"), "files")]
         if not files or len(files) > MAX_FILES:
             raise ExportError(f"files: 1..{MAX_FILES} exports")
-        if sum(len(data) for _, data in files) > MAX_BYTES:
-            raise ExportError(f"the exports are larger than {MAX_BYTES // (1024 * 1024)} MiB")
         tolerance = _tolerance(payload.get("tolerance") or {})
         mapping, mapping_sha256 = AccountMapping(), ""
         if payload.get("mapping"):

@@ -19,6 +19,7 @@ from ai_chargeback_aggregator.analytics.reports import LocalRunner
 from ai_chargeback_aggregator.cli.aggregator_client import AggregatorError, post
 from ai_chargeback_aggregator.cli.main import main
 from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_aggregator.server.http_api import MAX_REQUEST_BYTES
 from ai_chargeback_aggregator.store.clickhouse import Store
 
 from .test_reconcile import DAYS, mini, openai_usage_page, seed, write
@@ -140,6 +141,11 @@ def test_through_a_running_aggregator_it_stores_its_own_result(tmp_path: Path, c
             post(base, "/v1/reconcile-runs", ADMIN_TOKEN, body)
         with pytest.raises(AggregatorError, match="400.*base64"):
             post(base, "/v1/reconcile-runs", ADMIN_TOKEN, {"files": [{"name": "x.json", "data": "!!"}]})
+        # An export over what the HTTP API reads: said before sending, with where it can go instead.
+        large = write(tmp_path, "large.json", openai_usage_page({d: [mini()] * 6000 for d in DAYS}))
+        assert large.stat().st_size > MAX_REQUEST_BYTES
+        assert main(["reconcile", "--provider-export", str(large), "--admin-token", ADMIN_TOKEN, *remote]) == 2
+        assert "Reconciliation page" in capsys.readouterr().err
         assert main(["reconcile", "runs", *remote]) == 0
         assert [r["run_id"] for r in out_json(capsys)[0]["sections"]["runs"]] == [stored["run_id"]]
     finally:

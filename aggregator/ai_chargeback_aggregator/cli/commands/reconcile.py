@@ -30,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from ..aggregator_client import AggregatorError, admin_token, open_reader, post
+from ..aggregator_client import AggregatorError, RequestTooLarge, admin_token, open_reader, post
 from ..query_source import (
     EXIT_ERROR,
     EXIT_FINDINGS,
@@ -146,7 +146,11 @@ def run(args: argparse.Namespace) -> int:
             token = admin_token(args) if remote and args.save is not False else ""
             if remote and token:
                 # The aggregator reconciles the same bytes on its store and keeps its own result: print what it stored.
-                answer = post(args.aggregator, "/v1/reconcile-runs", token, _request(files, mapping_file, tolerance, period, args))
+                try:
+                    answer = post(args.aggregator, "/v1/reconcile-runs", token, _request(files, mapping_file, tolerance, period, args))
+                except RequestTooLarge as exc:
+                    raise AggregatorError(f"{exc}: upload exports this large in the console's Reconciliation page, "
+                                          "or run this command with the aggregator stopped") from exc  # fmt: skip
                 found = load_run(runner, str(answer["run_id"]))
                 if found is None:
                     raise AggregatorError(f"the aggregator stored run {answer['run_id']} but it cannot be read back")
