@@ -350,7 +350,7 @@ def test_governance_page_shows_the_cli_verdicts(running: Running) -> None:
 EXPORT = Path(__file__).resolve().parents[1] / "analytics" / "governance" / "exports" / "openai_usage_api.json"
 
 
-def test_reconciliation_upload_is_the_cli_reconcile_for_its_uploader(running: Running) -> None:
+def test_reconciliation_upload_is_the_cli_reconcile_and_stored_for_finance(running: Running) -> None:
     fin = running.client("fin")
     page = fin.get("/reconcile")
     token = csrf_of(page.text)
@@ -368,9 +368,10 @@ def test_reconciliation_upload_is_the_cli_reconcile_for_its_uploader(running: Ru
     )  # fmt: skip
     cli = json.loads(process.stdout)["sections"]["lines"]
     assert [(r["day"], r["model"], r["status"]) for r in lines] == [(r["day"], r["model"], r["status"]) for r in cli] and lines
-    # Another finance user, a viewer and a token do not get this run.
-    assert running.client("root").get(done.headers["location"]).status_code == 400
+    # A stored run is finance's evidence: an admin sees it too; viewers, even with its id, do not.
+    assert running.client("root").get(done.headers["location"]).status_code == 200
     assert running.client("pay").get(done.headers["location"]).status_code == 403
+    assert running.client("acme").get(done.headers["location"] + "&download=lines").status_code == 403
     bad = fin.post("/reconcile", files={"exports": ("x.json", b"{not an export", "application/json")}, data={"csrf": token})
     assert bad.status_code == 400 and "unrecognized provider export" in bad.text
 

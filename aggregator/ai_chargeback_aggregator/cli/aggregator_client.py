@@ -34,6 +34,10 @@ class AggregatorError(Exception):
     pass
 
 
+class RequestTooLarge(AggregatorError):
+    """The request is over what the aggregator's HTTP API reads (it would be refused, or cut mid-send)."""
+
+
 def add_write_target_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where to write")
     group.add_argument("--store-dsn", help="chdb:///path or http://host:8123 (default: CHARGEBACK_STORE_DSN or ./var/chargeback)")
@@ -105,11 +109,18 @@ def _answers(url: str) -> bool:
 
 def post(base_url: str, path: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:
     """POST JSON with a bearer token; the decoded answer, or AggregatorError with the server's reason."""
+    from ..server.http_api import MAX_REQUEST_BYTES
     from ..store.wire import decode, encode
 
+    data = json.dumps(encode(payload)).encode()
+    if len(data) > MAX_REQUEST_BYTES:
+        # Said here: the server refuses it with 413 but may close the connection while we are
+        # still sending, which would read as "cannot reach the aggregator".
+        raise RequestTooLarge(f"{path}: the request is {len(data):,} bytes; the aggregator's HTTP API reads at most "
+                              f"{MAX_REQUEST_BYTES:,}")  # fmt: skip
     request = urllib.request.Request(
         base_url + path,
-        data=json.dumps(encode(payload)).encode(),
+        data=data,
         method="POST",
         headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
     )

@@ -26,7 +26,16 @@ from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from ..analytics.governance import GovernanceError
-from ..analytics.reconcile import ExportError
+from ..analytics.reconcile import (
+    ExportError,
+    latest_by_provider,
+    list_runs,
+    load_run,
+    record_of,
+    same_files,
+    save_run,
+    valid_run_id,
+)
 from ..analytics.reports import Handle, HandleError, LocalRunner, Runner, allocation_config
 from ..analytics.statement import money, render_page
 from ..settings import AggregatorSettings
@@ -78,7 +87,6 @@ class Console(SignIn):
         self._sessions_lock = threading.Lock()
         self.analyses = Analyses(wait_s=analysis_wait_s, fresh_s=analysis_fresh_s)
         self.budgets = budgets if budgets is not None else default_source()
-        self.reconciliations = reconciliation.Runs()
         self.oidc = OidcClient.from_settings(settings) if settings.console_oidc_issuer else None
         self.templates = Environment(loader=PackageLoader("ai_chargeback_aggregator.console", "templates"),
                                      autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)  # fmt: skip
@@ -317,22 +325,57 @@ class Console(SignIn):
                                        for name in data.CHECKS})  # type: ignore[misc]  # fmt: skip
         outcomes = {name: found[keys[name]] for name in data.CHECKS}
         tables = {name: data.check_table(name, o.value) for name, o in outcomes.items() if o.ready and not o.error}
-        return Page("governance.html", "Governance", {"view": view, "outcomes": outcomes, "checks": data.CHECKS, "check_tables": tables}, tables)
+        latest = None
+        if principal.sees_everything:
+            # Bills are whole-provider figures: the reconciliation's verdicts are finance's, like its page.
+            latest = reconciliation.latest_table(latest_by_provider(self.runner),
+                                                 lambda run_id: self.href(request, "reconcile", {"run": run_id}))  # fmt: skip
+            tables["reconciliation"] = latest
+        context = {"view": view, "outcomes": outcomes, "checks": data.CHECKS, "check_tables": tables, "reconciliation": latest,
+                   "reconcile_href": self.href(request, "reconcile")}  # fmt: skip
+        return Page("governance.html", "Governance", context, tables)
 
     def reconcile(self, request: Request, principal: Principal) -> Page | Response:
+        """Stored runs, newest first; ?run=<id> one run's lines; POST an upload (reconciled, stored, then shown)."""
         if not principal.sees_everything:
             raise Refused("reconciliation compares whole provider bills: finance and admins only")
         if request.method == "POST":
             return self._reconcile_upload(request, principal)
-        run_id = request.query_params.get("run", "")
-        run = self.reconciliations.get(run_id, principal.name) if run_id else None
-        if run_id and run is None:
-            raise BadRequest("that reconciliation is no longer kept (an hour, for whoever ran it): upload the exports again")
+        if "run" in request.query_params:
+            return self._reconcile_run(request, principal, request.query_params["run"])
+        try:
+            page = int(request.query_params.get("page", "1"))
+        except ValueError:
+            raise BadRequest("page must be a number") from None
+        if not 1 <= page <= reconciliation.MAX_PAGES:
+            raise BadRequest(f"page must be 1..{reconciliation.MAX_PAGES} (`chargeback reconcile runs --offset N` lists further)")
+        per = reconciliation.RUNS_PER_PAGE
+        # One row more than a page: whether there is a next page, without counting the table.
+        records = list_runs(self.runner, limit=per + 1, offset=(page - 1) * per)
+        history = reconciliation.history_table(records[:per], lambda run_id: self.href(request, "reconcile", {"run": run_id}))
         _, session = self.principal(request)
-        tables = reconciliation.tables(run.result) if run else {}
-        context = {"run": run, "tables": tables, "action": self.href(request, "reconcile"),
+        pages = {"newer": self.href(request, "reconcile", {"page": str(page - 1)}) if page > 1 else "",
+                 "older": self.href(request, "reconcile", {"page": str(page + 1)}) if len(records) > per and page < reconciliation.MAX_PAGES else ""}  # fmt: skip
+        context = {"run": None, "history": history, "page": page, "pages": pages, "action": self.href(request, "reconcile"),
                    "form_csrf": self.sessions.csrf_token(session.sid) if session else ""}  # fmt: skip
-        return Page("reconcile.html", "Reconciliation", context, tables)
+        return Page("reconcile.html", "Reconciliation", context, {"runs": history})
+
+    def _reconcile_run(self, request: Request, principal: Principal, run_id: str) -> Page | Response:
+        if not valid_run_id(run_id):
+            raise BadRequest("not a reconciliation run id (YYYYMMDDTHHMMSSZ-xxxxxxxx)")
+        found = load_run(self.runner, run_id)
+        if found is None:
+            _, session = self.principal(request)
+            return self.error(request, principal, session, 404, "No such reconciliation run", f"no stored run {run_id}",
+                              plain="download" in request.query_params)  # fmt: skip
+        record, result = found
+        tables = {**reconciliation.tables(result), "sources": reconciliation.sources_table(record)}
+        earlier = same_files(self.runner, record)
+        for row in earlier:
+            row["href"] = self.href(request, "reconcile", {"run": row["run_id"]})
+        context = {"run": record, "result": result, "tables": tables, "same": earlier, "period": reconciliation.period_text(record),
+                   "back": self.href(request, "reconcile")}  # fmt: skip
+        return Page("reconcile.html", f"Reconciliation {record.run_id}", context, tables)
 
     def _reconcile_upload(self, request: Request, principal: Principal) -> Response:
         _, session = self.principal(request)
@@ -348,12 +391,15 @@ class Console(SignIn):
         if not self.origin_ok(request) or not self.sessions.csrf_ok(session.sid, fields.get("csrf", "")):
             raise Refused("the upload did not come from this console's form (CSRF)")
         try:
-            result = reconciliation.run_reconciliation(self.runner, files, tolerance_pct=fields.get("tolerance_pct", ""))
+            outcome = reconciliation.run_reconciliation(self.runner, files, tolerance_pct=fields.get("tolerance_pct", ""))
         except (ExportError, GovernanceError, ValueError) as exc:
-            raise BadRequest(str(exc)) from None
-        run_id = self.reconciliations.add(reconciliation.Run(principal.name, tuple(n for n, _ in files), result, time.time()))
-        audit.info("reconciled", extra={"user": principal.name, "files": [n for n, _ in files]})
-        return RedirectResponse(self.href(request, "reconcile", {"run": run_id}), status_code=303)
+            raise BadRequest(str(exc)) from None  # nothing stored: a run is stored whole or not at all
+        record = record_of(outcome.result, sources=outcome.sources, providers=outcome.providers, ran_by=principal.name,
+                           via="console", tolerance=outcome.tolerance)
+        save_run(self.store, record, outcome.result)
+        audit.info("reconciled", extra={"user": principal.name, "run": record.run_id,
+                                        "files": [f"{s.name} sha256:{s.sha256}" for s in record.sources]})  # fmt: skip
+        return RedirectResponse(self.href(request, "reconcile", {"run": record.run_id}), status_code=303)
 
     def budgets_page(self, request: Request, principal: Principal) -> Page:
         budgets = self._budgets(principal)

@@ -1,69 +1,37 @@
-"""Reconciliation from the console: provider exports uploaded, matched with the gateway, shown and downloadable.
+"""Reconciliation from the console: provider exports uploaded, matched with the gateway, stored, listed and downloadable.
 
-The same steps as ``chargeback reconcile`` (analytics/reconcile: load each
+The same steps as ``chargeback reconcile`` (analytics/reconcile: parse each
 export, read the gateway's usage for the exports' period and providers,
-match per day x provider x model). Results are kept in memory for their
-uploader only, for an hour, so the page and its CSV links can show them again.
+match per day x provider x model), and the run is stored like the CLI's
+(migration 0022): every finance user and admin sees the history, on every
+aggregator behind the store, after restarts. An upload that is too large,
+malformed or not a known export is refused whole: nothing is stored.
 """
 
 from __future__ import annotations
 
-import secrets
-import tempfile
-import threading
-import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
+from typing import Any
 
 from ..analytics.reconcile import (
     LINE_COLUMNS,
     ExportError,
-    GatewayUsage,
+    Outcome,
     Reconciliation,
+    RunRecord,
     Tolerance,
-    export_period,
-    export_providers,
-    load_export,
-    reconcile,
+    run_files,
 )
 from ..analytics.reports import Runner
 from .tables import Column, Table
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 MAX_FILES = 10
-KEEP_S = 3600.0
-KEEP_RUNS = 50
-
-
-@dataclass(frozen=True)
-class Run:
-    owner: str
-    files: tuple[str, ...]
-    result: Reconciliation
-    at: float
-
-
-class Runs:
-    def __init__(self) -> None:
-        self._runs: dict[str, Run] = {}
-        self._lock = threading.Lock()
-
-    def add(self, run: Run) -> str:
-        run_id = secrets.token_urlsafe(12)
-        with self._lock:
-            now = time.time()
-            self._runs = {k: r for k, r in self._runs.items() if now - r.at < KEEP_S}
-            while len(self._runs) >= KEEP_RUNS:
-                self._runs.pop(min(self._runs, key=lambda k: self._runs[k].at))
-            self._runs[run_id] = run
-        return run_id
-
-    def get(self, run_id: str, owner: str) -> Run | None:
-        with self._lock:
-            run = self._runs.get(run_id)
-        return run if run is not None and run.owner == owner and time.time() - run.at < KEEP_S else None
+RUNS_PER_PAGE = 25
+MAX_PAGES = 40  # history pages reachable by number: 1,000 runs; the CLI lists further
 
 
 def uploaded_files(content_type: str, body: bytes) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
@@ -90,25 +58,17 @@ def uploaded_files(content_type: str, body: bytes) -> tuple[dict[str, str], list
     return fields, files
 
 
-def run_reconciliation(runner: Runner, files: list[tuple[str, bytes]], *, tolerance_pct: str = "") -> Reconciliation:
+def run_reconciliation(runner: Runner, files: list[tuple[str, bytes]], *, tolerance_pct: str = "") -> Outcome:
     if not files:
         raise ExportError("choose at least one provider export")
-    tolerance = Tolerance(pct=float(tolerance_pct)) if tolerance_pct else Tolerance()
-    with tempfile.TemporaryDirectory(prefix="chargeback-reconcile-") as work:
-        exports = []
-        for i, (name, data) in enumerate(files):
-            path = Path(work) / f"{i}-{name}"
-            path.write_bytes(data)
-            try:
-                exports.append(load_export(path))
-            except ExportError as exc:
-                raise ExportError(str(exc).replace(str(path), name)) from None
-    period = export_period(exports)
-    if period is None:
-        raise ExportError("the exports hold no usage")
-    providers = sorted(export_providers(exports, {}))
-    gateway = GatewayUsage(period=period, providers=tuple(providers), database=runner.database).run(runner)
-    return reconcile(exports, gateway, period=period, tolerance=tolerance)
+    if sum(len(data) for _, data in files) > MAX_UPLOAD_BYTES:
+        # A body sent without a Content-Length (chunked) is only measured once read.
+        raise ExportError(f"the exports are larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+    try:
+        tolerance = Tolerance(pct=float(tolerance_pct)) if tolerance_pct.strip() else Tolerance()
+    except ValueError as exc:
+        raise ExportError(f"tolerance: {exc}") from None
+    return run_files(runner, files, tolerance=tolerance)
 
 
 def tables(result: Reconciliation) -> dict[str, Table]:
@@ -117,3 +77,35 @@ def tables(result: Reconciliation) -> dict[str, Table]:
     if result.accounts:
         found["accounts"] = Table("accounts", "Per provider account", columns, list(result.accounts))
     return found
+
+
+def history_table(records: Sequence[RunRecord], link: Callable[[str], str]) -> Table:
+    columns = [Column("ran_at", "Ran at", link="href"), Column("ran_by", "By"), Column("via", "Via"), Column("providers", "Providers", "list"),
+               Column("period", "Period"), Column("files", "Files", "list"), Column("verdict", "Verdict"),
+               Column("discrepancies", "Lines off", "int"), Column("gateway_cost", "Gateway cost"), Column("bill_cost", "Bill cost"),
+               Column("run_id", "Run", "code")]  # fmt: skip
+    rows = [{"ran_at": r.ran_at.strftime("%Y-%m-%d %H:%M:%S UTC"), "href": link(r.run_id), "ran_by": r.ran_by, "via": r.via,
+             "providers": list(r.providers), "period": period_text(r), "files": [f"{s.name} ({s.sha256[:12]})" for s in r.sources],
+             "verdict": r.verdict.label, "discrepancies": r.totals["line_count"] - r.totals["matched_lines"],
+             "gateway_cost": r.totals["gateway_cost"], "bill_cost": r.totals["bill_cost"], "run_id": r.run_id} for r in records]  # fmt: skip
+    return Table("runs", "Stored reconciliation runs, newest first", columns, rows,
+                 empty="No reconciliation stored yet: upload the provider's exports above, or run `chargeback reconcile`.")  # fmt: skip
+
+
+def sources_table(record: RunRecord) -> Table:
+    columns = [Column("name", "File"), Column("format", "Format"), Column("bytes", "Bytes", "int"), Column("sha256", "SHA-256", "code")]
+    rows = [{"name": s.name, "format": s.format, "bytes": s.size, "sha256": s.sha256} for s in record.sources]
+    return Table("sources", "Exports this run read", columns, rows)
+
+
+def latest_table(latest: Sequence[dict[str, Any]], link: Callable[[str], str]) -> Table:
+    columns = [Column("provider", "Provider"), Column("verdict", "Verdict", link="href"), Column("discrepancies", "Lines off", "int"),
+               Column("lines", "Lines", "int"), Column("period", "Period"), Column("ran_at", "Ran at"), Column("ran_by", "By")]  # fmt: skip
+    rows = [{**row, "href": link(row["run_id"]), "period": f"{row['period_start']:%Y-%m-%d} .. {row['period_end']:%Y-%m-%d} (excl.)",
+             "ran_at": row["ran_at"].strftime("%Y-%m-%d %H:%M UTC")} for row in latest]  # fmt: skip
+    return Table("reconciliation", "Provider bills: the latest reconciliation of each provider", columns, rows,
+                 empty="No reconciliation stored yet.")  # fmt: skip
+
+
+def period_text(record: RunRecord) -> str:
+    return f"{record.period.start:%Y-%m-%d} .. {record.period.end:%Y-%m-%d} (excl.)"

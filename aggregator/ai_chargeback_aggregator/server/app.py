@@ -34,7 +34,7 @@ from ..rollups.maintainer import RollupMaintainer
 from ..settings import AggregatorSettings
 from ..store.clickhouse import Store, StoreError, redact_dsn
 from ..store.retention import apply_raw_retention
-from . import budget_api, sql_api
+from . import budget_api, reconcile_api, sql_api
 from .health import readiness, serving_status
 from .http_api import HttpApi, ListenError
 
@@ -92,6 +92,7 @@ class Aggregator:
         )
         self.http.routes.update(sql_api.routes(self))
         self.http.routes.update(budget_api.routes(self))
+        self.http.routes.update(reconcile_api.routes(self))
         self.console = None
         if settings.console_enabled:
             from ..console import mount  # the console reads through analytics: imported only when it is on

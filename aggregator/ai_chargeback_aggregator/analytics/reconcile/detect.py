@@ -41,14 +41,29 @@ def load_export(
         data = source.read_bytes()
     except OSError as exc:
         raise ExportError(f"cannot read {source}: {exc}") from exc
-    name = detect(data) if format == "auto" else format
-    if name not in FORMATS:
-        raise ExportError(f"unknown export format {name!r}; known: {', '.join(FORMATS)}")
+    return parse_export(data, name=str(source), format=format, provider=provider, provider_aliases=provider_aliases)
+
+
+def parse_export(
+    data: bytes,
+    *,
+    name: str,
+    format: str = "auto",
+    provider: str = "",
+    provider_aliases: Mapping[str, str] | None = None,
+) -> ProviderExport:
+    """One export's bytes, parsed; `name` is what errors and the result call it (a path or an uploaded file's name)."""
     try:
-        if name == focus.FORMAT:
-            return focus.parse(data, path=str(source), provider=provider, provider_aliases=provider_aliases)
-        return FORMATS[name][1](data, path=str(source))
+        found = detect(data) if format == "auto" else format
     except ExportError as exc:
-        raise ExportError(f"{source} ({name}): {exc}") from exc
+        raise ExportError(f"{name}: {exc}") from None  # with several files, say which one
+    if found not in FORMATS:
+        raise ExportError(f"unknown export format {found!r}; known: {', '.join(FORMATS)}")
+    try:
+        if found == focus.FORMAT:
+            return focus.parse(data, path=name, provider=provider, provider_aliases=provider_aliases)
+        return FORMATS[found][1](data, path=name)
+    except ExportError as exc:
+        raise ExportError(f"{name} ({found}): {exc}") from exc
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise ExportError(f"{source} ({name}): malformed export: {exc!r}") from exc
+        raise ExportError(f"{name} ({found}): malformed export: {exc!r}") from exc

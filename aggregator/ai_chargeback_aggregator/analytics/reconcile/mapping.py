@@ -74,19 +74,25 @@ class AccountMapping:
 def load_mapping(path: str | Path) -> AccountMapping:
     source = Path(path)
     try:
-        body = source.read_text(encoding="utf-8")
+        data = source.read_bytes()
     except OSError as exc:
         raise ExportError(f"cannot read mapping file {source}: {exc}") from exc
+    return mapping_from_bytes(data, str(source))
+
+
+def mapping_from_bytes(data: bytes, name: str) -> AccountMapping:
+    """A mapping file's content: JSON when its name ends in .json, else YAML (a run sent to the aggregator carries the bytes)."""
     try:
-        if source.suffix.lower() == ".json":
-            data = json.loads(body)
+        body = data.decode("utf-8")
+        if name.lower().endswith(".json"):
+            parsed = json.loads(body)
         else:
             import yaml
 
-            data = yaml.safe_load(body)
+            parsed = yaml.safe_load(body)
     except Exception as exc:  # json and yaml raise their own types
-        raise ExportError(f"mapping file {source} is not valid: {exc}") from exc
-    return parse_mapping(data or {})
+        raise ExportError(f"mapping file {name} is not valid: {exc}") from exc
+    return parse_mapping(parsed or {})
 
 
 def parse_mapping(data: Mapping[str, Any]) -> AccountMapping:
