@@ -6,6 +6,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -34,6 +35,57 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def rss_split_mb(pid: int) -> dict[str, float]:
+    """VmRSS and its parts: RssAnon is the process's own memory (Python, gRPC, the engine's
+    allocator); RssFile is mapped files, mostly chDB's library (~280 MB of clean pages that
+    every process using that file shares and the kernel may drop)."""
+    out: dict[str, float] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                out[key] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+class RssSampler:
+    """Samples a process's RSS split every `interval_s` in a thread: VmHWM gives the peak
+    but not what it was made of. `peak()` is the split at the largest VmRSS seen, and the
+    largest RssAnon."""
+
+    def __init__(self, pid: int, interval_s: float = 0.25) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self._at_peak: dict[str, float] = {}
+        self._max_anon = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            split = rss_split_mb(self.pid)
+            if split.get("VmRSS", 0.0) > self._at_peak.get("VmRSS", 0.0):
+                self._at_peak = split
+            self._max_anon = max(self._max_anon, split.get("RssAnon", 0.0))
+            if self._stop.wait(self.interval_s):
+                return
+
+    def peak(self) -> dict[str, float]:
+        return {"rss_at_peak_anon_mb": round(self._at_peak.get("RssAnon", float("nan")), 1),
+                "rss_at_peak_file_mb": round(self._at_peak.get("RssFile", float("nan")), 1),
+                "rss_anon_max_mb": round(self._max_anon, 1)}  # fmt: skip
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:

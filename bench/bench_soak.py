@@ -16,7 +16,7 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts tests/ on sys.path)
 import httpx
-from _common import rss_mb, start_aggregator
+from _common import rss_mb, rss_split_mb, start_aggregator
 from kong_harness import PluginServerProcess
 from support.gateway import PLUGIN, front_for, kong_config_for
 from support.mock_llm import MockLLM
@@ -43,7 +43,10 @@ def main() -> None:
             def sample() -> None:
                 started = time.monotonic()
                 while not stop.wait(args.sample_s):
-                    samples.append({"t_s": round(time.monotonic() - started, 1), "aggregator_rss_mb": round(rss_mb(aggregator.pid), 1),
+                    split = rss_split_mb(aggregator.pid)
+                    samples.append({"t_s": round(time.monotonic() - started, 1), "aggregator_rss_mb": round(split.get("VmRSS", 0.0), 1),
+                                    "aggregator_anon_mb": round(split.get("RssAnon", 0.0), 1),
+                                    "aggregator_file_mb": round(split.get("RssFile", 0.0), 1),
                                     "pluginserver_rss_mb": round(rss_mb(server.pid or 0), 1)})  # fmt: skip
 
             sampler = threading.Thread(target=sample, daemon=True)
@@ -75,6 +78,7 @@ def main() -> None:
         "minutes": args.minutes, "rate_rps": args.rate, "requests": sent, "errors": errors, "samples": samples,
         "aggregator_rss_mb_first_last_max": [first.get("aggregator_rss_mb"), last.get("aggregator_rss_mb"),
                                              max((s["aggregator_rss_mb"] for s in samples), default=None)],
+        "aggregator_anon_mb_max": max((s["aggregator_anon_mb"] for s in samples), default=None),
         "pluginserver_rss_mb_first_last_max": [first.get("pluginserver_rss_mb"), last.get("pluginserver_rss_mb"),
                                                max((s["pluginserver_rss_mb"] for s in samples), default=None)],
     }))  # fmt: skip

@@ -181,7 +181,10 @@ def _ingest(data: dict[str, Any]) -> list[str]:
         rss = burst["aggregator_peak_rss_mb"]
         out += ["", f"Burst (issue 16): {burst['events']:,} events from {burst['streams']} streams in "
                 f"{burst['batch_events']:,}-event batches, all at once: {burst['events_per_s']:,} events/s, aggregator peak "
-                f"RSS **{rss} MB** (goal < {RSS_GOAL_MB}: {_mark(rss < RSS_GOAL_MB)})."]  # fmt: skip
+                f"RSS **{rss} MB** (goal < {RSS_GOAL_MB}: {_mark(rss < RSS_GOAL_MB)})"
+                + (f": {burst['rss_at_peak_anon_mb']} MB the process's own (RssAnon), {burst['rss_at_peak_file_mb']} MB "
+                   f"mapped files (RssFile, chDB's library pages); RssAnon max {burst['rss_anon_max_mb']} MB."
+                   if "rss_at_peak_anon_mb" in burst else ".")]  # fmt: skip
     verdicts = data.get("goals")
     if verdicts:
         out += ["", "Issue 20's goals:", ""]
@@ -262,6 +265,8 @@ def _soak(data: dict[str, Any]) -> list[str]:
     return ["## 5. Soak (steady rate, RSS over time)", "",
             f"{data['minutes']} min at {data['rate_rps']} req/s: {data['requests']} requests, {data['errors']} errors. "
             f"Aggregator RSS first/last/max {agg} MB; plugin server {plug} MB "
-            f"(goal flat and < {RSS_GOAL_MB} MB: {_mark(ok)}).", "",
-            "| t (s) | aggregator RSS MB | plugin server RSS MB |", "|---|---|---|",
-            *[f"| {s['t_s']} | {s['aggregator_rss_mb']} | {s['pluginserver_rss_mb']} |" for s in data.get("samples", [])], ""]  # fmt: skip
+            f"(goal flat and < {RSS_GOAL_MB} MB: {_mark(ok)})"
+            + (f"; aggregator RssAnon max {data['aggregator_anon_mb_max']} MB." if "aggregator_anon_mb_max" in data else "."), "",
+            "| t (s) | aggregator RSS MB | of it RssAnon / RssFile | plugin server RSS MB |", "|---|---|---|---|",
+            *[f"| {s['t_s']} | {s['aggregator_rss_mb']} | {s.get('aggregator_anon_mb', '–')} / {s.get('aggregator_file_mb', '–')} "
+              f"| {s['pluginserver_rss_mb']} |" for s in data.get("samples", [])], ""]  # fmt: skip

@@ -57,6 +57,10 @@ class AggregatorSettings(BaseSettings):
     # coroutine, not a thread: idle ones cost a few KB. Past this, new streams get RESOURCE_EXHAUSTED.
     grpc_max_streams: int = Field(default=10_000, ge=1, le=1_000_000)
     grpc_max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    # Off: each stream may send 64 KiB beyond the batch being read (HTTP/2's window), which bounds
+    # what waits in gRPC's buffers; on, gRPC grows the window to the link's bandwidth x delay
+    # (hundreds of MB held on loopback during a burst). Turn on only for few senders far away.
+    grpc_bdp_probe: bool = False
 
     # ClickHouse wants few large inserts: coalesce batches from every stream.
     flush_interval_ms: int = Field(default=1000, ge=1, le=60_000)
@@ -72,6 +76,17 @@ class AggregatorSettings(BaseSettings):
     max_pending_bytes: int = Field(default=8 * 1024 * 1024, ge=1024 * 1024)
     # How long a stream waits for its batch to be stored before answering RETRY.
     store_wait_timeout_ms: int = Field(default=30_000, ge=100)
+    # The embedded engine's memory (store/engine.py; a ClickHouse server has its own configuration).
+    # Left alone it sizes itself for a host of its own: a limit of 90% of RAM, caches of 5 GiB each.
+    # memory: all it may have allocated (queries, inserts, merges, caches); past it the query that
+    # allocates fails with MEMORY_LIMIT_EXCEEDED (an insert is retried, an analyst query answers
+    # `kind: limit`). It tracks ~60 MB through a 1M-event burst; one analyst query may take 256 MiB.
+    store_engine_memory_mb: int = Field(default=1024, ge=128)
+    # Freed memory its allocator may keep mapped before handing it back (default: 20% of the limit).
+    store_engine_dirty_mb: int = Field(default=16, ge=1)
+    # The most each of its read caches (column marks, index marks, primary index, query condition,
+    # compiled expressions) holds.
+    store_engine_cache_mb: int = Field(default=32, ge=1)
 
     auth_token: SecretStr | None = None
     tls_cert_path: str = ""

@@ -182,7 +182,7 @@ def load_into(args: argparse.Namespace, endpoint: str, payload: dict[str, Any],
             raise AggregatorError(f"an aggregator runs at {url}: pass --admin-token (or set CHARGEBACK_ADMIN_TOKEN)")
         return post(url, endpoint, token, {**payload, "replace": args.replace, "source": str(args.file)}), url
     settings = AggregatorSettings(**{k: v for k, v in (("store_dsn", args.store_dsn), ("database", args.database)) if v})  # type: ignore[arg-type]
-    store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
+    store = Store.from_settings(settings)
     try:
         store.migrate()
         return save(store), None

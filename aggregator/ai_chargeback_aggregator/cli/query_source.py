@@ -99,7 +99,7 @@ def open_runner(args: argparse.Namespace) -> Iterator[Runner]:
         return
     overrides = {k: v for k, v in (("store_dsn", args.store_dsn), ("database", args.database)) if v}
     settings = AggregatorSettings(**overrides)
-    store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
+    store = Store.from_settings(settings)
     try:
         yield LocalRunner(store)
     finally:

@@ -76,8 +76,8 @@ class Console(SignIn):
                  analysis_wait_s: float = 0.25, analysis_fresh_s: float = 300.0) -> None:  # fmt: skip
         self.settings = settings
         # Own store sessions: pages are not queued behind /v1/sql, nor behind slow analyses.
-        self.store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
-        self.analysis_store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
+        self.store = Store.from_settings(settings)
+        self.analysis_store = Store.from_settings(settings)
         # Pages ask the same plan and loss queries in several reports: one answer per request (page_runner.py).
         # Across requests too while the store is unchanged; system.parts shows one server, so not in cluster mode.
         self.runner = PageRunner(LocalRunner(self.store), shared=not settings.cluster)

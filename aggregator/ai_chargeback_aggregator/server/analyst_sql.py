@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from ..metrics import SQL_QUERIES
+from ..store.engine import EngineMemory
 from ..store.read_session import AnalystQueryError, AnalystSessions, ResultStream
 from ..store.wire import decode, encode
 from .sql_guard import SqlGuard, SqlRefused, SqlRejected
@@ -58,8 +59,9 @@ class AnalystSql:
         self._one_at_a_time = threading.Lock()
 
     @classmethod
-    def for_store(cls, store_dsn: str, *, database: str, sql_store_dsn: str = "") -> AnalystSql:
-        sessions = AnalystSessions(store_dsn, database=database, sql_store_dsn=sql_store_dsn)
+    def for_store(cls, store_dsn: str, *, database: str, sql_store_dsn: str = "",
+                  engine: EngineMemory | None = None) -> AnalystSql:  # fmt: skip
+        sessions = AnalystSessions(store_dsn, database=database, sql_store_dsn=sql_store_dsn, engine=engine)
         return cls(sessions, SqlGuard(database, sessions.parse))
 
     def run(self, sql: object, params: object) -> SqlOutcome:

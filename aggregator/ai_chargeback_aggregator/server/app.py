@@ -61,11 +61,11 @@ class Aggregator:
     def __init__(self, settings: AggregatorSettings, *, enrich: Enricher | None = None,
                  ack_hooks: tuple[AckHook, ...] = ()) -> None:  # fmt: skip
         self.settings = settings
-        self.store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
+        self.store = Store.from_settings(settings)
         # Prices every event at ingest; rollups get their own session so a rebuild never holds the insert path.
         self.pricer = Pricer()
         self.rollups = RollupMaintainer(
-            Store(settings.store_dsn, database=settings.database, cluster=settings.cluster),
+            Store.from_settings(settings),
             mark_store=self.store,
             interval_s=settings.rollup_interval_s,
             settle_s=settings.rollup_settle_s,
@@ -109,7 +109,7 @@ class Aggregator:
 
     def _budget_monitor(self, settings: AggregatorSettings) -> BudgetMonitor:
         # Own session, as the rollups: a budget pass never holds the insert path.
-        store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
+        store = Store.from_settings(settings)
         alerter = Alerter(store, claimant=self.instance_id, targets=targets_from(settings.budget_webhooks),
                           settle_s=settings.budget_claim_settle_s, lease_s=settings.budget_alert_lease_s,
                           max_attempts=settings.budget_webhook_max_attempts, timeout_s=settings.budget_webhook_timeout_s)  # fmt: skip
@@ -166,6 +166,11 @@ class Aggregator:
                 # cancels the newest streams with no error the sender could act on.
                 ("grpc.server.max_pending_requests", settings.grpc_max_streams),
                 ("grpc.server.max_pending_requests_hard_limit", 2 * settings.grpc_max_streams),
+                # gRPC's bandwidth-delay probing grows each stream's receive window to what the link
+                # carries: on loopback a 1M-event burst from 8 streams had ~200 MB of batches sent
+                # ahead, parked in this process before the reader asked for them. Without it a stream
+                # has HTTP/2's 64 KiB window beyond the message being read.
+                ("grpc.http2.bdp_probe", int(settings.grpc_bdp_probe)),
                 *KEEPALIVE_OPTIONS,
             ],
             maximum_concurrent_rpcs=settings.grpc_max_streams,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..pricing.override_store import save_overrides
 from ..pricing.overrides import OverrideError, parse_records
 from ..pricing.reprice import RepriceError, reprice
+from ..store.engine import EngineMemory
 from .analyst_sql import AnalystSql
 from .http_api import Answer, Route, bearer_json_route, json_response
 
@@ -51,7 +52,8 @@ REPRICE_PATH = "/v1/reprice"
 def routes(aggregator: Aggregator) -> dict[str, Route]:
     settings = aggregator.settings
     sql_store_dsn = settings.sql_store_dsn.get_secret_value() if settings.sql_store_dsn else ""
-    analyst = AnalystSql.for_store(settings.store_dsn, database=settings.database, sql_store_dsn=sql_store_dsn)
+    analyst = AnalystSql.for_store(settings.store_dsn, database=settings.database, sql_store_dsn=sql_store_dsn,
+                                   engine=EngineMemory.from_settings(settings))  # fmt: skip
     return {
         SQL_PATH: bearer_json_route(settings.sql_token, "SQL endpoint", lambda body: _sql(analyst, body)),
         PRICES_PATH: bearer_json_route(settings.admin_token, "price loading", lambda body: _prices(aggregator, body)),

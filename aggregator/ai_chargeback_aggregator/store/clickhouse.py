@@ -12,12 +12,16 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from .engine import EngineMemory
 from .schema import Migration, distributed_tables_of, load_migrations
+
+if TYPE_CHECKING:
+    from ..settings import AggregatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +52,13 @@ def normalize_dsn(dsn: str) -> str:
 
 
 class Store:
-    def __init__(self, dsn: str, *, database: str = "chargeback", cluster: str = "") -> None:
+    def __init__(self, dsn: str, *, database: str = "chargeback", cluster: str = "",
+                 engine: EngineMemory | None = None) -> None:  # fmt: skip
         self.dsn = normalize_dsn(dsn)
         self.database = database
         self.cluster = cluster
+        # The embedded engine's caps: every connection passes them, the first one starts the engine with them.
+        self._engine_options = engine.options() if engine is not None and is_embedded(self.dsn) else {}
         self._lock = threading.RLock()
         self._client: Client | None = None
         # Reads for people get their own client: in the embedded engine a
@@ -69,6 +76,17 @@ class Store:
             # insert's transforms, the lookups) would stay in the aggregator's memory for good.
             self._session_settings.update(EMBEDDED_WRITE_SESSION_SETTINGS)
 
+    @classmethod
+    def from_settings(cls, settings: AggregatorSettings) -> Store:
+        """The store as the aggregator's settings describe it, with the engine's memory caps."""
+        return cls(settings.store_dsn, database=settings.database, cluster=settings.cluster,
+                   engine=EngineMemory.from_settings(settings))  # fmt: skip
+
+    def _get_client(self, **kwargs: Any) -> Client:
+        if self._engine_options:
+            kwargs["chdb_options"] = self._engine_options
+        return clickhouse_connect.get_client(dsn=self.dsn, **kwargs)
+
     # -- connection -------------------------------------------------------
     def _connect(self) -> Client:
         if self._client is None:
@@ -77,7 +95,7 @@ class Store:
                 if path:
                     Path(path).mkdir(parents=True, exist_ok=True)
             try:
-                self._client = clickhouse_connect.get_client(dsn=self.dsn, settings=self._session_settings)
+                self._client = self._get_client(settings=self._session_settings)
             except Exception as exc:  # driver raises many types; callers need one
                 raise StoreError(f"cannot open store {redact_dsn(self.dsn)}: {exc}") from exc
         return self._client
@@ -87,7 +105,7 @@ class Store:
             with self._lock:
                 self._connect()  # creates the data directory; one engine per process
             try:
-                client = clickhouse_connect.get_client(dsn=self.dsn)
+                client = self._get_client()
                 if is_embedded(self.dsn):
                     client.command(f"SET readonly = {READ_ONLY_SETTINGS['readonly']}")
             except Exception as exc:

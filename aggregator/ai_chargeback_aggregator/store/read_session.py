@@ -29,11 +29,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from .clickhouse import StoreError, is_embedded, normalize_dsn, redact_dsn
+from .engine import EngineMemory
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +106,12 @@ class ResultStream:
 class AnalystSessions:
     """Opens one read-only session per analyst query, on the store or the read-only server user."""
 
-    def __init__(self, store_dsn: str, *, database: str, sql_store_dsn: str = "") -> None:
+    def __init__(self, store_dsn: str, *, database: str, sql_store_dsn: str = "", engine: EngineMemory | None = None) -> None:
         self.store_dsn = normalize_dsn(store_dsn)
         self.database = database
         self.embedded = is_embedded(self.store_dsn)
+        # The engine's caps, passed by every connection (store/engine.py: the first one starts the engine).
+        self._engine_options = engine.options() if engine is not None and self.embedded else {}
         self.query_dsn = self.store_dsn if self.embedded else sql_store_dsn
         # A server store leaves this process without an engine: each parse starts an in-memory one (about 50 ms).
         self._parser_path = os.path.realpath(self.store_dsn[len("chdb://") :]) if self.embedded else ":memory:"
@@ -127,7 +131,8 @@ class AnalystSessions:
 
         params = {"text": sql.encode("utf-8").hex()}
         try:
-            connection = chdb.connect(self._parser_path)
+            connection = chdb.connect(f"{self._parser_path}?{urlencode(self._engine_options)}" if self._engine_options
+                                      else self._parser_path)  # fmt: skip
         except Exception as exc:
             raise AnalystQueryError(f"cannot start ClickHouse's parser: {_first_line(str(exc))}", kind="unavailable") from exc
         try:
@@ -174,7 +179,8 @@ class AnalystSessions:
         """A new read-only session with the analyst limits; the caller closes it after one query."""
         try:
             if self.embedded:
-                client = clickhouse_connect.get_client(dsn=self.query_dsn, database=self.database, settings=dict(ANALYST_LIMITS))
+                client = clickhouse_connect.get_client(dsn=self.query_dsn, database=self.database, settings=dict(ANALYST_LIMITS),
+                                                       chdb_options=self._engine_options or None)  # fmt: skip
             else:
                 client = clickhouse_connect.get_client(dsn=self.query_dsn, database=self.database, autogenerate_session_id=False)
         except Exception as exc:

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             overrides = {k: v for k, v in (("store_dsn", args.store_dsn), ("database", args.database)) if v}
             settings = AggregatorSettings(**overrides)  # type: ignore[arg-type]
-            store = Store(settings.store_dsn, database=settings.database, cluster=settings.cluster)
+            store = Store.from_settings(settings)
             try:
                 store.migrate()
                 result = reprice(store, first=first, last=last, reason=args.reason).to_dict()

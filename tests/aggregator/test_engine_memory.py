@@ -1,0 +1,94 @@
+"""Issue 16, bounded memory: the embedded engine runs with the aggregator's caps, not its own defaults.
+
+Left alone, chDB sizes itself for a host of its own (a memory limit of 90% of
+RAM, caches of 5 GiB each). The caps are server settings, fixed by whichever
+connection starts the engine; these tests read them back from a real engine
+(``system.server_settings``) after each kind of connection started it, and
+check that the limit, once reached, fails the query with a clear error that
+the analyst endpoint reports as a limit and that leaves ingest working.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.aggregator_fixtures import make_settings
+
+from ai_chargeback_aggregator.store.clickhouse import Store
+from ai_chargeback_aggregator.store.engine import CACHE_SETTINGS, EngineMemory, MiB
+from ai_chargeback_aggregator.store.read_session import AnalystQueryError, AnalystSessions
+
+CAPS = ("max_server_memory_usage", "memory_worker_purge_dirty_pages_threshold_ratio", *CACHE_SETTINGS)
+
+
+def server_settings(store: Store) -> dict[str, str]:
+    names = ", ".join(f"'{name}'" for name in CAPS)
+    _, rows = store.query(f"SELECT name, value FROM system.server_settings WHERE name IN ({names})")
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def expected(memory: EngineMemory) -> dict[str, str]:
+    return {
+        "max_server_memory_usage": str(memory.limit_mb * MiB),
+        "memory_worker_purge_dirty_pages_threshold_ratio": f"{memory.dirty_mb / memory.limit_mb:g}",
+        **{name: str(memory.cache_mb * MiB) for name in CACHE_SETTINGS},
+    }
+
+
+def test_the_aggregator_settings_reach_the_engine(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, store_engine_memory_mb=700, store_engine_dirty_mb=21, store_engine_cache_mb=24)
+    store = Store.from_settings(settings)
+    try:
+        store.migrate()
+        assert server_settings(store) == expected(EngineMemory(700, 21, 24))
+    finally:
+        store.close()
+
+
+def test_the_defaults_are_caps_not_the_engine_defaults(tmp_path: Path) -> None:
+    """The engine's own defaults would be 5 GiB per cache and 90% of the host's RAM."""
+    settings = make_settings(tmp_path)
+    store = Store.from_settings(settings)
+    try:
+        found = server_settings(store)
+    finally:
+        store.close()
+    assert found == expected(EngineMemory.from_settings(settings))
+    assert int(found["max_server_memory_usage"]) <= 1024 * MiB
+    assert all(int(found[name]) <= 64 * MiB for name in CACHE_SETTINGS)
+
+
+def test_an_analyst_session_that_starts_the_engine_starts_it_capped(tmp_path: Path) -> None:
+    """Whichever connection comes first starts the engine: the analyst path passes the same caps."""
+    settings = make_settings(tmp_path, store_engine_memory_mb=640)
+    memory = EngineMemory.from_settings(settings)
+    (tmp_path / "store").mkdir()
+    client = AnalystSessions(settings.store_dsn, database="default", engine=memory).open_session()
+    try:
+        rows = client.query("SELECT value FROM system.server_settings WHERE name = 'max_server_memory_usage'").result_rows
+    finally:
+        client.close()
+    assert rows == [(str(640 * MiB),)]
+
+
+def test_past_the_limit_a_query_fails_clearly_and_the_store_keeps_working(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, store_engine_memory_mb=128)
+    store = Store.from_settings(settings)
+    sessions = AnalystSessions(settings.store_dsn, database="chargeback", engine=EngineMemory.from_settings(settings))
+    try:
+        store.migrate()
+        # One array of 25M numbers (~200 MB, which cannot spill to disk): under the analyst query's
+        # own limit (256 MiB), past the engine's 128 MiB.
+        big = "SELECT length(groupArray(number)) FROM numbers(25000000)"
+        with pytest.raises(AnalystQueryError) as failed, sessions.stream(big, {}) as result:
+            for _ in result.blocks:
+                pass
+        assert failed.value.kind == "limit"
+        assert "MEMORY_LIMIT_EXCEEDED" in str(failed.value) and "(total)" in str(failed.value), failed.value
+        # The writing session is unaffected: an insert still commits.
+        store.command("INSERT INTO chargeback.price_overrides (override_id) VALUES ('after-the-limit')")
+        assert store.query("SELECT count() FROM chargeback.price_overrides WHERE override_id = 'after-the-limit'") == (
+            ["count()"], [(1,)])  # fmt: skip
+    finally:
+        store.close()
