@@ -15,6 +15,8 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +37,13 @@ MAX_RSS_GROWTH = 24 * 1024 * 1024
 MAX_GREENLET_GROWTH = 8
 
 
-def _closed_port_url() -> str:
+@contextmanager
+def _closed_port_url() -> Iterator[str]:
+    """An upstream that refuses every connection for as long as the block runs: bound, never
+    listening (a port closed at once can be taken by another server on the machine mid-test)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _send(url: str, count: int, statuses: list[int]) -> None:
@@ -66,7 +71,7 @@ def _burst(url: str, total: int) -> list[int]:
 
 @pytest.mark.slow
 def test_ten_thousand_failing_upstreams_leave_nothing_behind(tmp_path: Path) -> None:
-    with metered_front(tmp_path, upstream=_closed_port_url(), keep_requests=100) as m:
+    with _closed_port_url() as upstream, metered_front(tmp_path, upstream=upstream, keep_requests=100) as m:
         warm = _burst(m.url, 2000)  # sender, channel and allocator warm before the baseline
         m.events(len(warm), timeout_s=120)
         before = m.runtime_stats()
