@@ -165,6 +165,10 @@ class Aggregator:
                 # cancels the newest streams with no error the sender could act on.
                 ("grpc.server.max_pending_requests", settings.grpc_max_streams),
                 ("grpc.server.max_pending_requests_hard_limit", 2 * settings.grpc_max_streams),
+                # gRPC binds with SO_REUSEPORT by default: a second server of the same user on this
+                # port would start without error and the kernel would split the gateways' streams
+                # between the two. A busy port must fail here instead (ListenError below).
+                ("grpc.so_reuseport", 0),
                 *KEEPALIVE_OPTIONS,
             ],
             maximum_concurrent_rpcs=settings.grpc_max_streams,
