@@ -7,7 +7,17 @@ the harness recorded failures the test did not claim (`front.take_failures()`).
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Before anything imports grpc (it reads this once). gRPC's fork support installs atfork
+# handlers that run in every child this process forks; the harness forks plugin servers
+# with a preexec_fn (PR_SET_PDEATHSIG), so Python, and those handlers, run in the child
+# before exec. Next to the gRPC pollers earlier tests leave running, the child's handler
+# could abort it before exec ("Epoll1Poller ... epoll_wait error: Bad file descriptor",
+# SIGABRT): the plugin server "exited with -6 before listening". Nothing here forks
+# without exec'ing, so the handlers buy nothing. tests/harness/test_process_rpc.py proves it.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any

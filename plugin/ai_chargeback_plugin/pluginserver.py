@@ -65,6 +65,10 @@ class ChargebackPluginServer(PluginServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._touched: dict[int, float] = {}
         self.events_released = 0
+        # An event leaves `events` and is counted released in one step as get_runtime_stats sees it:
+        # in threads mode the reaper is a thread, and a stats call between its pop and its count
+        # saw the event in neither place (never blocks: nothing waits while holding it).
+        self._release_lock = threading.Lock()
 
     def handle_event(self, event: Any) -> dict[str, Any]:
         reply: dict[str, Any] = super().handle_event(event)
@@ -84,10 +88,12 @@ class ChargebackPluginServer(PluginServer):  # type: ignore[misc]
     def get_runtime_stats(self, *_: Any) -> dict[str, Any]:
         from greenlet import greenlet
 
+        with self._release_lock:
+            in_flight, released = len(self.events), self.events_released
         return {
             "Pid": os.getpid(),
-            "EventsInFlight": len(self.events),
-            "EventsReleased": self.events_released,
+            "EventsInFlight": in_flight,
+            "EventsReleased": released,
             "Greenlets": sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead),
             "Threads": threading.active_count(),
             "RssBytes": _rss_bytes(),
@@ -99,10 +105,11 @@ class ChargebackPluginServer(PluginServer):  # type: ignore[misc]
         stale = [eid for eid, at in list(self._touched.items()) if at < cutoff]
         for eid in stale:
             self._touched.pop(eid, None)
-            channel = self.events.pop(eid, None)
-            if channel is None:
-                continue
-            self.events_released += 1
+            with self._release_lock:
+                channel = self.events.pop(eid, None)
+                if channel is None:
+                    continue
+                self.events_released += 1
             log.warning("releasing event %s: Kong sent no Step for %.0f s", eid, older_than_s)
             for _ in range(_MAX_RELEASE_STEPS):
                 channel.put((None, ABANDONED))

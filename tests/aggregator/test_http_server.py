@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.aggregator_fixtures import free_port
+import pytest
+from support.aggregator_fixtures import free_port, make_settings
 
 from ai_chargeback_aggregator.server.app import Aggregator
+from ai_chargeback_aggregator.server.http_api import ListenError
 
 
 def request(agg: Aggregator, method: str, path: str, body: bytes | None = None,
@@ -42,6 +44,17 @@ def test_a_busy_http_port_fails_with_one_line_naming_the_address_and_the_setting
     assert address in lines[0] and "CHARGEBACK_HTTP_LISTEN" in lines[0] and "in use" in lines[0]
     assert "Traceback" not in process.stderr
     assert not (tmp_path / "store").exists()  # failed before touching the store
+
+
+def test_a_grpc_port_another_aggregator_listens_on_is_refused(aggregator: Aggregator, tmp_path: Path) -> None:
+    """gRPC binds with SO_REUSEPORT unless told not to: a second aggregator on the same port would
+    start, and the kernel would split the gateways' streams between the two."""
+    second = Aggregator(make_settings(tmp_path, grpc_listen=aggregator.settings.grpc_listen))  # same store: chDB allows one per process
+    try:
+        with pytest.raises(ListenError, match="cannot listen for gRPC"):
+            second.start()
+    finally:
+        second.stop(grace_s=1)
 
 
 def test_unknown_paths_and_methods_answer_json(aggregator: Aggregator) -> None:

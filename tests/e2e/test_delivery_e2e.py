@@ -21,6 +21,7 @@ from support.aggregator_fixtures import make_settings
 from support.aggregator_process import remote_count, start_serve, store_counts
 from support.gateway import PLUGIN, kong_config_for
 from support.mock_llm import MockLLM
+from support.spool_files import wait_spooled
 
 from ai_chargeback_aggregator.server.app import Aggregator
 
@@ -56,8 +57,10 @@ def test_plugin_server_killed_with_events_spooled_delivers_them_all_after_restar
         front = front_for(tmp_path, settings.grpc_listen, llm, server)
         try:
             send(front, 300)
-            time.sleep(0.5)  # the sender batches and spools every flush interval (50 ms here)
-            assert list((tmp_path / "spool").rglob("segment-*.log"))
+            # The sender batches and spools on its own thread every flush interval (50 ms here):
+            # wait until all 300 are on disk before the kill (a fixed 0.5 s sleep was a guess
+            # that a stalled plugin server on a loaded machine can outlast).
+            wait_spooled(tmp_path / "spool", 300)
             os.kill(server.pid or 0, signal.SIGKILL)  # Kong's plugin server dies with events unsent
             server.stop()
 

@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 from kong_harness import MsgpackRpcClient, PluginServerProcess
 from kong_harness.front import KongFront
-from support.aggregator_fixtures import free_port, make_settings
+from support.aggregator_fixtures import make_settings, refusing_address
 from support.gateway import DEMO_VAULT_ENV, PLUGIN, SERVICES, kong_config_for, with_log_plugin
 from support.mock_llm import MockLLM
+from support.spool_files import wait_spooled
 
 from ai_chargeback_aggregator.server.app import Aggregator
 from ai_chargeback_plugin.spool import node_name
@@ -82,7 +83,9 @@ def test_each_plugin_config_keeps_its_own_durable_spool_and_a_kill_9_loses_nothi
         front = front_for(config, llm, server)
         try:
             send(front, 120, 80, "before")
-            time.sleep(0.5)  # a flush interval or two: every event is in a spooled batch
+            # Every event in a spooled batch before the kill (the senders spool on their own thread
+            # every flush interval; a fixed 0.5 s sleep was a guess a loaded machine can outlast).
+            wait_spooled(spool, 200)
             spools = sorted(p for p in (spool / node_name()).iterdir() if list(p.glob("segment-*.log")))
             assert len(spools) == 2, spools  # one per plugin config, both on disk
             os.kill(server.pid or 0, signal.SIGKILL)
@@ -103,7 +106,13 @@ def test_each_plugin_config_keeps_its_own_durable_spool_and_a_kill_9_loses_nothi
 
 
 def test_events_spooled_under_the_old_addresses_reach_the_aggregator_configured_now(tmp_path: Path) -> None:
-    old_address = f"127.0.0.1:{free_port()}"  # the only aggregator listed at first: down
+    # The only aggregator listed at first: down, and held so for the whole test (a bare free port
+    # can be taken by any other server on the machine, which would then ack the "old" events).
+    with refusing_address() as old_address:
+        _old_addresses_drain_to_the_new(tmp_path, old_address)
+
+
+def _old_addresses_drain_to_the_new(tmp_path: Path, old_address: str) -> None:
     settings = make_settings(tmp_path)
     spool = tmp_path / "spool"
     server = PluginServerProcess.for_console_script("ai-chargeback-pluginserver", gevent=True, prefix=tmp_path / "kong",
@@ -113,7 +122,7 @@ def test_events_spooled_under_the_old_addresses_reach_the_aggregator_configured_
         front = front_for(kong_config_for(old_address, spool), llm, server)
         try:
             send(front, 90, 0, "old")
-            time.sleep(0.5)
+            wait_spooled(spool, 90)  # every event spooled before the kill, however slow the sender thread is
             os.kill(server.pid or 0, signal.SIGKILL)
             server.stop()
         finally:

@@ -253,3 +253,56 @@ def test_server_dies_with_a_killed_parent(tmp_path: Path) -> None:
     else:
         os.kill(server_pid, signal.SIGKILL)
         pytest.fail("plugin server outlived its killed parent")
+
+
+def test_children_forked_next_to_live_grpc_threads_reach_exec() -> None:
+    """PluginServerProcess forks with a preexec_fn (PR_SET_PDEATHSIG) from a pytest process in which
+    earlier tests left gRPC pollers running. With gRPC's fork support on, its atfork handler aborted
+    about 1 child in 20 before exec (SIGABRT, "Epoll1Poller ... epoll_wait error: Bad file descriptor")
+    or left it hung there, and the parent with it: tests/conftest.py turns fork support off. Each
+    child execs `true` at once, so the test is cheap."""
+    import subprocess
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from kong_harness.process import _die_with_parent
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    done = threading.Event()
+    calls = 0
+
+    def call_constantly() -> None:  # gRPC's pollers busy, in both directions, during every fork
+        nonlocal calls
+        check = health_pb2_grpc.HealthStub(channel).Check
+        while not done.is_set():
+            check(health_pb2.HealthCheckRequest(), timeout=30)
+            calls += 1
+
+    failed: list[tuple[int, bytes]] = []
+
+    def fork() -> None:
+        for _ in range(100):
+            child = subprocess.run(["true"], preexec_fn=_die_with_parent, capture_output=True, timeout=60)
+            if child.returncode != 0 or child.stderr:
+                failed.append((child.returncode, child.stderr[-300:]))
+
+    caller = threading.Thread(target=call_constantly, daemon=True)
+    # A thread: a child stuck before exec blocks Popen with no timeout; the join bounds that hang.
+    forker = threading.Thread(target=fork, daemon=True)
+    caller.start()
+    try:
+        forker.start()
+        forker.join(120)
+        assert not forker.is_alive(), "a child never reached exec (and Popen waits for it forever)"
+        assert failed == []
+        assert calls > 0
+    finally:
+        done.set()
+        caller.join(30)
+        channel.close()
+        server.stop(0)

@@ -15,11 +15,16 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kong_pdk.server import MSG_RET
 from support.metered_front import metered_front
 
+from ai_chargeback_plugin.pluginserver import ChargebackPluginServer
 from ai_chargeback_proto import pb
 
 BODY = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Reconcile November."}]}).encode()
@@ -32,10 +37,13 @@ MAX_RSS_GROWTH = 24 * 1024 * 1024
 MAX_GREENLET_GROWTH = 8
 
 
-def _closed_port_url() -> str:
+@contextmanager
+def _closed_port_url() -> Iterator[str]:
+    """An upstream that refuses every connection for as long as the block runs: bound, never
+    listening (a port closed at once can be taken by another server on the machine mid-test)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def _send(url: str, count: int, statuses: list[int]) -> None:
@@ -63,7 +71,7 @@ def _burst(url: str, total: int) -> list[int]:
 
 @pytest.mark.slow
 def test_ten_thousand_failing_upstreams_leave_nothing_behind(tmp_path: Path) -> None:
-    with metered_front(tmp_path, upstream=_closed_port_url(), keep_requests=100) as m:
+    with _closed_port_url() as upstream, metered_front(tmp_path, upstream=upstream, keep_requests=100) as m:
         warm = _burst(m.url, 2000)  # sender, channel and allocator warm before the baseline
         m.events(len(warm), timeout_s=120)
         before = m.runtime_stats()
@@ -99,3 +107,41 @@ def test_a_handler_kong_abandoned_is_released(tmp_path: Path, gevent: bool) -> N
         m.front.inject_lua_error("kong.log.serialize", None)
         assert _burst(m.url, CLIENTS) == [200] * CLIENTS  # the server still serves
         assert len(m.events(CLIENTS)) == CLIENTS
+
+
+class _SlowPop(dict):  # type: ignore[type-arg]
+    """Events that take a while between leaving the in-flight map and being counted released."""
+
+    def pop(self, *args: Any) -> Any:
+        value = super().pop(*args)
+        time.sleep(0.3)
+        return value
+
+
+class _ReturnsAtOnce:
+    """A handler's channel whose handler returns as soon as it is told the event was abandoned."""
+
+    def put(self, _: Any) -> None:
+        pass
+
+    def get(self) -> str:
+        return MSG_RET
+
+
+def test_runtime_stats_see_every_event_in_flight_or_released_while_the_reaper_releases() -> None:
+    """In threads mode the reaper is a thread: a stats call must never land between an event leaving
+    `events` and its count in `events_released` (the abandoned-handler test above could read 7 or 9 of 8 there)."""
+    server = ChargebackPluginServer(use_gevent=False)
+    server.events = _SlowPop()
+    for eid in range(3):
+        server.events[eid] = _ReturnsAtOnce()
+        server._touched[eid] = time.monotonic() - 60
+    reaper = threading.Thread(target=server.release_abandoned, args=(1.0,))
+    reaper.start()
+    seen: list[int] = []
+    while reaper.is_alive():
+        stats = server.get_runtime_stats()
+        seen.append(stats["EventsInFlight"] + stats["EventsReleased"])
+    reaper.join()
+    assert seen and set(seen) == {3}, seen
+    assert (len(server.events), server.events_released) == (0, 3)

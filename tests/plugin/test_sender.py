@@ -8,7 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from support.aggregator_fixtures import count_rows, free_port, make_event, make_settings, refusing_address, sender_config
+from support.aggregator_fixtures import count_rows, make_event, make_settings, refusing_address, sender_config
 
 from ai_chargeback_aggregator.analytics.reports.report import build_report
 from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
@@ -31,7 +31,12 @@ def test_events_are_batched_streamed_and_acked(aggregator: Aggregator) -> None:
 
 
 def test_fails_over_to_the_next_address_when_the_first_is_dead(aggregator: Aggregator) -> None:
-    dead = f"127.0.0.1:{free_port()}"
+    # Held refused for the whole test: a bare free port can be taken by another server meanwhile.
+    with refusing_address() as dead:
+        _fails_over(aggregator, dead)
+
+
+def _fails_over(aggregator: Aggregator, dead: str) -> None:
     seed = next(n for n in range(100) if random.Random(n).randrange(2) == 0)
     random.seed(seed)  # the sender starts at a random address: make it the dead one
     sender = EventSender(sender_config(dead, f"127.0.0.1:{aggregator.grpc_port}"))

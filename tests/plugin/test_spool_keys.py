@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from support.aggregator_fixtures import count_rows, free_port, make_event, make_settings, refusing_address, sender_config
+from support.aggregator_fixtures import count_rows, make_event, make_settings, refusing_address, sender_config
 
 from ai_chargeback_aggregator.server.app import Aggregator
 from ai_chargeback_plugin import sender as sender_module
@@ -197,8 +197,11 @@ def test_close_returns_within_its_timeout_and_keeps_what_it_could_not_deliver(tm
     elif kind == "silent-listener":
         listener, address = _silent_listener()
         stop.append(listener.close)
-    else:
-        address = f"127.0.0.1:{free_port()}"
+    else:  # refused: bound, never listening, until the end (a bare free port can be taken meanwhile)
+        refused = socket.socket()
+        refused.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{refused.getsockname()[1]}"
+        stop.append(refused.close)
     spool = str(tmp_path / "spool")
     sender = EventSender(sender_config(address, sender_key="plugin-c", spool_dir=spool, spool_max_bytes=64 << 20))
     try:

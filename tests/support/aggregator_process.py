@@ -12,6 +12,8 @@ from pathlib import Path
 from ai_chargeback_aggregator.store.clickhouse import Store
 from support.aggregator_fixtures import wait_http_ok
 
+STARTUP_TIMEOUT_S = 240.0
+
 
 def start_serve(settings_dsn: str, grpc_listen: str, http_listen: str, log_path: Path,
                 sql_token: str = "", env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
@@ -23,7 +25,15 @@ def start_serve(settings_dsn: str, grpc_listen: str, http_listen: str, log_path:
          "--grpc-listen", grpc_listen, "--http-listen", http_listen],
         stdout=subprocess.DEVNULL, stderr=open(log_path, "ab"), env=env,  # noqa: SIM115
     )  # fmt: skip
-    wait_http_ok(f"http://{http_listen}/readyz")
+    # Generous: at load 20+ a `chargeback serve` took 65-126 s from start to ready (interpreter and
+    # imports alone up to 2 min), and the old 60 s wait failed 4-5 tests of one full run. The deadline
+    # only bounds a hang; a server that never got ready is killed, not left running for the session.
+    try:
+        wait_http_ok(f"http://{http_listen}/readyz", timeout_s=STARTUP_TIMEOUT_S)
+    except BaseException:
+        process.kill()
+        process.wait(30)
+        raise
     return process
 
 

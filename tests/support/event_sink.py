@@ -16,18 +16,18 @@ import grpc
 
 from ai_chargeback_proto import pb, pb_grpc
 
-from .aggregator_fixtures import free_port
-
 
 class EventSink(pb_grpc.UsageIngestServicer):
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._events: dict[str, pb.UsageEvent] = {}
         self.deliveries = 0  # events received, duplicates included
-        self.address = f"127.0.0.1:{free_port()}"
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         pb_grpc.add_UsageIngestServicer_to_server(self, self._server)
-        self._server.add_insecure_port(self.address)
+        # Port 0: the kernel picks a port and gRPC holds it from here on. A port from free_port()
+        # is free again until gRPC binds it, and gRPC binds with SO_REUSEPORT, so another gRPC
+        # server on the machine that took it meanwhile would silently share its connections.
+        self.address = f"127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
 
     def StreamUsage(self, request_iterator: Iterator[pb.UsageBatch], context: grpc.ServicerContext) -> Iterator[pb.BatchAck]:  # noqa: N802
         for batch in request_iterator:

@@ -171,6 +171,10 @@ class Aggregator:
                 # ahead, parked in this process before the reader asked for them. Without it a stream
                 # has HTTP/2's 64 KiB window beyond the message being read.
                 ("grpc.http2.bdp_probe", int(settings.grpc_bdp_probe)),
+                # gRPC binds with SO_REUSEPORT by default: a second server of the same user on this
+                # port would start without error and the kernel would split the gateways' streams
+                # between the two. A busy port must fail here instead (ListenError below).
+                ("grpc.so_reuseport", 0),
                 *KEEPALIVE_OPTIONS,
             ],
             maximum_concurrent_rpcs=settings.grpc_max_streams,
