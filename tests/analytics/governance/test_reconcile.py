@@ -43,6 +43,18 @@ OPENAI_DAY_COST = Decimal("0.0315")
 ANTHROPIC_DAY_COST = Decimal("0.975")
 
 
+def seeded_dsn(tmp_path: Path) -> str:
+    """A migrated store holding seed()'s events, closed: the commands open it themselves."""
+    dsn = f"chdb://{tmp_path / 'store'}"
+    store = Store(dsn)
+    store.migrate()
+    try:
+        seed(store)
+    finally:
+        store.close()
+    return dsn
+
+
 def seed(store: Store) -> None:
     events = []
     for day in DAYS:
@@ -218,13 +230,7 @@ def test_cost_differences_are_findings(store: Store, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("scenario", "exit_code"), [("match", 0), ("missing_day", 1)])
 def test_cli_reconcile_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str, exit_code: int) -> None:
-    dsn = f"chdb://{tmp_path / 'store'}"
-    store = Store(dsn)
-    store.migrate()
-    try:
-        seed(store)
-    finally:
-        store.close()  # the command opens the store itself
+    dsn = seeded_dsn(tmp_path)
     days = {d: [mini()] for d in DAYS} if scenario == "match" else {DAYS[0]: [mini()], DAYS[2]: [mini()]}
     usage = write(tmp_path, "usage.json", openai_usage_page(days))
     assert main(["reconcile", "--provider-export", str(usage), "--store-dsn", dsn, "--format", "json"]) == exit_code

@@ -22,7 +22,7 @@ from ai_chargeback_aggregator.server.app import Aggregator
 from ai_chargeback_aggregator.server.http_api import MAX_REQUEST_BYTES
 from ai_chargeback_aggregator.store.clickhouse import Store
 
-from .test_reconcile import DAYS, mini, openai_usage_page, seed, write
+from .test_reconcile import DAYS, mini, openai_usage_page, seed, seeded_dsn, write
 
 SQL_TOKEN = "runs-sql-token"
 ADMIN_TOKEN = "runs-admin-token"
@@ -30,14 +30,7 @@ ADMIN_TOKEN = "runs-admin-token"
 
 @pytest.fixture
 def dsn(tmp_path: Path) -> str:
-    dsn = f"chdb://{tmp_path / 'store'}"
-    store = Store(dsn)
-    store.migrate()
-    try:
-        seed(store)
-    finally:
-        store.close()  # the commands open the store themselves
-    return dsn
+    return seeded_dsn(tmp_path)
 
 
 def out_json(capsys: pytest.CaptureFixture[str]) -> tuple[dict, str]:  # type: ignore[type-arg]
