@@ -36,9 +36,11 @@ from ..analytics.reports import (
     AllocationConfig,
     Explanation,
     Handle,
+    Recount,
     Report,
     Runner,
     build_report,
+    check_line,
     daily,
     day_cents,
     days_of,
@@ -269,13 +271,27 @@ def handle_slice(handle: Handle) -> dict[str, str]:
 
 
 def drill_down(runner: Runner, handle: Handle, limit: int) -> tuple[Explanation, Table, Table]:
-    result = explain(runner, handle, limit=max(1, min(limit, EXPLAIN_MAX_LIMIT)))
+    """The line's totals (from the rollups, as its report) and its first events; the raw recount is line_recount."""
+    result = explain(runner, handle, limit=max(1, min(limit, EXPLAIN_MAX_LIMIT)), with_recount=False)
     events = [dict(zip(result.columns, row)) for row in result.events]
     present = set(result.columns)
     columns = [c for c in EVENT_COLUMNS if c.key in present]
-    summary = Table("summary", "Summary of every matching event", [Column(k, k.replace("_", " ").capitalize(),
-                    "list" if isinstance(v, (list, tuple)) else "text") for k, v in result.summary.items()], [result.summary])  # fmt: skip
-    return result, summary, Table("events", "Events", columns, events, empty="No events behind this line.")
+    summary = _summary_table("summary", "The line's totals (every matching event, from the rollups as its report)", result.summary)
+    return result, summary, Table("events", "Events (oldest first)", columns, events, empty="No events behind this line.")
+
+
+def line_recount(runner: Runner, handle: Handle) -> tuple[dict[str, Any], Recount]:
+    """The line's totals and every raw event of it summed again, one right after the other (an analysis: seconds at 10M events)."""
+    return check_line(runner, handle)
+
+
+def recount_table(recount: Recount) -> Table:
+    return _summary_table("recount", "Recount from raw events", recount.figures)
+
+
+def _summary_table(name: str, title: str, figures: Mapping[str, Any]) -> Table:
+    return Table(name, title, [Column(k, k.replace("_", " ").capitalize(), "list" if isinstance(v, (list, tuple)) else "text")
+                               for k, v in figures.items()], [dict(figures)])  # fmt: skip
 
 
 # ------------------------------------------------------------------ governance

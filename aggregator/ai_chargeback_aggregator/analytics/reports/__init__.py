@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from . import allocation_config
 from .allocation_config import AllocationConfig
-from .explain import EVENT_COLUMNS, Explanation, explain
+from .explain import EVENT_COLUMNS, Explanation, Recount, explain
+from .explain import check as check_line
 from .focus import default_progress as focus_progress
 from .focus import export as export_focus
 from .handle import Handle, HandleError
@@ -26,12 +27,14 @@ __all__ = [
     "Handle",
     "HandleError",
     "LocalRunner",
+    "Recount",
     "RemoteRunner",
     "Report",
     "Runner",
     "allocation_config",
     "build_report",
     "build_window_report",
+    "check_line",
     "daily",
     "day_cents",
     "days_of",
