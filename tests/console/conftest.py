@@ -13,6 +13,7 @@ from support.console_site import ARTIFACTS, FLAGS, Running, chromium_binary, sta
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     run = start(tmp_path_factory.mktemp("console"))
     run.aggregator.console.analyses.wait_s = 120  # tests read verdicts, never a "being computed" placeholder
+    run.aggregator.console.analyses.side_wait_s = 120  # nor a recount or a statement's raw facts still being computed
     try:
         yield run
     finally:

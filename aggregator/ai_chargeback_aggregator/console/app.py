@@ -37,7 +37,7 @@ from ..analytics.reconcile import (
     valid_run_id,
 )
 from ..analytics.reports import Handle, HandleError, LocalRunner, Runner, allocation_config
-from ..analytics.statement import money, render_page
+from ..analytics.statement import attach_raw_facts, money, render_page
 from ..settings import AggregatorSettings
 from ..store.clickhouse import Store, StoreError
 from . import data, reconciliation
@@ -289,13 +289,21 @@ class Console(SignIn):
     def statement(self, request: Request, principal: Principal) -> Response:
         """The statement `chargeback statement` writes, as a page; with ?download=1 as a file."""
         view = self.view(request, principal, require=("team",))
+        download = "download" in request.query_params
         try:
-            statement = data.statement_for(self.runner, view, self.config())
+            # The file always has every fact, read inline; the page shows the raw-event ones once computed off its path.
+            statement = data.statement_for(self.runner, view, self.config(), raw_facts=download)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
+        if not download:
+            key = ("statement-facts", view.filters["team"], view.filters.get("tenant", ""), view.first, view.last)
+            facts = self.analyses.get(key, lambda: data.statement_raw_facts(self.analysis_runner, view), beside=True)
+            note = ("being computed from the raw events; reload in a few seconds" if facts.pending
+                    else f"could not be computed: {facts.error}" if facts.error else "")  # fmt: skip
+            attach_raw_facts(statement, facts.value if facts.ready and not facts.error else None, note=note)
         html = render_page(statement, billing_account=self.config().billing_account_name)
         answer_headers = {**security_headers(), "content-security-policy": STATEMENT_CSP}
-        if "download" in request.query_params:
+        if download:
             name = "".join(c if c.isalnum() or c in "-_." else "_" for c in view.filters["team"])
             answer_headers["content-disposition"] = f'attachment; filename="statement-{name}-{view.first.isoformat()}-{view.last.isoformat()}.html"'
         return HTMLResponse(html, headers=answer_headers)

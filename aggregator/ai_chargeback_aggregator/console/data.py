@@ -47,7 +47,18 @@ from ..analytics.reports import (
     explain,
     money_text,
 )
-from ..analytics.statement import Bar, Day, Statement, bar_chart, build_statement, colors_for, daily_chart, legend
+from ..analytics.statement import (
+    Bar,
+    Day,
+    RawFacts,
+    Statement,
+    bar_chart,
+    build_statement,
+    colors_for,
+    daily_chart,
+    legend,
+    read_raw_facts,
+)
 from .access import Principal, View
 from .budgets import BudgetSource, BudgetStatus
 from .tables import Column, Table
@@ -240,10 +251,16 @@ def _exact(line: Mapping[str, Any], mode: str) -> Decimal:
     return Decimal(line["list_cost_exact"])
 
 
-def statement_for(runner: Runner, view: View, config: AllocationConfig, *, facts: bool = True) -> Statement:
-    """The team's statement; ``facts=False`` (the team page) skips its raw-event facts, which that page does not show."""
+def statement_for(runner: Runner, view: View, config: AllocationConfig, *, facts: bool = True, raw_facts: bool = True) -> Statement:
+    """The team's statement; ``facts=False`` (the team page) skips what is not money, which that page does not show;
+    ``raw_facts=False`` (the statement page) skips the facts only raw events know: statement_raw_facts, an analysis."""
     return build_statement(runner, team=view.filters["team"], first=view.first, last=view.last, mode=view.mode, config=config,
-                           tenant=view.filters.get("tenant"), facts=facts)  # fmt: skip
+                           tenant=view.filters.get("tenant"), facts=facts, raw_facts=raw_facts)  # fmt: skip
+
+
+def statement_raw_facts(runner: Runner, view: View) -> RawFacts:
+    """First and last request, last write, identity sources and conflicts: a pass over the period's raw events."""
+    return read_raw_facts(runner, team=view.filters["team"], first=view.first, last=view.last, tenant=view.filters.get("tenant"))
 
 
 # ------------------------------------------------------------------ drill-down

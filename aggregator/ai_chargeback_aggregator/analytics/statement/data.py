@@ -13,9 +13,15 @@ The app x model lines and the days are finer cuts of the same usage. Their exact
 amounts are rounded to cents again with the reports' largest-remainder method:
 an app's model lines against that app's line, the days against the totals. So
 the table adds up to the app lines and they to the totals, to the cent (each
-cut rounded on its own would not). What is not money (tenants seen, catalog
-versions, freshness, identity sources) comes from two small queries on the
-team's raw events.
+cut rounded on its own would not). What is not money comes from two places:
+
+* tenants seen, catalog versions and price sources: the report's source again
+  (rollups where clean), one query;
+* first and last request, last write, identity sources and identity conflicts
+  exist in raw events only: one pass over the team's events of the period
+  (usage_events FINAL; about a second for a month at ten million events). The
+  CLI and the statement file read it inline; the console's statement page reads
+  it as an analysis and says so while it is being computed (``attach_raw_facts``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from ..reports.explain import OWNER_COLUMNS
 from ..reports.report import UNATTRIBUTED_LABEL, Report, build_report, build_split_reports, money_text
 from ..reports.runner import Runner
 from ..reports.series import daily, days_of
-from ..reports.source import FILTERABLE
+from ..reports.source import FILTERABLE, plan, render
 from ..reports.usage_by import UNATTRIBUTED_VALUES
 
 # Money columns a statement shows, per mode: (cents column, exact column) from the report.
@@ -44,29 +50,38 @@ MONEY_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 MAX_DAYS = 366  # one report per day: a year is the most a page should chart
 _RAW = {"model": "billing_model"}  # raw events name the billed model differently
 
-META_SQL = """
-SELECT count() AS events,
+# What the statement names beside the money, from the report's source (rollups where clean, raw where not).
+SOURCE_FACTS_SQL = """
+SELECT sum(events) AS events,
        arraySort(groupUniqArray(50)(tenant)) AS tenants,
        arraySort(groupUniqArrayIf(20)(catalog_version, catalog_version != '')) AS catalog_versions,
-       arraySort(groupUniqArray(20)(price_source)) AS price_sources,
-       min(started_at) AS first_event_at,
-       max(started_at) AS last_event_at,
-       max(ingested_at) AS last_written_at,
-       countIf(notEmpty(identity_conflicts)) AS identity_conflicts
-FROM {{db:Identifier}}.usage_events FINAL
-PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}{narrow}
-WHERE 1{where}
+       arraySort(groupUniqArray(20)(price_source)) AS price_sources
+FROM (
+{source}
+)
 """
 
-IDENTITY_SQL = """
-SELECT pair.1 AS attribute, pair.2 AS source, count() AS requests
+# What only raw events know, in one pass: per identity-source triple, its requests, the first and last
+# request, the last write and the requests that carried a disagreeing identity header.
+RAW_FACTS_SQL = """
+SELECT toString(tenant_source) AS tenant_source, toString(team_source) AS team_source, toString(app_source) AS app_source,
+       count() AS requests, min(started_at) AS first_event_at, max(started_at) AS last_event_at,
+       max(ingested_at) AS last_written_at, countIf(notEmpty(identity_conflicts)) AS identity_conflicts
 FROM {{db:Identifier}}.usage_events FINAL
-ARRAY JOIN [('tenant', toString(tenant_source)), ('team', toString(team_source)), ('app', toString(app_source))] AS pair
 PREWHERE started_at >= {{start:DateTime64(3, 'UTC')}} AND started_at < {{end:DateTime64(3, 'UTC')}}{narrow}
 WHERE 1{where}
-GROUP BY attribute, source
-ORDER BY indexOf(['tenant', 'team', 'app'], attribute), requests DESC, source
+GROUP BY tenant_source, team_source, app_source
 """
+IDENTITY_ATTRIBUTES = ("tenant", "team", "app")
+RAW_META = ("first_event_at", "last_event_at", "last_written_at", "identity_conflicts")
+
+
+@dataclass
+class RawFacts:
+    """The statement's facts only raw events know (RAW_FACTS_SQL), ready to attach to a statement."""
+
+    meta: dict[str, Any]  # RAW_META
+    identity: list[dict[str, Any]]  # attribute, source, requests, share
 
 
 @dataclass
@@ -94,6 +109,8 @@ class Statement:
     meta: dict[str, Any]
     team_line: dict[str, Any] | None = None  # chargeback: this team's line in the report by team
     team_policy: dict[str, Any] | None = None
+    # Empty: the raw-event facts (RAW_META, identity) are in. Else what to say in their place ("being computed ...").
+    raw_facts_note: str = ""
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -119,9 +136,11 @@ def build_statement(
     config: AllocationConfig | None = None,
     tenant: str | None = None,
     facts: bool = True,
+    raw_facts: bool = True,
 ) -> Statement:
-    """``facts=False`` leaves out what is not money (tenants seen, catalogs, freshness, identity sources):
-    the two queries on raw events, for views that show only the amounts."""
+    """``facts=False`` leaves out what is not money (tenants seen, catalogs, freshness, identity sources),
+    for views that show only the amounts. ``raw_facts=False`` leaves out those only raw events know
+    (read_raw_facts, a pass over the period's events): the caller attaches them (attach_raw_facts)."""
     if not team:
         raise ValueError("--team is required")
     if (last - first).days + 1 > MAX_DAYS:
@@ -146,8 +165,10 @@ def build_statement(
     statement = Statement(
         team=team, filters=filters, mode=mode, first=first, last=last, generated_at=datetime.now(UTC),
         by_app=by_app, by_model=by_model, own_by_app=own_by_app, detail=detail, days=days,
-        identity=_identity(runner, first, last, filters) if facts else [], meta=_meta(runner, first, last, filters) if facts else {},
+        identity=[], meta=_source_facts(runner, first, last, filters) if facts else {},
     )  # fmt: skip
+    if facts and raw_facts:
+        attach_raw_facts(statement, read_raw_facts(runner, team=team, first=first, last=last, tenant=tenant))
     if mode == "chargeback":
         # What the team is charged once unattributed usage is allocated between teams:
         # the team's line of the report by team (same tenant scope), shown beside the totals.
@@ -266,24 +287,45 @@ def _params(runner: Runner, first: date, last: date) -> dict[str, Any]:
     return {"db": runner.database, "start": start, "end": end}
 
 
-def _meta(runner: Runner, first: date, last: date, filters: Mapping[str, str]) -> dict[str, Any]:
-    params = _params(runner, first, last)
-    columns, rows = runner.query(META_SQL.format(where=_where(filters, params), narrow=_narrow(filters)), params)
+def _source_facts(runner: Runner, first: date, last: date, filters: Mapping[str, str]) -> dict[str, Any]:
+    """Requests, tenants seen, catalog versions and price sources, from the report's source (the rollups where clean)."""
+    start, end = day_bounds(first, last)
+    source, params = render(plan(runner, start, end, filters), runner.database, ["tenant", "catalog_version", "price_source"])
+    columns, rows = runner.query(SOURCE_FACTS_SQL.format(source=source), params)
     meta = dict(zip(columns, rows[0])) if rows else {}
-    if not meta.get("events"):
-        # min/max over no rows are the epoch, not "never"
-        meta.update(first_event_at=None, last_event_at=None, last_written_at=None)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in meta.items()}
+    meta = {k: list(v) if isinstance(v, tuple) else v for k, v in meta.items()}
+    meta["events"] = int(meta.get("events") or 0)
+    return {**meta, **dict.fromkeys(RAW_META)}  # raw facts: none until attached
 
 
-def _identity(runner: Runner, first: date, last: date, filters: Mapping[str, str]) -> list[dict[str, Any]]:
+def read_raw_facts(runner: Runner, *, team: str, first: date, last: date, tenant: str | None = None) -> RawFacts:
+    """First and last request, last write, identity conflicts and identity sources: one pass over the team's raw events."""
+    filters = {"team": team, **({"tenant": tenant} if tenant else {})}
     params = _params(runner, first, last)
-    columns, rows = runner.query(IDENTITY_SQL.format(where=_where(filters, params), narrow=_narrow(filters)), params)
+    columns, rows = runner.query(RAW_FACTS_SQL.format(where=_where(filters, params), narrow=_narrow(filters)), params)
     found = [dict(zip(columns, row)) for row in rows]
-    totals: dict[str, int] = {}
-    for row in found:
-        totals[row["attribute"]] = totals.get(row["attribute"], 0) + int(row["requests"])
-    for row in found:
-        row["requests"] = int(row["requests"])
-        row["share"] = row["requests"] / totals[row["attribute"]] if totals[row["attribute"]] else 0.0
-    return found
+    meta: dict[str, Any] = {
+        "first_event_at": min((r["first_event_at"] for r in found), default=None),  # min/max over no rows: never, not the epoch
+        "last_event_at": max((r["last_event_at"] for r in found), default=None),
+        "last_written_at": max((r["last_written_at"] for r in found), default=None),
+        "identity_conflicts": sum(int(r["identity_conflicts"]) for r in found),
+    }
+    identity: list[dict[str, Any]] = []
+    for attribute in IDENTITY_ATTRIBUTES:
+        counts: dict[str, int] = {}
+        for r in found:
+            counts[r[f"{attribute}_source"]] = counts.get(r[f"{attribute}_source"], 0) + int(r["requests"])
+        total = sum(counts.values())
+        identity += [{"attribute": attribute, "source": source, "requests": n, "share": n / total if total else 0.0}
+                     for source, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]  # fmt: skip
+    return RawFacts(meta, identity)
+
+
+def attach_raw_facts(statement: Statement, facts: RawFacts | None, *, note: str = "") -> None:
+    """Put the raw-event facts in the statement; ``facts=None``: say ``note`` where they would be."""
+    if facts is None:
+        statement.raw_facts_note = note or "being computed"
+        return
+    statement.meta.update(facts.meta)
+    statement.identity = list(facts.identity)
+    statement.raw_facts_note = ""

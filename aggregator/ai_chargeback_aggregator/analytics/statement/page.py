@@ -162,9 +162,9 @@ def _masthead(s: Statement, billing_account: str) -> str:
         ("Currency", "currency", s.currency),
         ("Cost basis", "basis", basis),
         ("Price catalog", "catalog", ", ".join(catalogs) or "—"),
-        ("Last request", "last-event", _ts(s.meta.get("last_event_at"))),
+        ("Last request", "last-event", s.raw_facts_note or _ts(s.meta.get("last_event_at"))),
         ("Generated", "generated", _ts(s.generated_at)),
-        ("Last write", "last-write", _ts(s.meta.get("last_written_at"))),
+        ("Last write", "last-write", s.raw_facts_note or _ts(s.meta.get("last_written_at"))),
     ]
     items = "".join(f'<div><dt>{escape(k)}</dt><dd data-field="{f}">{escape(v)}</dd></div>' for k, f, v in meta)
     total_label = "Total charged" if s.mode == "chargeback" else "Total at list price"
@@ -408,6 +408,11 @@ def _row(line: Mapping[str, Any], money_columns: Iterable[tuple[str, str]], *, k
 
 
 def _attribution(s: Statement) -> str:
+    if s.raw_facts_note:
+        # Identity sources exist in raw events only: the console computes them off the page's path.
+        pending = (f'<p class="sub" data-pending="raw-facts" role="status">Identity sources, identity conflicts, last request and '
+                   f"last write: {escape(s.raw_facts_note)}. The downloaded statement always has them.</p>")  # fmt: skip
+        return _section("attribution", "Attribution", pending, sub="Where this team's requests got their tenant, team and app (share of requests).")
     by_attribute: dict[str, list[dict[str, Any]]] = {}
     for row in s.identity:
         by_attribute.setdefault(row["attribute"], []).append(row)
