@@ -11,6 +11,8 @@ the next page, and again once the rollups have taken it in.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -18,6 +20,7 @@ import pytest
 from support.console_site import Running
 from support.seed import admitted_as_is, day_start, usage_event
 
+from ai_chargeback_aggregator.analytics.reports import Handle
 from ai_chargeback_aggregator.console.page_runner import PageRunner
 
 # page -> (path, query string beyond the period, most queries it may send, with nothing kept from earlier pages)
@@ -27,7 +30,12 @@ PAGES = {
     "team": ("/team", {"team": "payments"}, 9),
     "team_chargeback": ("/team", {"team": "payments", "mode": "chargeback"}, 10),  # + the team's line of the report by team
     "teams": ("/team", {}, 5),
+    # plan, usage by app, by model, apps x models, per day, 3 x lacks, tenants/catalogs/price sources from the rollups;
+    # the raw-event facts (identity sources, last request, last write) are an analysis, off the page's runner
+    "statement": ("/statement", {"team": "payments"}, 9),
 }
+# plan, the line's figures per day (rollups), its first events (raw, the days holding them); the raw recount is an analysis
+EXPLAIN_QUERIES = 3
 
 
 def store_queries(timing: str) -> tuple[int, int]:
@@ -96,3 +104,58 @@ def test_an_unchanged_store_answers_again_from_kept_answers_and_a_new_event_show
     rebuilt, (sent, _) = fetch(running, "/team", query)
     assert sent > 1
     assert f">{before + 1:,}<" in rebuilt or f">{before + 1}<" in rebuilt
+
+
+def test_the_drill_down_sends_at_most_its_queries(running: Running, per_request: None) -> None:
+    handle = Handle.of(running.first, running.last, "team", "payments").encode()
+    _, (sent, reused) = fetch(running, "/explain", {"handle": handle})
+    assert 0 < sent <= EXPLAIN_QUERIES, f"explain sent {sent} queries (reused {reused}); at most {EXPLAIN_QUERIES}"
+
+
+@pytest.fixture
+def busy_analyses(running: Running) -> Iterator[threading.Event]:
+    """The analyses' one worker held by a job until the event is set, and pages not waiting beside: raw work stays pending."""
+    analyses = running.aggregator.console.analyses
+    release = threading.Event()
+    side_wait_s, analyses.side_wait_s = analyses.side_wait_s, 0.0
+    analyses.get(("held", time.monotonic()), lambda: release.wait(60), beside=True)
+    try:
+        yield release
+    finally:
+        release.set()
+        analyses.side_wait_s = side_wait_s
+
+
+def wait_for(running: Running, path: str, query: dict[str, str], text: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        page, _ = fetch(running, path, query)
+        if text in page:
+            return page
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never showed on {path}")
+
+
+def test_pages_do_not_wait_for_raw_reads_and_show_them_once_done(running: Running, busy_analyses: threading.Event) -> None:
+    # A handle and a statement no earlier test asked for: nothing computed yet.
+    handle = Handle.of(running.first, running.last, "app", "checkout", {"team": "payments"}).encode()
+    page, _ = fetch(running, "/explain", {"handle": handle})
+    assert "being computed" in page and 'data-recount=' not in page
+    assert 'data-table="summary"' in page and 'data-table="events"' in page  # the line's totals and events: at once
+    statement_query = {"team": "payments", "from": (running.first + timedelta(days=1)).isoformat()}
+    statement, _ = fetch(running, "/statement", statement_query)
+    assert 'data-pending="raw-facts"' in statement and 'data-attribute="team"' not in statement
+    client = running.client("fin")
+    try:
+        download = client.get("/statement", params={**running.period, **statement_query, "download": "1"})
+    finally:
+        client.close()
+    assert download.status_code == 200 and 'data-attribute="team"' in download.text  # the file: every fact, inline
+    assert 'data-pending' not in download.text
+
+    busy_analyses.set()
+    page = wait_for(running, "/explain", {"handle": handle}, 'data-recount="matches"')
+    assert 'data-table="recount"' in page
+    statement = wait_for(running, "/statement", statement_query, 'data-attribute="team"')
+    assert 'data-pending' not in statement
+    assert statement.count('data-field="last-write"') == 1 and "being computed" not in statement

@@ -300,7 +300,8 @@ class Console(SignIn):
             facts = self.analyses.get(key, lambda: data.statement_raw_facts(self.analysis_runner, view), beside=True)
             note = ("being computed from the raw events; reload in a few seconds" if facts.pending
                     else f"could not be computed: {facts.error}" if facts.error else "")  # fmt: skip
-            attach_raw_facts(statement, facts.value if facts.ready and not facts.error else None, note=note)
+            attach_raw_facts(statement, facts.value if facts.ready and not facts.error else None, note=note,
+                             read_at=facts.computed_at)
         html = render_page(statement, billing_account=self.config().billing_account_name)
         answer_headers = {**security_headers(), "content-security-policy": STATEMENT_CSP}
         if download:

@@ -111,6 +111,7 @@ class Statement:
     team_policy: dict[str, Any] | None = None
     # Empty: the raw-event facts (RAW_META, identity) are in. Else what to say in their place ("being computed ...").
     raw_facts_note: str = ""
+    raw_facts_at: datetime | None = None  # when they were read, if earlier than this statement (the console's analysis)
 
     @property
     def totals(self) -> dict[str, Any]:
@@ -321,11 +322,13 @@ def read_raw_facts(runner: Runner, *, team: str, first: date, last: date, tenant
     return RawFacts(meta, identity)
 
 
-def attach_raw_facts(statement: Statement, facts: RawFacts | None, *, note: str = "") -> None:
-    """Put the raw-event facts in the statement; ``facts=None``: say ``note`` where they would be."""
+def attach_raw_facts(statement: Statement, facts: RawFacts | None, *, note: str = "", read_at: datetime | None = None) -> None:
+    """Put the raw-event facts in the statement; ``facts=None``: say ``note`` where they would be.
+    ``read_at``: when they were read, if not just now (the page then says so)."""
     if facts is None:
         statement.raw_facts_note = note or "being computed"
         return
     statement.meta.update(facts.meta)
     statement.identity = list(facts.identity)
     statement.raw_facts_note = ""
+    statement.raw_facts_at = read_at

@@ -455,6 +455,8 @@ def _attribution(s: Statement) -> str:
                 f"gives this team {escape(s.currency)} {money(received)} of it: the amounts box adds it, as the line of "
                 "<code>chargeback report --by team --mode chargeback</code> for this team does."
             )
+    if s.raw_facts_at is not None:
+        notes.append(f"Identity sources and conflicts, last request and last write as read from the raw events at {_ts(s.raw_facts_at)}.")
     text = "".join(f"<p>{n}</p>" for n in notes)
     return _section("attribution", "Attribution", table, f'<div class="prose">{text}</div>',
                     sub="Where this team's requests got their tenant, team and app (share of requests).")  # fmt: skip
