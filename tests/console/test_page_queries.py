@@ -26,13 +26,14 @@ from ai_chargeback_aggregator.console.page_runner import PageRunner
 # page -> (path, query string beyond the period, most queries it may send, with nothing kept from earlier pages)
 PAGES = {
     "overview": ("/", {}, 7),  # plan, usage by team, by tenant, per day, 3 x what the period lacks
-    # plan, usage by app, by model, apps x models (one query, not one per app), per day, 3 x lacks, budgets
-    "team": ("/team", {"team": "payments"}, 9),
-    "team_chargeback": ("/team", {"team": "payments", "mode": "chargeback"}, 10),  # + the team's line of the report by team
+    # plan, usage by app, by model and apps x models (one query, not one per app nor one more for the model lines),
+    # per day, 3 x lacks, budgets
+    "team": ("/team", {"team": "payments"}, 8),
+    "team_chargeback": ("/team", {"team": "payments", "mode": "chargeback"}, 9),  # + the team's line of the report by team
     "teams": ("/team", {}, 5),
-    # plan, usage by app, by model, apps x models, per day, 3 x lacks, tenants/catalogs/price sources from the rollups;
+    # plan, usage by app, by model and apps x models, per day, 3 x lacks, tenants/catalogs/price sources from the rollups;
     # the raw-event facts (identity sources, last request, last write) are an analysis, off the page's runner
-    "statement": ("/statement", {"team": "payments"}, 9),
+    "statement": ("/statement", {"team": "payments"}, 8),
 }
 # plan, the line's figures per day (rollups), its first events (raw, the days holding them); the raw recount is an analysis
 EXPLAIN_QUERIES = 3

@@ -7,14 +7,20 @@ stay separate, as their filters are.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from support.seed import Seed, day_start, random_events, recent_day, usage_event
 
-from ai_chargeback_aggregator.analytics.reports.allocation_config import parse
-from ai_chargeback_aggregator.analytics.reports.report import Report, build_report, build_split_reports
+from ai_chargeback_aggregator.analytics.reports.allocation_config import UnattributedRule, parse
+from ai_chargeback_aggregator.analytics.reports.report import (
+    Report,
+    build_report,
+    build_split_reports,
+    build_whole_and_split_reports,
+)
 
 VALUES = ("checkout", "ranker", "helpdesk", "batch-jobs", "", "unattributed", "no-such-app")
 
@@ -42,3 +48,12 @@ def test_split_reports_equal_one_report_per_value(seed: Seed, mode: str) -> None
             assert figures(split[value]) == figures(alone), (filters, value)
         assert split["checkout"].sources["hours_from_raw_events"] == 1  # the dirty hour; the rest from rollups
         assert split["checkout"].lines and not split["no-such-app"].lines
+        # The unsplit report from the same query (the statement's by-model lines), allocating by its own policy.
+        own = replace(config, unattributed=UnattributedRule(), per_dimension={})
+        whole, again = build_whole_and_split_reports(seed.runner, first=first, last=last, by="model", split="app", values=VALUES,
+                                                     mode=mode, config=own, whole_config=config, filters=filters)  # fmt: skip
+        alone = build_report(seed.runner, first=first, last=last, by="model", mode=mode, config=config, filters=filters or None)
+        assert figures(whole) == figures(alone), filters
+        for value in VALUES:
+            own_alone = build_report(seed.runner, first=first, last=last, by="model", mode=mode, config=own, filters={**filters, "app": value})
+            assert figures(again[value]) == figures(own_alone), (filters, value)

@@ -134,14 +134,44 @@ def build_split_reports(
     value exactly the rows its filtered query would (same source plan: ``split`` is a
     rollup dimension; same row order within a value), and the same arithmetic follows.
     """
+    return build_whole_and_split_reports(runner, first=first, last=last, by=by, split=split, values=values, mode=mode,
+                                         config=config, filters=filters)[1]  # fmt: skip
+
+
+def build_whole_and_split_reports(
+    runner: Runner,
+    *,
+    first: date,
+    last: date,
+    by: str,
+    split: str,
+    values: Sequence[str],
+    mode: str = "showback",
+    config: AllocationConfig | None = None,
+    whole_config: AllocationConfig | None = None,
+    filters: Mapping[str, str] | None = None,
+) -> tuple[Report, dict[str, Report]]:
+    """``build_report(..., config=whole_config, filters=filters)`` and ``build_split_reports(...)``, from one usage query.
+
+    The unsplit report's rows are the split rows of every value together: each line sums
+    its rows (sums, and a fee linear in each row's requests and cost, add up across
+    values), and its label is ``any()`` of the dimension in both queries (dimensions
+    labelled by ``max()`` are refused). ``whole_config`` (default ``config``) may allocate
+    differently, not charge fees differently: the fee periods are part of the query.
+    """
     if mode not in MODES:
         raise ValueError(f"--mode must be one of {', '.join(MODES)}")
     if by not in DIMENSIONS or DIMENSIONS[by][0] in RAW_ONLY:
         raise ValueError(f"cannot split a report by {by!r}")
+    if not DIMENSIONS[by][1].startswith("any("):
+        raise ValueError(f"a report by {by!r} labels lines by max(): its unsplit lines cannot come from split rows")
     config = config or AllocationConfig()
+    whole_config = whole_config or config
+    fee_starts = config.fee_starts() if mode == "chargeback" else []
+    if mode == "chargeback" and whole_config.fee_starts() != fee_starts:
+        raise ValueError("the unsplit report must charge the same platform-fee periods")
     start, end = day_bounds(first, last)
     source_plan = plan(runner, start, end, filters)
-    fee_starts = config.fee_starts() if mode == "chargeback" else []
     sql, params = render_usage_by(source_plan, runner.database, by, fee_starts, split=split)
     _, rows = runner.query(sql, params)
     per_value: dict[str, list[tuple[Any, ...]]] = {value: [] for value in values}
@@ -155,7 +185,10 @@ def build_split_reports(
         reports[value] = _report_from_rows(value_rows, start=start, end=end, by=by, mode=mode, config=config, filters=value_filters,
                                            sources=source_plan.describe())  # fmt: skip
         _delivery_gaps(reports[value], gaps)
-    return reports
+    whole = _report_from_rows([row[1:] for row in rows], start=start, end=end, by=by, mode=mode, config=whole_config, filters=filters,
+                              sources=source_plan.describe())  # fmt: skip
+    _delivery_gaps(whole, gaps)
+    return whole, reports
 
 
 def _report_from_rows(rows: Sequence[Sequence[Any]], *, start: datetime, end: datetime, by: str, mode: str, config: AllocationConfig,

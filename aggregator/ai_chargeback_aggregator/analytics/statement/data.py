@@ -6,6 +6,7 @@ Every amount comes from ``build_report`` (report.py); nothing here queries cost:
   numbers ``chargeback report --by app --team T`` prints;
 * lines by model: ``build_report(by="model")`` with the same filters;
 * app x model lines: ``build_report(by="model")`` per app (filters team + app);
+  these two from one query (``build_whole_and_split_reports``);
 * the daily series: the report's source read once by day and app (reports/series.py),
   with the report's fee formula per day.
 
@@ -36,7 +37,7 @@ from ...periods import day_bounds
 from ..reports.allocation import largest_remainder
 from ..reports.allocation_config import AllocationConfig, UnattributedRule
 from ..reports.explain import OWNER_COLUMNS
-from ..reports.report import UNATTRIBUTED_LABEL, Report, build_report, build_split_reports, money_text
+from ..reports.report import UNATTRIBUTED_LABEL, Report, build_report, build_whole_and_split_reports, money_text
 from ..reports.runner import Runner
 from ..reports.series import daily, days_of
 from ..reports.source import FILTERABLE, plan, render
@@ -153,7 +154,6 @@ def build_statement(
         return build_report(runner, first=first, last=last, by=by, mode=mode, config=policy, filters=filters)
 
     by_app = report("app", config)
-    by_model = report("model", config)
     # The finer cuts show usage where it happened: no unattributed-line moves inside them
     # (those are in the by-app lines, as `report --by app` shows them); fees still apply.
     own = replace(config, unattributed=UnattributedRule(), per_dimension={})
@@ -161,7 +161,13 @@ def build_statement(
     # Same totals either way (allocation only moves cents); the own lines differ only when it moved some.
     own_by_app = report("app", own) if moved else by_app
     columns = MONEY_COLUMNS[mode]
-    detail = _detail(runner, own_by_app, first=first, last=last, mode=mode, config=own, filters=filters, columns=columns)
+    # The unattributed app line is every spelling of 'nobody'; a filter matches one each.
+    values = {app["key"]: UNATTRIBUTED_VALUES if app["key"] == "" else (app["key"],) for app in own_by_app.lines}
+    # One query for the report by model and every app's report by model (each as `report --by model --app <app>`).
+    by_model, per_app = build_whole_and_split_reports(runner, by="model", split="app", values=[v for vs in values.values() for v in vs],
+                                                      first=first, last=last, mode=mode, config=own, whole_config=config,
+                                                      filters=filters)  # fmt: skip
+    detail = _detail(own_by_app, values, per_app, columns)
     days = _days(runner, by_app, first=first, last=last, mode=mode, config=own, filters=filters, columns=columns)
     statement = Statement(
         team=team, filters=filters, mode=mode, first=first, last=last, generated_at=datetime.now(UTC),
@@ -189,27 +195,14 @@ def cents(text: str) -> int:
     return int(value)
 
 
-def _detail(
-    runner: Runner,
-    by_app: Report,
-    *,
-    first: date,
-    last: date,
-    mode: str,
-    config: AllocationConfig,
-    filters: Mapping[str, str],
-    columns: Sequence[tuple[str, str]],
-) -> list[dict[str, Any]]:
+def _detail(by_app: Report, values: Mapping[str, Sequence[str]], per_app: Mapping[str, Report],
+            columns: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:  # fmt: skip
+    """The app x model lines, grouped by app in ``by_app``'s order, rounded into each app's line."""
     lines: list[dict[str, Any]] = []
-    # The unattributed app line is every spelling of 'nobody'; a filter matches one each.
-    values = {app["key"]: UNATTRIBUTED_VALUES if app["key"] == "" else (app["key"],) for app in by_app.lines}
-    # One query for every app's report by model (each as `report --by model --app <app>`), not one report per app.
-    by_model = build_split_reports(runner, by="model", split="app", values=[v for vs in values.values() for v in vs], first=first,
-                                   last=last, mode=mode, config=config, filters=filters)  # fmt: skip
     for app in by_app.lines:
         cells: list[dict[str, Any]] = []
         for value in values[app["key"]]:
-            sub = by_model[value]
+            sub = per_app[value]
             cells += [{**line, "app": app["label"], "app_key": app["key"], "model": line["label"], "model_key": line["key"]} for line in sub.lines]
         round_into(cells, app, columns)
         lines += cells
