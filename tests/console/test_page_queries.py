@@ -141,7 +141,10 @@ def test_pages_do_not_wait_for_raw_reads_and_show_them_once_done(running: Runnin
     # A handle and a statement no earlier test asked for: nothing computed yet.
     handle = Handle.of(running.first, running.last, "app", "checkout", {"team": "payments"}).encode()
     page, _ = fetch(running, "/explain", {"handle": handle})
-    assert "being computed" in page and 'data-recount=' not in page
+    assert 'data-recount="ask"' in page and "being computed" not in page  # a recount is asked for, never started by a view
+    assert running.aggregator.console.analyses.peek(("recount", Handle.decode(handle))) is None
+    page, _ = fetch(running, "/explain", {"handle": handle, "recount": "1"})
+    assert "being computed" in page and 'data-recount="matches"' not in page
     assert 'data-table="summary"' in page and 'data-table="events"' in page  # the line's totals and events: at once
     statement_query = {"team": "payments", "from": (running.first + timedelta(days=1)).isoformat()}
     statement, _ = fetch(running, "/statement", statement_query)
@@ -155,7 +158,7 @@ def test_pages_do_not_wait_for_raw_reads_and_show_them_once_done(running: Runnin
     assert 'data-pending' not in download.text
 
     busy_analyses.set()
-    page = wait_for(running, "/explain", {"handle": handle}, 'data-recount="matches"')
+    page = wait_for(running, "/explain", {"handle": handle}, 'data-recount="matches"')  # shown to later views too
     assert 'data-table="recount"' in page
     statement = wait_for(running, "/statement", statement_query, 'data-attribute="team"')
     assert 'data-pending' not in statement

@@ -72,6 +72,14 @@ class Analyses:
         """``beside``: an analysis beside figures the page has already: wait ``side_wait_s``, not ``wait_s``."""
         return self.get_all({key: compute}, beside=beside)[key]
 
+    def peek(self, key: Hashable) -> Outcome | None:
+        """The last result, or pending while one is computed; None if never asked (or forgotten). Starts nothing."""
+        with self._lock:
+            done = self._done.get(key)
+            if done is not None:
+                return done[0]
+            return Outcome(pending=True) if key in self._running else None
+
     def get_all(self, jobs: Mapping[Hashable, Callable[[], Any]], *, beside: bool = False) -> dict[Hashable, Outcome]:
         """Several analyses of one page: all started first, then waited for ``wait_s`` in all.
 

@@ -320,10 +320,13 @@ class Console(SignIn):
         except ValueError:
             raise BadRequest("limit must be a number") from None
         result, summary, events = data.drill_down(self.runner, handle, limit)
-        # The raw recount reads every event of the period (seconds at 10M): off the page's path, not waited for.
-        recount = self.analyses.get(("recount", handle), lambda: data.line_recount(self.analysis_runner, handle), beside=True)
+        # The raw recount reads every event of the period (seconds at 10M, a core's worth): asked for (?recount=1),
+        # then off the page's path and not waited for; else the page shows the last one, if any.
+        key = ("recount", handle)
+        recount = (self.analyses.get(key, lambda: data.line_recount(self.analysis_runner, handle), beside=True)
+                   if "recount" in params else self.analyses.peek(key))  # fmt: skip
         tables = {"events": events, "summary": summary}
-        if recount.ready and not recount.error:
+        if recount is not None and recount.ready and not recount.error:
             tables["recount"] = data.recount_table(recount.value[1])
         context = {"handle": handle, "handle_text": params["handle"][0], "result": result, "summary": summary, "events": events,
                    "limit": limit, "max_limit": data.EXPLAIN_MAX_LIMIT, "recount": recount,
