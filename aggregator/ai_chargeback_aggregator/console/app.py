@@ -36,14 +36,14 @@ from ..analytics.reconcile import (
     save_run,
     valid_run_id,
 )
-from ..analytics.reports import Handle, HandleError, LocalRunner, Runner, allocation_config
+from ..analytics.reports import Handle, HandleError, Runner, allocation_config
 from ..analytics.statement import money, render_page
 from ..settings import AggregatorSettings
 from ..store.clickhouse import Store, StoreError
 from . import data, reconciliation
 from .access import BadRequest, Principal, Refused, View, authorize, authorize_slice, parse_view
 from .accounts import AccountsFile
-from .analyses import Analyses, BackgroundRunner, Outcome
+from .analyses import Analyses, BackgroundRunner, Outcome, PageStoreRunner
 from .auth import SignIn, security_headers
 from .budgets import BudgetSource, Unavailable, default_source
 from .oidc import OidcClient
@@ -73,14 +73,14 @@ class Console(SignIn):
     """Everything the console's routes share: settings, store sessions, accounts, sessions, templates."""
 
     def __init__(self, settings: AggregatorSettings, *, budgets: BudgetSource | None = None,
-                 analysis_wait_s: float = 0.25, analysis_fresh_s: float = 300.0) -> None:  # fmt: skip
+                 analysis_wait_s: float = 0.2, analysis_fresh_s: float = 300.0) -> None:  # fmt: skip
         self.settings = settings
         # Own store sessions: pages are not queued behind /v1/sql, nor behind slow analyses.
         self.store = Store.from_settings(settings)
         self.analysis_store = Store.from_settings(settings)
         # Pages ask the same plan and loss queries in several reports: one answer per request (page_runner.py).
         # Across requests too while the store is unchanged; system.parts shows one server, so not in cluster mode.
-        self.runner = PageRunner(LocalRunner(self.store), shared=not settings.cluster)
+        self.runner = PageRunner(PageStoreRunner(self.store), shared=not settings.cluster)
         self.analysis_runner: Runner = BackgroundRunner(self.analysis_store)
         self.accounts = AccountsFile(settings.console_users_path)
         self._sessions: Sessions | None = None
@@ -92,6 +92,9 @@ class Console(SignIn):
                                      autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)  # fmt: skip
         self.templates.filters["money"] = money
         self.templates.globals["version"] = __version__
+        # Compiled now, not by each page's first visitor: compiling the overview's templates was 40-130 ms of its first request.
+        for name in self.templates.list_templates():
+            self.templates.get_template(name)
 
     @property
     def sessions(self) -> Sessions:
@@ -164,10 +167,13 @@ class Console(SignIn):
     def page(self, build: Callable[[Request, Principal], Page | Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            with self.runner.page(fresh="no-cache" in request.headers.get("cache-control", "")) as queries:
+            # The page's budget for waiting on analyses starts with the request (analyses.py).
+            with self.analyses.page() as waited, self.runner.page(fresh="no-cache" in request.headers.get("cache-control", "")) as queries:
                 response = answer(request)
-            # Server time, as browsers' developer tools and `make bench` read it; then the store's share and query count.
-            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}, {queries.server_timing()}"
+            # Server time, as browsers' developer tools and `make bench` read it; then the store's share and query count,
+            # and the time spent waiting for analyses.
+            response.headers["server-timing"] = (f"app;dur={(time.perf_counter() - started) * 1000:.1f}, {queries.server_timing()}, "
+                                                 f"{waited.server_timing()}")  # fmt: skip
             return response
 
         def answer(request: Request) -> Response:
@@ -247,11 +253,12 @@ class Console(SignIn):
             return RedirectResponse(self.href(request, "overview", query), status_code=303)
         view = self.view(request, principal)
         link = _linker(self, request, view)
-        result = data.overview(self.runner, view, self.config(), link=link)
-        readiness: Outcome | None = None
+        readiness_key = ("readiness", view.first, view.last, view.filters.get("tenant", ""))
+        pending = None  # readiness starts before the page's own queries, so it has their time too
         if principal.sees_everything or view.filters.get("tenant") in principal.grants.tenants:
-            readiness = self.analysis(("readiness", view.first, view.last, view.filters.get("tenant", "")),
-                                      lambda: data.readiness(self.analysis_runner, view))  # fmt: skip
+            pending = self.analyses.start({readiness_key: lambda: data.readiness(self.analysis_runner, view)})
+        result = data.overview(self.runner, view, self.config(), link=link)
+        readiness: Outcome | None = self.analyses.wait(pending)[readiness_key] if pending else None
         context = {"view": view, "o": result, "readiness": readiness, "slices": principal.slices(), "headline": data.headline_column(view.mode)}
         return Page("overview.html", "Overview", context, result.tables)
 
