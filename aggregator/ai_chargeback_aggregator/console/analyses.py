@@ -141,7 +141,7 @@ class Analyses:
         return self.wait(self.start(jobs))
 
     def start(self, jobs: Mapping[Hashable, Callable[[], Any]]) -> Started:
-        """Start what is not computed or not fresh; a page starts its analyses first and does its own work meanwhile."""
+        """Start what is not computed or not fresh, without waiting (:meth:`wait` waits)."""
         now = time.monotonic()
         started = Started(list(jobs))
         with self._lock:
