@@ -187,5 +187,9 @@ class Analyses:
                     self._done.pop(old, None)
         return outcome
 
+    def prepare(self, open_sessions: Callable[[], Any]) -> Future[Any]:
+        """Start the worker thread and run ``open_sessions`` on it now, not within the first page that asks for an analysis."""
+        return self._pool.submit(open_sessions)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
