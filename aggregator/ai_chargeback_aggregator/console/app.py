@@ -94,7 +94,7 @@ class Console(SignIn):
                                      autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)  # fmt: skip
         self.templates.filters["money"] = money
         self.templates.globals["version"] = __version__
-        # Compiled now, not by each page's first visitor: compiling the overview's templates was 40-130 ms of its first request.
+        # Compiled now, not by each page's first visitor: compiling the overview's templates was 40-220 ms of its first request.
         for name in self.templates.list_templates():
             self.templates.get_template(name)
 
@@ -261,8 +261,9 @@ class Console(SignIn):
             return RedirectResponse(self.href(request, "overview", query), status_code=303)
         view = self.view(request, principal)
         link = _linker(self, request, view)
-        # Readiness starts after the page's own queries: started before them, the first overview at 10M events spent
-        # 209-298 ms in the store instead of 105-121 ms (bench_console, load 5 to 7); it cannot finish in the budget there.
+        # Readiness starts after the page's own queries: started before them, it slowed them (the first overview at 10M
+        # events: 209-298 ms in the store, 72-148 ms started after; bench_console, load 5 to 7), and it cannot finish
+        # within the page's budget there anyway.
         result = data.overview(self.runner, view, self.config(), link=link)
         readiness: Outcome | None = None
         if principal.sees_everything or view.filters.get("tenant") in principal.grants.tenants:
