@@ -6,8 +6,10 @@ aggregator serves the console and each page is requested over HTTP with a
 bearer token, as a finance user and as a team viewer. Server time is the page's
 ``Server-Timing: app;dur=`` (its work: queries, report code, rendering); the
 client's wall time is kept beside it. Pages that show slow analyses
-(readiness, governance: raw events) are measured twice: the first request
-(answers at once with "being computed") and once the analysis is done.
+(readiness, governance: raw events) are measured twice: the first request,
+before any other page could start their analyses (it waits for them until the
+page's budget, then says "being computed"; ``analyses_wait_first_ms`` is that
+wait, from ``Server-Timing: analyses;dur=``), and once the analysis is done.
 
 Nothing is asserted; goal: every page < 300 ms server time. ``--quick``: 1M events.
 Each page's Server-Timing also names its store share ("N queries, M reused"):
