@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,14 +37,14 @@ from ..analytics.reconcile import (
     save_run,
     valid_run_id,
 )
-from ..analytics.reports import Handle, HandleError, LocalRunner, Runner, allocation_config
+from ..analytics.reports import Handle, HandleError, Runner, allocation_config
 from ..analytics.statement import attach_raw_facts, money, render_page
 from ..settings import AggregatorSettings
 from ..store.clickhouse import Store, StoreError
 from . import data, reconciliation
 from .access import BadRequest, Principal, Refused, View, authorize, authorize_slice, parse_view
 from .accounts import AccountsFile
-from .analyses import Analyses, BackgroundRunner, Outcome
+from .analyses import Analyses, BackgroundRunner, Outcome, PageStoreRunner
 from .auth import SignIn, security_headers
 from .budgets import BudgetSource, Unavailable, default_source
 from .oidc import OidcClient
@@ -73,25 +74,29 @@ class Console(SignIn):
     """Everything the console's routes share: settings, store sessions, accounts, sessions, templates."""
 
     def __init__(self, settings: AggregatorSettings, *, budgets: BudgetSource | None = None,
-                 analysis_wait_s: float = 0.25, analysis_fresh_s: float = 300.0) -> None:  # fmt: skip
+                 analysis_wait_s: float = 0.2, analysis_fresh_s: float = 300.0) -> None:  # fmt: skip
         self.settings = settings
         # Own store sessions: pages are not queued behind /v1/sql, nor behind slow analyses.
         self.store = Store.from_settings(settings)
         self.analysis_store = Store.from_settings(settings)
         # Pages ask the same plan and loss queries in several reports: one answer per request (page_runner.py).
         # Across requests too while the store is unchanged; system.parts shows one server, so not in cluster mode.
-        self.runner = PageRunner(LocalRunner(self.store), shared=not settings.cluster)
+        self.runner = PageRunner(PageStoreRunner(self.store), shared=not settings.cluster)
         self.analysis_runner: Runner = BackgroundRunner(self.analysis_store)
         self.accounts = AccountsFile(settings.console_users_path)
         self._sessions: Sessions | None = None
         self._sessions_lock = threading.Lock()
         self.analyses = Analyses(wait_s=analysis_wait_s, fresh_s=analysis_fresh_s)
+        self._opening: futures.Future[Any] | None = None
         self.budgets = budgets if budgets is not None else default_source()
         self.oidc = OidcClient.from_settings(settings) if settings.console_oidc_issuer else None
         self.templates = Environment(loader=PackageLoader("ai_chargeback_aggregator.console", "templates"),
                                      autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)  # fmt: skip
         self.templates.filters["money"] = money
         self.templates.globals["version"] = __version__
+        # Compiled now, not by each page's first visitor: compiling the overview's templates was 40-220 ms of its first request.
+        for name in self.templates.list_templates():
+            self.templates.get_template(name)
 
     @property
     def sessions(self) -> Sessions:
@@ -109,7 +114,13 @@ class Console(SignIn):
     def config(self) -> allocation_config.AllocationConfig:
         return allocation_config.load(self.settings.allocation_config_path)
 
+    def start(self) -> None:
+        """Open the store sessions now, in the background, not on the first page: opening one took 70-140 ms (load 5 to 7)."""
+        self._opening = self.analyses.prepare(lambda: (self.store.query("SELECT 1"), self.analysis_store.query("SELECT 1")))
+
     def close(self) -> None:
+        if self._opening is not None and not self._opening.cancel():
+            futures.wait([self._opening], timeout=60)  # else a session opened after close keeps the engine open
         self.analyses.close()
         self.store.close()
         self.analysis_store.close()
@@ -164,10 +175,13 @@ class Console(SignIn):
     def page(self, build: Callable[[Request, Principal], Page | Response]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
             started = time.perf_counter()
-            with self.runner.page(fresh="no-cache" in request.headers.get("cache-control", "")) as queries:
+            # The page's budget for waiting on analyses starts with the request (analyses.py).
+            with self.analyses.page() as waited, self.runner.page(fresh="no-cache" in request.headers.get("cache-control", "")) as queries:
                 response = answer(request)
-            # Server time, as browsers' developer tools and `make bench` read it; then the store's share and query count.
-            response.headers["server-timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}, {queries.server_timing()}"
+            # Server time, as browsers' developer tools and `make bench` read it; then the store's share and query count,
+            # and the time spent waiting for analyses.
+            response.headers["server-timing"] = (f"app;dur={(time.perf_counter() - started) * 1000:.1f}, {queries.server_timing()}, "
+                                                 f"{waited.server_timing()}")  # fmt: skip
             return response
 
         def answer(request: Request) -> Response:
@@ -247,6 +261,9 @@ class Console(SignIn):
             return RedirectResponse(self.href(request, "overview", query), status_code=303)
         view = self.view(request, principal)
         link = _linker(self, request, view)
+        # Readiness starts after the page's own queries: started before them, it slowed them (the first overview at 10M
+        # events: 209-298 ms in the store, 72-148 ms started after; bench_console, load 5 to 7), and it cannot finish
+        # within the page's budget there anyway.
         result = data.overview(self.runner, view, self.config(), link=link)
         readiness: Outcome | None = None
         if principal.sees_everything or view.filters.get("tenant") in principal.grants.tenants:
@@ -337,17 +354,18 @@ class Console(SignIn):
         view = self.view(request, principal)
         if not principal.sees_everything and view.filters.get("tenant") not in principal.grants.tenants:
             raise Refused("governance findings span teams: they are shown for a whole tenant you are granted, or to finance")
-        keys = {name: ("check", name, view.first, view.last, view.filters.get("tenant", "")) for name in data.CHECKS}
-        # One wait for the page's nine checks, not one each (analyses.py).
-        found = self.analyses.get_all({keys[name]: lambda name=name: data.governance_check(self.analysis_runner, view, name)
-                                       for name in data.CHECKS})  # type: ignore[misc]  # fmt: skip
-        outcomes = {name: found[keys[name]] for name in data.CHECKS}
-        tables = {name: data.check_table(name, o.value) for name, o in outcomes.items() if o.ready and not o.error}
         latest = None
         if principal.sees_everything:
             # Bills are whole-provider figures: the reconciliation's verdicts are finance's, like its page.
             latest = reconciliation.latest_table(latest_by_provider(self.runner),
                                                  lambda run_id: self.href(request, "reconcile", {"run": run_id}))  # fmt: skip
+        keys = {name: ("check", name, view.first, view.last, view.filters.get("tenant", "")) for name in data.CHECKS}
+        # One wait for the page's nine checks, not one each, and after its own query: within the page's budget (analyses.py).
+        found = self.analyses.get_all({keys[name]: lambda name=name: data.governance_check(self.analysis_runner, view, name)
+                                       for name in data.CHECKS})  # type: ignore[misc]  # fmt: skip
+        outcomes = {name: found[keys[name]] for name in data.CHECKS}
+        tables = {name: data.check_table(name, o.value) for name, o in outcomes.items() if o.ready and not o.error}
+        if latest is not None:
             tables["reconciliation"] = latest
         context = {"view": view, "outcomes": outcomes, "checks": data.CHECKS, "check_tables": tables, "reconciliation": latest,
                    "reconcile_href": self.href(request, "reconcile")}  # fmt: skip

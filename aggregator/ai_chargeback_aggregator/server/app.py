@@ -134,6 +134,8 @@ class Aggregator:
         log.info("%s", apply_raw_retention(self.store, self.settings.raw_retention_days))
         self.pricer.refresh(self.store)
         self.rollups.reconcile()  # hours written while no aggregator watched (crash between insert and mark)
+        if self.console is not None:
+            self.console.start()
         self._store_ok, self._store_reason = True, "ok"
         self.writer.on_health_change = lambda healthy, reason: self._publish_health()
         self.writer.start()
