@@ -41,11 +41,6 @@ ALLOCATOR_ENV = "JE_MALLOC_CONF"
 # of mapped library pages. Blocked while chDB loads; a later `import pyarrow` (a Parquet export)
 # still works.
 UNUSED_ENGINE_IMPORTS = ("pyarrow",)
-# Each of the engine's threads (inserts, merges, queries: dozens) keeps freed blocks of up to
-# 32 KiB, 200 per size, for its next allocations: 35-60 MB allocated past what the engine
-# tracked through a 1M-event burst. Blocks of up to 4 KiB, 32 per size: 20-28 MB, and the burst
-# ran as fast (turning the caches off cost ~20% of its events/s).
-THREAD_CACHE_CONF = "tcache_max:4096,tcache_nslots_small_max:32"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +54,7 @@ class EngineMemory:
     limit_mb: int
     dirty_mb: int
     cache_mb: int
-    dirty_decay_ms: int = 0
+    dirty_decay_ms: int = 5000  # chDB's own; the aggregator passes its setting
 
     @classmethod
     def from_settings(cls, settings: AggregatorSettings) -> EngineMemory:
@@ -68,9 +63,11 @@ class EngineMemory:
 
     def allocator_conf(self) -> str:
         """jemalloc options (ALLOCATOR_ENV). chDB's build returns freed pages 5 s after they were
-        freed (dirty_decay_ms 5000): through a burst its allocator then held 30-80 MB of freed
-        pages on top of what the engine used, every insert's buffers freed and not yet returned."""
-        return f"dirty_decay_ms:{self.dirty_decay_ms},{THREAD_CACHE_CONF}"
+        freed (dirty_decay_ms 5000), which kept 35-45 MB of freed insert buffers resident through
+        the 1M-event burst. 0 returns them at once, but each insert then faults its buffers in
+        again: the burst ran 20-25% slower. Both also stop the same in the engine's per-thread
+        caches, left at chDB's sizes: smaller ones saved ~10 MB for ~10% of the events/s."""
+        return f"dirty_decay_ms:{self.dirty_decay_ms}"
 
     def options(self) -> dict[str, str]:
         """chDB connection options (clickhouse-local startup arguments: server settings)."""
