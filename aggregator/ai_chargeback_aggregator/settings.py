@@ -84,6 +84,9 @@ class AggregatorSettings(BaseSettings):
     store_engine_memory_mb: int = Field(default=1024, ge=128)
     # Freed memory its allocator may keep mapped before handing it back (default: 20% of the limit).
     store_engine_dirty_mb: int = Field(default=16, ge=1)
+    # How long its allocator keeps freed pages before returning them (chDB's own 5000 ms). 0 returns
+    # them at once: ~40 MB less at a burst's peak, for 20-25% fewer events/s through it.
+    store_engine_dirty_decay_ms: int = Field(default=5000, ge=0, le=60_000)
     # The most each of its read caches (column marks, index marks, primary index, query condition,
     # compiled expressions) holds.
     store_engine_cache_mb: int = Field(default=32, ge=1)

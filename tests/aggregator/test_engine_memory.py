@@ -6,10 +6,17 @@ connection starts the engine; these tests read them back from a real engine
 (``system.server_settings``) after each kind of connection started it, and
 check that the limit, once reached, fails the query with a clear error that
 the analyst endpoint reports as a limit and that leaves ingest working.
+
+What is fixed before chDB loads (its allocator's options, the modules loaded
+with it) is checked in a fresh interpreter: this one may have loaded chDB already.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -92,3 +99,47 @@ def test_past_the_limit_a_query_fails_clearly_and_the_store_keeps_working(tmp_pa
             ["count()"], [(1,)])  # fmt: skip
     finally:
         store.close()
+
+
+# A fresh process opens a store the way the aggregator does, writes to it, and reports what its
+# engine's allocator runs with and which dataframe modules got loaded along the way.
+FRESH_PROCESS_STORE = textwrap.dedent("""
+    import json, re, sys
+    from support.aggregator_fixtures import make_settings
+    from ai_chargeback_aggregator.store.clickhouse import Store
+    from pathlib import Path
+    store = Store.from_settings(make_settings(Path(sys.argv[1]), **json.loads(sys.argv[2])))
+    try:
+        store.migrate()
+        store.command("INSERT INTO chargeback.price_overrides (override_id) VALUES ('x')")
+        store.insert_columns("price_overrides", {"override_id": ["y"]})
+        _, rows = store.query("SELECT * FROM system.jemalloc_stats")
+    finally:
+        store.close()
+    stats = "".join(str(row[0]) for row in rows)
+    print(json.dumps({
+        "dirty_decay_ms": re.search(r"opt.dirty_decay_ms: (-?\\d+)", stats).group(1),
+        "loaded": sorted(name for name in ("pandas", "numpy", "pyarrow") if name in sys.modules),
+    }))
+""")
+
+
+def fresh_process_store(tmp_path: Path, **overrides: object) -> dict[str, object]:
+    tests_dir = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS_STORE, str(tmp_path), json.dumps(overrides)],
+                          capture_output=True, text=True, timeout=120, cwd=tests_dir)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_engine_allocator_returns_freed_pages_as_set(tmp_path: Path) -> None:
+    """How long chDB's allocator keeps freed pages is the aggregator's setting (JE_MALLOC_CONF:
+    its jemalloc ignores MALLOC_CONF)."""
+    assert fresh_process_store(tmp_path, store_engine_dirty_decay_ms=0)["dirty_decay_ms"] == "0"
+    assert fresh_process_store(tmp_path / "other", store_engine_dirty_decay_ms=250)["dirty_decay_ms"] == "250"
+
+
+def test_a_store_process_loads_no_dataframe_modules(tmp_path: Path) -> None:
+    """chDB would import pyarrow, clickhouse-connect pandas (and numpy) on the first insert: ~100 MB of RSS
+    that the aggregator never uses."""
+    assert fresh_process_store(tmp_path)["loaded"] == []

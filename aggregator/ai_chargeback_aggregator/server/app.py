@@ -36,6 +36,7 @@ from ..store.clickhouse import Store, StoreError, redact_dsn
 from ..store.retention import apply_raw_retention
 from . import budget_api, reconcile_api, sql_api
 from .health import readiness, serving_status
+from .heap import return_large_blocks
 from .http_api import HttpApi, ListenError
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Aggregator:
 
     def start(self) -> None:
         self.http.bind()  # a busy port fails here, before migrations and threads
+        return_large_blocks()  # before the first batch (server/heap.py)
         applied = self.store.migrate()
         log.info("store %s ready; migrations applied: %s", redact_dsn(self.settings.store_dsn), applied or "none")
         log.info("%s", apply_raw_retention(self.store, self.settings.raw_retention_days))

@@ -10,10 +10,17 @@ nothing here reaches it.
 
 Left alone, the engine sizes itself for a server of its own: a memory limit of
 90% of the host's RAM and caches of up to 5 GiB each.
+
+Two choices cannot be made per connection at all, only before chDB is loaded
+into the process: its allocator's options (read once, from the environment,
+when the library starts) and the modules its import drags in. ``load_engine``
+makes them; every embedded connection calls it before it connects.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +33,14 @@ MiB = 1024 * 1024
 # blocks, the page cache and the query cache are off by default already (size 0).
 CACHE_SETTINGS = ("mark_cache_size", "index_mark_cache_size", "primary_index_cache_size",
                   "query_condition_cache_size", "compiled_expression_cache_size")  # fmt: skip
+# chDB's jemalloc is built with the `je_` prefix: it reads its options from JE_MALLOC_CONF
+# (MALLOC_CONF, which glibc-built tools document, is ignored), once, when the library starts.
+ALLOCATOR_ENV = "JE_MALLOC_CONF"
+# chDB imports pyarrow (and with it numpy) for its Arrow result APIs, which nothing here calls
+# (clickhouse-connect reads chDB's Native format): ~11 MB of the process's own memory and ~25 MB
+# of mapped library pages. Blocked while chDB loads; a later `import pyarrow` (a Parquet export)
+# still works.
+UNUSED_ENGINE_IMPORTS = ("pyarrow",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +48,26 @@ class EngineMemory:
     """limit_mb: what the engine may have allocated in all (queries, inserts, merges, caches);
     past it the allocating query fails with MEMORY_LIMIT_EXCEEDED.
     dirty_mb: freed memory the engine's allocator may keep mapped before it is given back.
-    cache_mb: the most each of the engine's caches holds."""
+    cache_mb: the most each of the engine's caches holds.
+    dirty_decay_ms: how long the allocator keeps freed pages before returning them to the kernel."""
 
     limit_mb: int
     dirty_mb: int
     cache_mb: int
+    dirty_decay_ms: int = 5000  # chDB's own; the aggregator passes its setting
 
     @classmethod
     def from_settings(cls, settings: AggregatorSettings) -> EngineMemory:
-        return cls(settings.store_engine_memory_mb, settings.store_engine_dirty_mb, settings.store_engine_cache_mb)
+        return cls(settings.store_engine_memory_mb, settings.store_engine_dirty_mb, settings.store_engine_cache_mb,
+                   settings.store_engine_dirty_decay_ms)  # fmt: skip
+
+    def allocator_conf(self) -> str:
+        """jemalloc options (ALLOCATOR_ENV). chDB's build returns freed pages 5 s after they were
+        freed (dirty_decay_ms 5000), which kept 35-45 MB of freed insert buffers resident through
+        the 1M-event burst. 0 returns them at once, but each insert then faults its buffers in
+        again: the burst ran 20-25% slower. Both also stop the same in the engine's per-thread
+        caches, left at chDB's sizes: smaller ones saved ~10 MB for ~10% of the events/s."""
+        return f"dirty_decay_ms:{self.dirty_decay_ms}"
 
     def options(self) -> dict[str, str]:
         """chDB connection options (clickhouse-local startup arguments: server settings)."""
@@ -53,3 +79,29 @@ class EngineMemory:
             "memory_worker_purge_dirty_pages_threshold_ratio": f"{dirty_ratio:.6f}",
             **{name: str(self.cache_mb * MiB) for name in CACHE_SETTINGS},
         }
+
+
+def load_engine(memory: EngineMemory | None) -> None:
+    """Load chDB into this process with the allocator options of `memory` and without the
+    modules it would import for nothing. Does nothing once chDB is loaded: its allocator has
+    read its options by then (a process that loaded chDB first keeps chDB's own)."""
+    if "chdb" in sys.modules:
+        return
+    operator_conf = os.environ.get(ALLOCATOR_ENV)
+    if memory is not None:
+        # Options an operator set come after ours: jemalloc takes the last value of each.
+        os.environ[ALLOCATOR_ENV] = ",".join(filter(None, (memory.allocator_conf(), operator_conf)))
+    blocked = [name for name in UNUSED_ENGINE_IMPORTS if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # `import name` raises ImportError: chDB goes without
+    try:
+        import chdb  # noqa: F401  (its allocator reads the environment as the library starts)
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
+        # Not inherited by processes this one starts (an aggregator a test or tool spawns has its own settings).
+        if operator_conf is None:
+            os.environ.pop(ALLOCATOR_ENV, None)
+        else:
+            os.environ[ALLOCATOR_ENV] = operator_conf

@@ -35,7 +35,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from .clickhouse import StoreError, is_embedded, normalize_dsn, redact_dsn
-from .engine import EngineMemory
+from .engine import EngineMemory, load_engine
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ class AnalystSessions:
         self.database = database
         self.embedded = is_embedded(self.store_dsn)
         # The engine's caps, passed by every connection (store/engine.py: the first one starts the engine).
+        self._engine = engine if self.embedded else None
         self._engine_options = engine.options() if engine is not None and self.embedded else {}
         self.query_dsn = self.store_dsn if self.embedded else sql_store_dsn
         # A server store leaves this process without an engine: each parse starts an in-memory one (about 50 ms).
@@ -127,6 +128,7 @@ class AnalystSessions:
     # -- parsing -------------------------------------------------------------
     def parse(self, sql: str) -> ParsedQuery:
         """ClickHouse's parse tree and canonical text of `sql` (one statement), from a connection of its own."""
+        load_engine(self._engine)
         import chdb
 
         params = {"text": sql.encode("utf-8").hex()}
@@ -179,6 +181,7 @@ class AnalystSessions:
         """A new read-only session with the analyst limits; the caller closes it after one query."""
         try:
             if self.embedded:
+                load_engine(self._engine)
                 client = clickhouse_connect.get_client(dsn=self.query_dsn, database=self.database, settings=dict(ANALYST_LIMITS),
                                                        chdb_options=self._engine_options or None)  # fmt: skip
             else:
