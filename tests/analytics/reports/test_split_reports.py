@@ -18,7 +18,6 @@ from ai_chargeback_aggregator.analytics.reports.allocation_config import Unattri
 from ai_chargeback_aggregator.analytics.reports.report import (
     Report,
     build_report,
-    build_split_reports,
     build_whole_and_split_reports,
 )
 
@@ -40,8 +39,8 @@ def test_split_reports_equal_one_report_per_value(seed: Seed, mode: str) -> None
     config = parse({"platform_fee": [{"effective_from": first.isoformat(), "per_request_usd": "0.00037", "uplift_percent": "3.3"}],
                     "unattributed": {"strategy": "pro_rata"}})  # fmt: skip
     for filters in ({"team": "payments"}, {}):
-        split = build_split_reports(seed.runner, first=first, last=last, by="model", split="app", values=VALUES, mode=mode,
-                                    config=config, filters=filters)  # fmt: skip
+        _, split = build_whole_and_split_reports(seed.runner, first=first, last=last, by="model", split="app", values=VALUES,
+                                                 mode=mode, config=config, filters=filters)  # fmt: skip
         assert list(split) == list(VALUES)
         for value in VALUES:
             alone = build_report(seed.runner, first=first, last=last, by="model", mode=mode, config=config, filters={**filters, "app": value})

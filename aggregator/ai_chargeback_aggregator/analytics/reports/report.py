@@ -115,29 +115,6 @@ def build_window_report(
     return report
 
 
-def build_split_reports(
-    runner: Runner,
-    *,
-    first: date,
-    last: date,
-    by: str,
-    split: str,
-    values: Sequence[str],
-    mode: str = "showback",
-    config: AllocationConfig | None = None,
-    filters: Mapping[str, str] | None = None,
-) -> dict[str, Report]:
-    """``build_report(..., filters={**filters, split: value})`` for each of ``values``, from one usage query.
-
-    The team page's apps x models asked one report per app (a plan, a usage query and
-    three loss queries each). Grouping the same source by ``split`` as well gives each
-    value exactly the rows its filtered query would (same source plan: ``split`` is a
-    rollup dimension; same row order within a value), and the same arithmetic follows.
-    """
-    return build_whole_and_split_reports(runner, first=first, last=last, by=by, split=split, values=values, mode=mode,
-                                         config=config, filters=filters)[1]  # fmt: skip
-
-
 def build_whole_and_split_reports(
     runner: Runner,
     *,
@@ -151,8 +128,13 @@ def build_whole_and_split_reports(
     whole_config: AllocationConfig | None = None,
     filters: Mapping[str, str] | None = None,
 ) -> tuple[Report, dict[str, Report]]:
-    """``build_report(..., config=whole_config, filters=filters)`` and ``build_split_reports(...)``, from one usage query.
+    """``build_report(..., config=whole_config, filters=filters)`` and, for each of ``values``,
+    ``build_report(..., filters={**filters, split: value})``: all from one usage query.
 
+    The team page's apps x models asked one report per app (a plan, a usage query and
+    three loss queries each). Grouping the same source by ``split`` as well gives each
+    value exactly the rows its filtered query would (same source plan: ``split`` is a
+    rollup dimension; same row order within a value), and the same arithmetic follows.
     The unsplit report's rows are the split rows of every value together: each line sums
     its rows (sums, and a fee linear in each row's requests and cost, add up across
     values), and its label is ``any()`` of the dimension in both queries (dimensions

@@ -148,7 +148,7 @@ def build_statement(
     if (last - first).days + 1 > MAX_DAYS:
         raise ValueError(f"a statement covers at most {MAX_DAYS} days")
     config = config or AllocationConfig()
-    filters = {"team": team, **({"tenant": tenant} if tenant else {})}
+    filters = statement_filters(team, tenant)
 
     def report(by: str, policy: AllocationConfig) -> Report:
         return build_report(runner, first=first, last=last, by=by, mode=mode, config=policy, filters=filters)
@@ -292,9 +292,14 @@ def _source_facts(runner: Runner, first: date, last: date, filters: Mapping[str,
     return {**meta, **dict.fromkeys(RAW_META)}  # raw facts: none until attached
 
 
+def statement_filters(team: str, tenant: str | None) -> dict[str, str]:
+    """The report filters a statement of ``team`` (within ``tenant``, if given) applies everywhere."""
+    return {"team": team, **({"tenant": tenant} if tenant else {})}
+
+
 def read_raw_facts(runner: Runner, *, team: str, first: date, last: date, tenant: str | None = None) -> RawFacts:
     """First and last request, last write, identity conflicts and identity sources: one pass over the team's raw events."""
-    filters = {"team": team, **({"tenant": tenant} if tenant else {})}
+    filters = statement_filters(team, tenant)
     params = _params(runner, first, last)
     columns, rows = runner.query(RAW_FACTS_SQL.format(where=_where(filters, params), narrow=_narrow(filters)), params)
     found = [dict(zip(columns, row)) for row in rows]
