@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -107,13 +108,24 @@ def test_store_outage_then_recovery_loses_and_duplicates_nothing(tmp_path: Path)
 
 
 def test_backpressure_refuses_with_resource_exhausted_when_the_buffer_is_full(tmp_path: Path) -> None:
-    agg = Aggregator(make_settings(tmp_path, max_pending_events=50, store_wait_timeout_ms=300))
+    # Batch 1 waits in the writer (its ack comes after 3 s); batch 2 is sent once the writer has seen the store fail,
+    # so it is refused at once. Sent together, batch 2 could wait for room while the writer had not yet failed, and
+    # get it when batch 1 was abandoned (under load, the first failed insert came later than batch 1's deadline).
+    agg = Aggregator(make_settings(tmp_path, max_pending_events=50, store_wait_timeout_ms=3000))
     agg.start()
     try:
         agg.store.command("DETACH TABLE chargeback.usage_events")
         channel, stub = stub_for(agg)
         batches = [pb.UsageBatch(batch_id=f"b{i}", sequence=i, events=[make_event() for _ in range(30)]) for i in (1, 2)]
-        responses = stub.StreamUsage(iter(batches), timeout=20)
+
+        def sent_in_turn() -> Iterator[pb.UsageBatch]:
+            yield batches[0]
+            deadline = time.monotonic() + 20
+            while agg.writer.healthy and time.monotonic() < deadline:
+                time.sleep(0.01)
+            yield batches[1]
+
+        responses = stub.StreamUsage(sent_in_turn(), timeout=20)
         first = next(responses)
         assert first.status == pb.BatchAck.STATUS_RETRY  # not stored: the sender must resend
         with pytest.raises(grpc.RpcError) as err:
