@@ -42,6 +42,11 @@ PENDING_EVENTS = Gauge("chargeback_pending_events", "Events received and waiting
 PENDING_BYTES = Gauge("chargeback_pending_bytes", "Bytes of events received and waiting for the store", registry=REGISTRY)
 STORE_WRITABLE = Gauge("chargeback_store_writable", "1 while the last store write succeeded, 0 while writes fail", registry=REGISTRY)
 STORE_WRITABLE.set(1)
+ENGINE_PAGES_RELEASED = Gauge(
+    "chargeback_engine_startup_pages_released_bytes",
+    "Pages of the embedded engine's library that only its start used, given back after start (0: none, off, or not possible here)",
+    registry=REGISTRY,
+)
 STREAMS_OPEN = Gauge("chargeback_streams_open", "Sender streams open now", registry=REGISTRY)
 AUTH_FAILURES = Counter("chargeback_auth_failures", "Streams refused for a missing or wrong token", registry=REGISTRY)
 SQL_QUERIES = Counter(

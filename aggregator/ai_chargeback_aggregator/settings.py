@@ -87,6 +87,10 @@ class AggregatorSettings(BaseSettings):
     # How long its allocator keeps freed pages before returning them (chDB's own 5000 ms). 0 returns
     # them at once: ~40 MB less at a burst's peak, for 20-25% fewer events/s through it.
     store_engine_dirty_decay_ms: int = Field(default=5000, ge=0, le=60_000)
+    # After start, give back the pages of chDB's library that only starting it read (~170 MB of the
+    # process's RSS, clean file pages: store/engine.py). The console's first queries fault the ones
+    # they need back in, from the page cache or the disk.
+    store_engine_release_startup_pages: bool = True
     # The most each of its read caches (column marks, index marks, primary index, query condition,
     # compiled expressions) holds.
     store_engine_cache_mb: int = Field(default=32, ge=1)

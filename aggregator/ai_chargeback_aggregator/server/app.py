@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 
 from ai_chargeback_proto import pb, pb_grpc
 
+from .. import metrics
 from ..budgets.alerts import Alerter
 from ..budgets.evaluate import BudgetStatus
 from ..budgets.feed_state import enforced_state
@@ -32,7 +33,8 @@ from ..ingest.writer import Enricher, Writer
 from ..pricing.pricer import Pricer
 from ..rollups.maintainer import RollupMaintainer
 from ..settings import AggregatorSettings
-from ..store.clickhouse import Store, StoreError, redact_dsn
+from ..store.clickhouse import Store, StoreError, is_embedded, redact_dsn
+from ..store.engine import release_startup_pages
 from ..store.retention import apply_raw_retention
 from . import budget_api, reconcile_api, sql_api
 from .health import readiness, serving_status
@@ -138,6 +140,7 @@ class Aggregator:
         self.rollups.reconcile()  # hours written while no aggregator watched (crash between insert and mark)
         if self.console is not None:
             self.console.start()
+        self._release_startup_pages()
         self._store_ok, self._store_reason = True, "ok"
         self.writer.on_health_change = lambda healthy, reason: self._publish_health()
         self.writer.start()
@@ -152,6 +155,18 @@ class Aggregator:
         self._publish_health()
         threading.Thread(target=self._watch_store, name="chargeback-readiness", daemon=True).start()
         log.info("gRPC on %s (port %d), HTTP on %s", self.settings.grpc_listen, self.grpc_port, self.settings.http_listen)
+
+    def _release_startup_pages(self) -> None:
+        """After the last startup step that runs the engine (store/engine.py release_startup_pages)."""
+        if not (self.settings.store_engine_release_startup_pages and is_embedded(self.store.dsn)):
+            return
+        released_kb = release_startup_pages()
+        if released_kb is None:
+            log.warning("could not release the embedded engine's startup pages (needs Linux 5.4+ MADV_PAGEOUT): "
+                        "its library keeps ~170 MB more in this process's RSS")  # fmt: skip
+            return
+        metrics.ENGINE_PAGES_RELEASED.set(released_kb * 1024)
+        log.info("released %d MiB of the embedded engine's library pages that only its start used", released_kb // 1024)
 
     def _on_loop(self, coroutine: Coroutine[Any, Any, T], timeout_s: float = LOOP_CALL_TIMEOUT_S) -> T:
         assert self._loop is not None
