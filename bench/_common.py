@@ -39,7 +39,7 @@ def rss_mb(pid: int) -> float:
 
 def rss_split_mb(pid: int) -> dict[str, float]:
     """VmRSS and its parts: RssAnon is the process's own memory (Python, gRPC, the engine's
-    allocator); RssFile is mapped files, mostly chDB's library (~230 MB of clean pages that
+    allocator); RssFile is mapped files, mostly chDB's library (~150 MB of clean pages that
     every process using that file shares and the kernel may drop)."""
     out: dict[str, float] = {}
     try:

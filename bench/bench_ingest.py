@@ -169,7 +169,8 @@ def goals(main_run: dict[str, Any], ratio: float, pair: dict[str, Any] | None, c
                                        "parses, validates, hashes, looks every id up and prices, in one interpreter: " + spent},
         "peak_rss_mb": {"goal": f"< {GOAL_RSS_MB}", "value": rss, "met": rss < GOAL_RSS_MB,
                         "reason": f"{main_run['rss_at_peak_file_mb']} MB of it mapped files (chDB's library pages: clean, "
-                                  f"shared, ~210 MB once it runs, ~233 MB under load), {main_run['rss_at_peak_anon_mb']} MB "
+                                  f"shared; ~125 MB once the aggregator has given back those only the engine's start read, ~150 MB under "
+                                  f"load), {main_run['rss_at_peak_anon_mb']} MB "
                                   "the process's own (~115 MB at start; then the engine's allocator, the insert being "
                                   "written and what waits for it)"},
     }  # fmt: skip
