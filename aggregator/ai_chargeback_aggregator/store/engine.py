@@ -113,20 +113,28 @@ ENGINE_LIBRARY_MODULE = "chdb._chdb"
 
 
 def _engine_library_mappings() -> list[tuple[int, int]]:
-    """The read-only mappings of chDB's library file in this process (start, end)."""
+    """The mappings of chDB's library file in this process that hold only its clean pages (start, end)."""
     library = getattr(sys.modules.get(ENGINE_LIBRARY_MODULE), "__file__", None)
     if not library:
         return []
     library = os.path.realpath(library)
-    ranges = []
-    with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
-        for line in maps:
+    ranges: list[tuple[int, int]] = []
+    current: tuple[int, int] | None = None
+    with open("/proc/self/smaps", encoding="ascii", errors="replace") as smaps:
+        for line in smaps:
             fields = line.split(maxsplit=5)
-            # Writable mappings hold the library's relocated data, copied into the process's own
-            # memory: paging them out would mean swap. Only the file's clean pages are released.
-            if len(fields) == 6 and "w" not in fields[1] and fields[5].rstrip("\n") == library:
-                start, end = (int(bound, 16) for bound in fields[0].split("-"))
-                ranges.append((start, end))
+            if not fields[0].endswith(":"):  # a mapping's header: range perms offset dev inode [path]
+                path = fields[5].rstrip("\n") if len(fields) == 6 else ""
+                current = None
+                if path == library and "w" not in fields[1]:
+                    start, end = (int(bound, 16) for bound in fields[0].split("-"))
+                    current = (start, end)
+            elif fields[0] == "Anonymous:" and current is not None:
+                # A mapping with pages of the process's own (the relocated data the loader wrote,
+                # then made read-only) is left alone: paging those out would mean swap.
+                if int(fields[1]) == 0:
+                    ranges.append(current)
+                current = None
     return ranges
 
 
