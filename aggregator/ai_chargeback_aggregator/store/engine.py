@@ -19,6 +19,7 @@ makes them; every embedded connection calls it before it connects.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from dataclasses import dataclass
@@ -159,8 +160,6 @@ def release_startup_pages() -> int | None:
         ranges = _engine_library_mappings()
         if not ranges:
             return None
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         madvise = libc.madvise
         madvise.argtypes, madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
