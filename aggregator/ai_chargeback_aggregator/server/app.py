@@ -165,6 +165,8 @@ class Aggregator:
             log.warning("could not release the embedded engine's startup pages (needs Linux 5.4+ MADV_PAGEOUT): "
                         "its library keeps ~170 MB more in this process's RSS")  # fmt: skip
             return
+        if released_kb == 0:
+            return  # released by an earlier aggregator of this process
         metrics.ENGINE_PAGES_RELEASED.set(released_kb * 1024)
         log.info("released %d MiB of the embedded engine's library pages that only its start used", released_kb // 1024)
 

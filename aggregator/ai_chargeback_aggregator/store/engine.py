@@ -147,15 +147,23 @@ def _rss_file_kb() -> int:
     return 0
 
 
+_startup_pages_released = False
+
+
 def release_startup_pages() -> int | None:
     """Give back the pages of chDB's library that only its start used; returns the KiB released,
-    None where it cannot (not Linux, chDB not loaded, a kernel without MADV_PAGEOUT).
+    0 once they were (the engine starts once per process: a second aggregator in one process,
+    as tests run them, would only evict what the running engine uses), None where it cannot
+    (not Linux, chDB not loaded, a kernel without MADV_PAGEOUT).
 
     chDB's library is ~550 MB. Starting the engine reads about 170 MB of it once (static
     initialisers register every function, format and setting) and never again; those clean
     file pages then count in the process's RSS for its lifetime. Inserts, merges and the
     console's queries use ~60-90 MB of the library, which come back at first use (from the page
     cache, or the disk if the kernel dropped them: a slower first query)."""
+    global _startup_pages_released
+    if _startup_pages_released:
+        return 0
     try:
         ranges = _engine_library_mappings()
         if not ranges:
@@ -167,6 +175,7 @@ def release_startup_pages() -> int | None:
         for start, end in ranges:
             if madvise(start, end - start, MADV_PAGEOUT) != 0:
                 return None
+        _startup_pages_released = True
         return max(0, before - _rss_file_kb())
     except (OSError, AttributeError, ValueError):
         return None
