@@ -124,12 +124,17 @@ FRESH_PROCESS_STORE = textwrap.dedent("""
 """)
 
 
-def fresh_process_store(tmp_path: Path, **overrides: object) -> dict[str, object]:
+def run_fresh(script: str, tmp_path: Path, overrides: dict[str, object]) -> dict[str, object]:
+    """Run `script` in a fresh interpreter with a store under tmp_path and these settings; its last line, as JSON."""
     tests_dir = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS_STORE, str(tmp_path), json.dumps(overrides)],
-                          capture_output=True, text=True, timeout=120, cwd=tests_dir)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), json.dumps(overrides)],
+                          capture_output=True, text=True, timeout=180, cwd=tests_dir)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def fresh_process_store(tmp_path: Path, **overrides: object) -> dict[str, object]:
+    return run_fresh(FRESH_PROCESS_STORE, tmp_path, overrides)
 
 
 def test_the_engine_allocator_returns_freed_pages_as_set(tmp_path: Path) -> None:
@@ -198,11 +203,7 @@ AFTER_START = textwrap.dedent("""
 
 
 def start_aggregator_fresh(tmp_path: Path, **overrides: object) -> dict[str, object]:
-    tests_dir = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", AFTER_START, str(tmp_path), json.dumps(overrides)],
-                          capture_output=True, text=True, timeout=180, cwd=tests_dir)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_fresh(AFTER_START, tmp_path, overrides)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MADV_PAGEOUT is Linux's (5.4+)")
