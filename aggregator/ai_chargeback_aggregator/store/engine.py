@@ -15,6 +15,10 @@ Two choices cannot be made per connection at all, only before chDB is loaded
 into the process: its allocator's options (read once, from the environment,
 when the library starts) and the modules its import drags in. ``load_engine``
 makes them; every embedded connection calls it before it connects.
+
+One thing only the running engine can tell: which of its library's pages its
+start read and will not need again. ``release_startup_pages`` gives them back
+once the aggregator has started (docs/delivery.md §5).
 """
 
 from __future__ import annotations
