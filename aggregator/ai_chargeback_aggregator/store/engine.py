@@ -163,7 +163,7 @@ def release_startup_pages() -> int | None:
     chDB's library is ~550 MB. Starting the engine reads about 170 MB of it once (static
     initialisers register every function, format and setting) and never again; those clean
     file pages then count in the process's RSS for its lifetime. Inserts, merges and the
-    console's queries use ~60-90 MB of the library, which come back at first use (from the page
+    console's queries use ~100-120 MB of the library, which come back at first use (from the page
     cache, or the disk if the kernel dropped them: a slower first query)."""
     global _startup_pages_released
     if _startup_pages_released:
