@@ -67,7 +67,7 @@ class Store:
         self.cluster = cluster
         # The embedded engine's caps: every connection passes them, the first one starts the engine with them.
         self._engine = engine if is_embedded(self.dsn) else None
-        self._engine_options = engine.options() if engine is not None and is_embedded(self.dsn) else {}
+        self._engine_options = self._engine.options() if self._engine is not None else {}
         self._lock = threading.RLock()
         self._client: Client | None = None
         # Reads for people get their own client: in the embedded engine a

@@ -112,7 +112,7 @@ class AnalystSessions:
         self.embedded = is_embedded(self.store_dsn)
         # The engine's caps, passed by every connection (store/engine.py: the first one starts the engine).
         self._engine = engine if self.embedded else None
-        self._engine_options = engine.options() if engine is not None and self.embedded else {}
+        self._engine_options = self._engine.options() if self._engine is not None else {}
         self.query_dsn = self.store_dsn if self.embedded else sql_store_dsn
         # A server store leaves this process without an engine: each parse starts an in-memory one (about 50 ms).
         self._parser_path = os.path.realpath(self.store_dsn[len("chdb://") :]) if self.embedded else ":memory:"
