@@ -53,6 +53,23 @@ def test_resent_batch_is_acknowledged_but_not_stored_twice(aggregator: Aggregato
     channel.close()
 
 
+def test_one_id_twice_in_one_flush_makes_one_row_even_before_any_merge(aggregator: Aggregator) -> None:
+    """The events insert skips ClickHouse's merge on insert (optimize_on_insert = 0): it relies
+    on the writer never inserting one id twice. Counted without FINAL, so a second row shows."""
+    channel, stub = stub_for(aggregator)
+    event, other = make_event(), make_event()
+    altered = pb.UsageEvent()
+    altered.CopyFrom(event)
+    altered.output_tokens += 1
+    batch = pb.UsageBatch(batch_id="b1", sequence=1, events=[event, event, altered, other])
+    (ack,) = list(stub.StreamUsage(iter([batch]), timeout=20))
+    assert (ack.events_stored, ack.events_duplicate, ack.events_conflicting) == (2, 1, 1)
+    _, rows = aggregator.store.query("SELECT event_id, output_tokens FROM chargeback.usage_events ORDER BY event_id")
+    assert sorted((str(eid), tokens) for eid, tokens in rows) == sorted(
+        [(event.event_id, event.output_tokens), (other.event_id, other.output_tokens)])
+    channel.close()
+
+
 def test_invalid_events_are_rejected_with_reasons_and_valid_ones_kept(aggregator: Aggregator) -> None:
     channel, stub = stub_for(aggregator)
     good = make_event()
