@@ -6,11 +6,12 @@ import threading
 import time
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, GCCollector, Histogram
 
 from . import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+GCCollector(registry=REGISTRY)  # python_gc_*: what the cycle collector costs (server/collector.py)
 
 EVENTS_RECEIVED = Counter("chargeback_events_received", "Usage events received over gRPC", registry=REGISTRY)
 EVENTS_STORED = Counter("chargeback_events_stored", "Usage events newly and durably stored", registry=REGISTRY)

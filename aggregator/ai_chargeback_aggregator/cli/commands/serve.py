@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ... import local_access
     from ...secret_env import SecretFileError, scrub_environment
     from ...server.app import Aggregator
+    from ...server.collector import tune_for_ingest
     from ...server.http_api import ListenError
     from ...settings import AggregatorSettings
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"chargeback serve: {exc}", file=sys.stderr)
         aggregator.stop(grace_s=1)
         return EXIT_ERROR
+    tune_for_ingest()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: aggregator.request_stop())
     print(banner(settings, access), file=sys.stderr, flush=True)
