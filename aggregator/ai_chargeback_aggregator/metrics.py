@@ -38,6 +38,12 @@ BATCH_LATENCY = Histogram(
     registry=REGISTRY,
 )
 INSERTS = Counter("chargeback_store_inserts", "Inserts committed to the store", registry=REGISTRY)
+FLUSHES_PREPARED_AHEAD = Counter(
+    "chargeback_flushes_prepared_ahead",
+    "Flushes readied while the one before was in the store: used, or discarded (its batches changed meanwhile)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 STORE_ERRORS = Counter("chargeback_store_errors", "Failed store operations", ["operation"], registry=REGISTRY)
 PENDING_EVENTS = Gauge("chargeback_pending_events", "Events received and waiting for the store", registry=REGISTRY)
 PENDING_BYTES = Gauge("chargeback_pending_bytes", "Bytes of events received and waiting for the store", registry=REGISTRY)

@@ -13,6 +13,7 @@ and rare: one columnar insert each, the same for both kinds.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from array import array
@@ -113,7 +114,16 @@ class EventSink(Protocol):
     # True when the lookup also checks the limits admission leaves to the store.
     checks_rules: bool
 
-    def prepare(self, candidates: Candidates, columns: dict[str, list[Any]]) -> None: ...
+    def prepare(self, candidates: Candidates, columns: dict[str, list[Any]], *, ahead: bool = False) -> None:
+        """Ready ``candidates`` for lookup and insert. ``ahead``: for a flush not yet taken
+        (the writer's preparer), kept by ``end_attempt`` until ``adopt`` or ``discard``."""
+        ...
+
+    def adopt(self, candidates: Candidates) -> None:
+        """A flush prepared ahead is now the one being written."""
+        ...
+
+    def discard(self, candidates: Candidates) -> None: ...
 
     def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
         """Stored id -> content hash, for (at least) ``ids`` among ``candidates``."""
@@ -121,7 +131,9 @@ class EventSink(Protocol):
 
     def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int) -> None: ...
 
-    def end_attempt(self) -> None: ...
+    def end_attempt(self, *, including_ahead: bool = False) -> None:
+        """Drop what the attempt prepared (and, at shutdown, what was prepared ahead)."""
+        ...
 
     def probe(self, aggregator_id: str) -> None: ...
 
@@ -142,6 +154,7 @@ class _Prepared:
     senders: list[str]
     extra_names: list[str]
     extra_rows: list[tuple[Any, ...]]
+    ahead: bool = False
 
 
 class EmbeddedSink:
@@ -154,11 +167,13 @@ class EmbeddedSink:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._inserter = EmbeddedProtobufInserter(store, EVENTS_TABLE)
-        self._prepared: _Prepared | None = None
+        # Payload files by the candidates they hold: the flush being written (and any subset of
+        # it), plus the next flush, which the writer's preparer readies meanwhile.
+        self._prepared: dict[int, _Prepared] = {}
+        self._lock = threading.Lock()
         self._purged_at = 0.0
 
-    def prepare(self, candidates: Candidates, columns: dict[str, list[Any]]) -> None:
-        self.end_attempt()
+    def prepare(self, candidates: Candidates, columns: dict[str, list[Any]], *, ahead: bool = False) -> None:
         senders, sender_index = index_values(candidates.senders)
         names = [name for name in columns if name not in KEY_COLUMNS]
         if names:
@@ -166,13 +181,32 @@ class EmbeddedSink:
         else:
             extra_rows, extra_index = [], [0] * len(candidates)
         path = self._inserter.write_payload(frame(candidates.payloads, candidates.hashes, sender_index, extra_index))
-        self._prepared = _Prepared(candidates, path, senders, names, extra_rows)
+        with self._lock:
+            replaced = self._prepared.get(id(candidates))
+            self._prepared[id(candidates)] = _Prepared(candidates, path, senders, names, extra_rows, ahead)
+        if replaced is not None:
+            replaced.path.unlink(missing_ok=True)
+
+    def adopt(self, candidates: Candidates) -> None:
+        with self._lock:
+            prepared = self._prepared.get(id(candidates))
+            if prepared is not None and prepared.candidates is candidates:
+                prepared.ahead = False
+
+    def discard(self, candidates: Candidates) -> None:
+        with self._lock:
+            prepared = self._prepared.pop(id(candidates), None)
+        if prepared is not None:
+            prepared.path.unlink(missing_ok=True)
 
     def _for(self, candidates: Candidates, columns: dict[str, list[Any]] | None = None) -> _Prepared:
-        if self._prepared is None or self._prepared.candidates is not candidates:
+        with self._lock:
+            prepared = self._prepared.get(id(candidates))
+        if prepared is None or prepared.candidates is not candidates:
             self.prepare(candidates, columns or {})
-        assert self._prepared is not None
-        return self._prepared
+            with self._lock:
+                prepared = self._prepared[id(candidates)]
+        return prepared
 
     def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
         prepared = self._for(candidates)  # every candidate's id is in the file already: look them all up
@@ -208,10 +242,13 @@ class EmbeddedSink:
         except StoreError as exc:
             log.debug("allocator purge not available: %s", exc)
 
-    def end_attempt(self) -> None:
-        if self._prepared is not None:
-            self._prepared.path.unlink(missing_ok=True)
-            self._prepared = None
+    def end_attempt(self, *, including_ahead: bool = False) -> None:
+        with self._lock:
+            ended = [p for p in self._prepared.values() if including_ahead or not p.ahead]
+            for prepared in ended:
+                del self._prepared[id(prepared.candidates)]
+        for prepared in ended:
+            prepared.path.unlink(missing_ok=True)
 
     def probe(self, aggregator_id: str) -> None:
         path = self._inserter.write_payload(b"\0" * 4096)  # the disk the inserts write to takes a file
@@ -227,7 +264,13 @@ class ServerSink:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def prepare(self, candidates: Candidates, columns: dict[str, list[Any]]) -> None:
+    def prepare(self, candidates: Candidates, columns: dict[str, list[Any]], *, ahead: bool = False) -> None:
+        pass
+
+    def adopt(self, candidates: Candidates) -> None:
+        pass
+
+    def discard(self, candidates: Candidates) -> None:
         pass
 
     def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
@@ -246,7 +289,7 @@ class ServerSink:
         rows.update({name: values for name, values in columns.items() if name not in KEY_COLUMNS})
         self._store.insert_columns(EVENTS_TABLE, rows)
 
-    def end_attempt(self) -> None:
+    def end_attempt(self, *, including_ahead: bool = False) -> None:
         pass
 
     def probe(self, aggregator_id: str) -> None:

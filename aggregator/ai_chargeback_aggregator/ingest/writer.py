@@ -35,8 +35,8 @@ from typing import Any
 from .. import metrics
 from ..store.clickhouse import Store
 from .admission import Admitted, Quarantined, recheck
+from .ahead import Prepared, Preparer, gather, same_tickets
 from .content import UNKNOWN_CONTENT_HASH
-from .rows import price_columns
 from .sinks import Candidates, Conflict, EventSink, Found, insert_conflicts, insert_losses, insert_quarantined, sink_for
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class _Flush:
     side_tables_done: bool = False
     events_done: bool = False
     outcomes: list[Outcome] = field(default_factory=list)
+    prepared: Prepared | None = None  # readied while the flush before was written (ahead.py)
 
 
 class Writer:
@@ -181,6 +182,7 @@ class Writer:
         self._drain_deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="chargeback-writer", daemon=True)
         self._sink: EventSink | None = None
+        self._preparer: Preparer | None = None
         self._healthy = True
         self._health_reason = "ok"
         # Hooks the server sets: health changes (gRPC health, readiness) and freed room
@@ -191,6 +193,8 @@ class Writer:
     def start(self) -> None:
         """Call after the store's migrations ran."""
         self._sink = sink_for(self._store)
+        self._preparer = Preparer(self._sink, self._enrich)
+        self._preparer.start()
         self._thread.start()
 
     # -- state read by the server -------------------------------------------------
@@ -250,8 +254,10 @@ class Writer:
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join(drain_timeout_s + 1)
+        if self._preparer is not None:
+            self._preparer.stop()
         if self._sink is not None:
-            self._sink.end_attempt()
+            self._sink.end_attempt(including_ahead=True)
 
     # -- flush thread --------------------------------------------------------------
     def _flush_due(self) -> bool:
@@ -270,7 +276,12 @@ class Writer:
                 if taken is None:
                     return
                 if taken:
-                    self._write(taken)
+                    assert self._preparer is not None
+                    prepared = self._preparer.claim(taken)
+                    ahead = self._settled_after(taken)
+                    if ahead:
+                        self._preparer.request(ahead)
+                    self._write(taken, prepared)
                     if self._stopping and time.monotonic() >= self._drain_deadline:
                         return  # the store never came back: what is left stays in the senders' spools
                 elif not self._healthy:
@@ -302,16 +313,33 @@ class Writer:
 
     def _take(self) -> list[Ticket]:
         """The oldest pending batches, up to one insert's worth (always at least one batch)."""
+        return self._one_insert(self._pending)[0]
+
+    def _one_insert(self, tickets: Sequence[Ticket]) -> tuple[list[Ticket], bool]:
+        """The first of ``tickets`` up to one insert's worth; True when the next one would not fit."""
         taken: list[Ticket] = []
         events = nbytes = 0
         byte_limit = self._max_pending_bytes * EARLY_FLUSH_BYTES_SHARE
-        for ticket in self._pending:
+        for ticket in tickets:
             if taken and (events + ticket.admitted.events > self._flush_max_events or nbytes + ticket.admitted.nbytes > byte_limit):
-                break
+                return taken, True
             taken.append(ticket)
             events += ticket.admitted.events
             nbytes += ticket.admitted.nbytes
-        return taken
+        return taken, False
+
+    def _settled_after(self, taken: list[Ticket]) -> list[Ticket] | None:
+        """The next flush's batches when they are settled already: a full insert's worth waits
+        behind ``taken``, so once ``taken`` is written the next take picks exactly these (unless
+        a stream abandons one meanwhile, which the preparer's claim detects). None otherwise:
+        more batches may still join it."""
+        with self._cond:
+            if not same_tickets(self._pending[: len(taken)], taken):
+                return None
+            following, full = self._one_insert(self._pending[len(taken) :])
+        if not full or any(ticket.abandoned for ticket in following):
+            return None
+        return following
 
     def _drop_abandoned(self) -> None:
         """Batches whose stream stopped waiting (it answered RETRY) are not written behind its back."""
@@ -329,8 +357,15 @@ class Writer:
         self._pending_bytes = sum(t.admitted.nbytes for t in self._pending)
         self._gauge_pending()
 
-    def _write(self, tickets: list[Ticket]) -> None:
-        flush = _Flush(tickets, ingested_at_ms=self._clock_ms())
+    def _write(self, tickets: list[Ticket], prepared: Prepared | None = None) -> None:
+        flush = _Flush(tickets, ingested_at_ms=self._clock_ms(), prepared=prepared)
+        try:
+            self._write_flush(flush)
+        finally:
+            if flush.prepared is not None and self._sink is not None:  # not reached (every batch abandoned)
+                self._sink.discard(flush.prepared.candidates)
+
+    def _write_flush(self, flush: _Flush) -> None:
         backoff = RETRY_BACKOFF_INITIAL_S
         while True:
             try:
@@ -383,16 +418,20 @@ class Writer:
 
     def _write_events(self, flush: _Flush, now_ms: int) -> list[Outcome]:
         assert self._sink is not None
-        candidates = Candidates()
-        for owner, ticket in enumerate(flush.tickets):
-            candidates.add(ticket.admitted, owner)
+        prepared, flush.prepared = flush.prepared, None
+        if prepared is not None and not same_tickets(prepared.tickets, flush.tickets):
+            self._sink.discard(prepared.candidates)  # batches were dropped since (a retry without the abandoned)
+            prepared = None
+        if prepared is not None:
+            self._sink.adopt(prepared.candidates)
+        else:
+            prepared = gather(flush.tickets, self._enrich)
+            if prepared.candidates.ids:
+                self._sink.prepare(prepared.candidates, prepared.columns)
+        candidates, columns = prepared.candidates, prepared.columns
         outcomes = [Outcome(quarantined=len(t.admitted.quarantined)) for t in flush.tickets]
         if not candidates.ids:
             return outcomes
-        columns = price_columns(candidates.keys)
-        if self._enrich is not None:
-            self._enrich(columns)
-        self._sink.prepare(candidates, columns)
         ids = candidates.ids
         keys = list(map(str.encode, ids)) if len(set(ids)) == len(ids) else None
         if keys is not None and self._recent.none_of(keys):
