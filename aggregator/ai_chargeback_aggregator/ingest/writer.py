@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import metrics
+from ..settings import AggregatorSettings
 from ..store.clickhouse import Store
 from .admission import Admitted, Quarantined, recheck
 from .ahead import Prepared, Preparer, gather, same_tickets
@@ -51,6 +52,7 @@ RETRY_BACKOFF_MAX_S = 5.0
 # Flush early once this share of the byte budget waits: admissions blocked on it move, and one
 # insert stays small (the embedded engine holds about 3 KB per row of an insert while writing it).
 EARLY_FLUSH_BYTES_SHARE = 0.25
+_DEFAULTS = AggregatorSettings.model_fields  # the settings hold the defaults (one copy)
 
 Enricher = Callable[[dict[str, list[Any]]], None]
 # Called with the inserted key columns only after ClickHouse committed them (the
@@ -154,10 +156,10 @@ class Writer:
         self,
         store: Store,
         *,
-        flush_interval_ms: int = 1000,
-        flush_max_events: int = 10_000,
-        max_pending_events: int = 50_000,
-        max_pending_bytes: int = 8 * 1024 * 1024,
+        flush_interval_ms: int = _DEFAULTS["flush_interval_ms"].default,
+        flush_max_events: int = _DEFAULTS["flush_max_events"].default,
+        max_pending_events: int = _DEFAULTS["max_pending_events"].default,
+        max_pending_bytes: int = _DEFAULTS["max_pending_bytes"].default,
         enrich: Enricher | None = None,
         after_insert: AfterInsert | None = None,
         aggregator_id: str = "aggregator",
