@@ -41,6 +41,7 @@ class Prepared:
     tickets: list[Ticket]
     candidates: Candidates
     columns: dict[str, list[Any]]
+    keys: list[bytes] | None  # the encoded ids when none repeats (the writer's fast path), else None
 
 
 def gather(tickets: Sequence[Ticket], enrich: Enricher | None) -> Prepared:
@@ -49,11 +50,13 @@ def gather(tickets: Sequence[Ticket], enrich: Enricher | None) -> Prepared:
     for owner, ticket in enumerate(tickets):
         candidates.add(ticket.admitted, owner)
     columns: dict[str, list[Any]] = {}
-    if candidates.ids:
+    ids = candidates.ids
+    if ids:
         columns = price_columns(candidates.keys)
         if enrich is not None:
             enrich(columns)
-    return Prepared(list(tickets), candidates, columns)
+    keys = list(map(str.encode, ids)) if len(set(ids)) == len(ids) else None
+    return Prepared(list(tickets), candidates, columns, keys)
 
 
 def same_tickets(a: Sequence[Ticket], b: Sequence[Ticket]) -> bool:

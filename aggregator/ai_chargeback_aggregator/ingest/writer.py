@@ -434,8 +434,7 @@ class Writer:
         outcomes = [Outcome(quarantined=len(t.admitted.quarantined)) for t in flush.tickets]
         if not candidates.ids:
             return outcomes
-        ids = candidates.ids
-        keys = list(map(str.encode, ids)) if len(set(ids)) == len(ids) else None
+        ids, keys = candidates.ids, prepared.keys
         if keys is not None and self._recent.none_of(keys):
             # The usual flush: no id twice, none remembered. When the store holds none of them
             # and flags none, every event is new: no Python step per event to classify them.

@@ -120,8 +120,7 @@ class RollupMaintainer:
 
     def _mark_dirty(self, hours: Sequence[datetime]) -> None:
         days = sorted({day_start(h.date()) for h in hours})
-        self._mark_store.command(*sql.mark(self._db, sql.HOUR, hours, sql.DIRTY))
-        self._mark_store.command(*sql.mark(self._db, sql.DAY, days, sql.DIRTY))
+        self._mark_store.command(*sql.mark_dirty(self._db, hours, days))
 
     # -- building -----------------------------------------------------------
     def run_once(self, *, force: bool = False) -> PassReport:
