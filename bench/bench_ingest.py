@@ -159,9 +159,10 @@ def goals(main_run: dict[str, Any], ceiling: dict[str, Any], ratio: float, pair:
     eps, rss = main_run["events_per_s"], main_run["aggregator_peak_rss_mb"]
     ceiling_cpu = ceiling.get("cpu_us_per_row_by_thread", {})
     cpu = main_run["cpu_us_per_event_by_thread"]
+    busy = cpu["total"] * eps / 1e6  # cores the aggregator kept busy on average
     spent = (f"the aggregator spent {cpu['total']} µs of CPU per event ({cpu.get('python', 0)} in its Python threads, "
              f"which also run chDB's query in the calling thread; {cpu.get('ThreadPool', 0)} in the engine's pipeline threads; "
-             f"{cpu.get('MergeMutate', 0)} in merges) on {cores} cores shared with other work (load average "
+             f"{cpu.get('MergeMutate', 0)} in merges), keeping {busy:.2f} of {cores} cores busy (shared with the load generator and other work; load average "
              f"{os.getloadavg()[0]:.1f}); 100k/s needs ≤ {cores * 10} µs per event with both cores to itself, and the raw insert "
              f"of the same rows alone spent {ceiling_cpu.get('total', '?')} µs of CPU per row")  # fmt: skip
     out = {
@@ -180,7 +181,7 @@ def goals(main_run: dict[str, Any], ceiling: dict[str, Any], ratio: float, pair:
         scaling = pair["scaling"]
         out["two_process_scaling"] = {
             "goal": f">= {GOAL_TWO_PROCESS_SCALING}x", "value": scaling, "met": scaling >= GOAL_TWO_PROCESS_SCALING,
-            "reason": f"{cores} cores on this host, shared with other work: one aggregator already uses what it gets "
+            "reason": f"{cores} cores on this host, shared with other work: one aggregator already keeps {busy:.2f} of them busy "
                       "(Python threads, the engine's pipeline and merges), so a second one competes for the same cores",
         }  # fmt: skip
     return out
