@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Adds price columns to a flush's key columns (the pricer; tests pass their own).
 Enricher = Callable[[dict[str, list[Any]]], None]
 
 

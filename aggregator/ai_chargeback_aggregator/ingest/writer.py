@@ -36,7 +36,7 @@ from .. import metrics
 from ..settings import AggregatorSettings
 from ..store.clickhouse import Store
 from .admission import Admitted, Quarantined, recheck
-from .ahead import Prepared, Preparer, gather, same_tickets
+from .ahead import Enricher, Prepared, Preparer, gather, same_tickets
 from .content import UNKNOWN_CONTENT_HASH
 from .sinks import Candidates, Conflict, EventSink, Found, insert_conflicts, insert_losses, insert_quarantined, sink_for
 
@@ -54,7 +54,6 @@ RETRY_BACKOFF_MAX_S = 5.0
 EARLY_FLUSH_BYTES_SHARE = 0.25
 _DEFAULTS = AggregatorSettings.model_fields  # the settings hold the defaults (one copy)
 
-Enricher = Callable[[dict[str, list[Any]]], None]
 # Called with the inserted key columns only after ClickHouse committed them (the
 # rollup maintainer marks the hours they touched as needing a rebuild).
 AfterInsert = Callable[[dict[str, list[Any]]], None]

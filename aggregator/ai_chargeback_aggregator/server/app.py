@@ -27,9 +27,10 @@ from ..budgets.evaluate import BudgetStatus
 from ..budgets.feed_state import enforced_state
 from ..budgets.monitor import BudgetMonitor, claimant_id
 from ..budgets.webhooks import targets_from
+from ..ingest.ahead import Enricher
 from ..ingest.budget_feed import BudgetFeed
 from ..ingest.service import AckHook, IngestService
-from ..ingest.writer import Enricher, Writer
+from ..ingest.writer import Writer
 from ..pricing.pricer import Pricer
 from ..rollups.maintainer import RollupMaintainer
 from ..settings import AggregatorSettings
