@@ -65,10 +65,11 @@ class AggregatorSettings(BaseSettings):
     # ClickHouse wants few large inserts: coalesce batches from every stream.
     flush_interval_ms: int = Field(default=1000, ge=1, le=60_000)
     # The embedded engine needs about 3 KB of memory per row while it writes one insert:
-    # 15k rows keep that near 45 MB (raise it with a ClickHouse server, or with memory to spare).
-    # Larger inserts cost less engine CPU per row (fewer parts to write and merge): 10k -> 15k
-    # took ingest from 59-61k to 67-72k events/s here, and the 1M burst's RSS from ~420 to ~456 MB.
-    flush_max_events: int = Field(default=15_000, ge=1)
+    # 12k rows keep that near 36 MB (raise it with a ClickHouse server, or with memory to spare).
+    # Larger inserts cost less engine CPU per row (fewer parts to write and merge), and more
+    # memory: measured here, 15k gave ~5% more events/s than 12k but a 1M burst peaked at
+    # 429-481 MB (12k: 417-432 MB), too near the 500 MB the aggregator is held to.
+    flush_max_events: int = Field(default=12_000, ge=1)
     # What received batches may hold in memory while they wait for the store: events, and their
     # encoded size (a waiting event costs about 2.5 times its encoding in Python objects). Past
     # either cap a batch waits for room while the store keeps up, and is refused with
@@ -76,8 +77,8 @@ class AggregatorSettings(BaseSettings):
     # once a quarter of the byte cap waits, so inserts stay a few MB and the store's memory with them.
     # Five inserts' worth: one being written and the next being readied stay pending until acked,
     # and admission needs room behind them to keep the writer fed.
-    max_pending_events: int = Field(default=75_000, ge=1)
-    max_pending_bytes: int = Field(default=12 * 1024 * 1024, ge=1024 * 1024)
+    max_pending_events: int = Field(default=60_000, ge=1)
+    max_pending_bytes: int = Field(default=10 * 1024 * 1024, ge=1024 * 1024)
     # How long a stream waits for its batch to be stored before answering RETRY.
     store_wait_timeout_ms: int = Field(default=30_000, ge=100)
     # The embedded engine's memory (store/engine.py; a ClickHouse server has its own configuration).
