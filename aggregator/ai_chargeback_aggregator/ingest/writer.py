@@ -14,6 +14,9 @@ tickets only after the store committed every row they account for:
    ``event_conflicts`` (never billed: the stored version stands);
 4. the new events are priced and inserted.
 
+While one flush goes through 2-4, a second thread readies the next one (``ahead.py``:
+its batches gathered, priced and framed), so the two overlap on two cores.
+
 Anything the store or the disk does (errors, a full disk, a dropped connection)
 fails the attempt, never the thread: the flush is retried with backoff, the
 writer reports itself unhealthy (readiness and gRPC health say so) and, when
@@ -363,7 +366,7 @@ class Writer:
         try:
             self._write_flush(flush)
         finally:
-            if flush.prepared is not None and self._sink is not None:  # not reached (every batch abandoned)
+            if flush.prepared is not None and self._sink is not None:  # its events were never written (all abandoned)
                 self._sink.discard(flush.prepared.candidates)
 
     def _write_flush(self, flush: _Flush) -> None:
