@@ -126,11 +126,11 @@ def start_aggregator(store_dir: Path, *, env: dict[str, str] | None = None,
                      cpus: set[int] | None = None) -> tuple[subprocess.Popen[bytes], str, str]:  # fmt: skip
     """``cpus``: hold the process (every thread it will start) to these cores."""
     grpc_listen, http_listen = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    pinned = ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus)))] if cpus else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "serve", "--store-dsn", f"chdb://{store_dir}",
+        [*pinned, sys.executable, "-m", "ai_chargeback_aggregator.cli.main", "serve", "--store-dsn", f"chdb://{store_dir}",
          "--grpc-listen", grpc_listen, "--http-listen", http_listen, "--log-level", "WARNING"],
         env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=open(store_dir.parent / f"{store_dir.name}.log", "ab"),  # noqa: SIM115
-        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,  # noqa: PLW1509 (no threads in the bench's parent yet)
     )  # fmt: skip
     wait_http_ok(f"http://{http_listen}/readyz")
     return process, grpc_listen, http_listen

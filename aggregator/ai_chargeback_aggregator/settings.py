@@ -68,7 +68,7 @@ class AggregatorSettings(BaseSettings):
     # 12k rows keep that near 36 MB (raise it with a ClickHouse server, or with memory to spare).
     # Larger inserts cost less engine CPU per row (fewer parts to write and merge), and more
     # memory: measured here, 15k gave ~5% more events/s than 12k but a 1M burst peaked at
-    # 429-481 MB (12k: 417-432 MB), too near the 500 MB the aggregator is held to.
+    # 429-481 MB over six runs (12k: 417-436 MB), too near the 500 MB the aggregator is held to.
     flush_max_events: int = Field(default=12_000, ge=1)
     # What received batches may hold in memory while they wait for the store: events, and their
     # encoded size (a waiting event costs about 2.5 times its encoding in Python objects). Past

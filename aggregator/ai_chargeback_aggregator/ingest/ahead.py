@@ -98,11 +98,11 @@ class Preparer:
         """The flush readied for exactly these tickets, or None (then the caller prepares it)."""
         with self._cond:
             request, self._current = self._current, None
+            if request is None:
+                return None
             if request is self._queued:  # never started: nothing to wait for or clean up
                 self._queued = None
                 return None
-        if request is None:
-            return None
         request.done.wait()
         prepared = request.prepared
         if prepared is None:

@@ -168,12 +168,16 @@ class EmbeddedSink:
         self._store = store
         self._inserter = EmbeddedProtobufInserter(store, EVENTS_TABLE)
         # Payload files by the candidates they hold: the flush being written (and any subset of
-        # it), plus the next flush, which the writer's preparer readies meanwhile.
+        # it), plus the next flush, which the writer's preparer readies meanwhile. Keyed by id():
+        # each entry holds its candidates, so no other object can take that id while it exists.
         self._prepared: dict[int, _Prepared] = {}
         self._lock = threading.Lock()
         self._purged_at = 0.0
 
     def prepare(self, candidates: Candidates, columns: dict[str, list[Any]], *, ahead: bool = False) -> None:
+        self._prepare(candidates, columns, ahead)
+
+    def _prepare(self, candidates: Candidates, columns: dict[str, list[Any]], ahead: bool) -> _Prepared:
         senders, sender_index = index_values(candidates.senders)
         names = [name for name in columns if name not in KEY_COLUMNS]
         if names:
@@ -181,16 +185,18 @@ class EmbeddedSink:
         else:
             extra_rows, extra_index = [], [0] * len(candidates)
         path = self._inserter.write_payload(frame(candidates.payloads, candidates.hashes, sender_index, extra_index))
+        prepared = _Prepared(candidates, path, senders, names, extra_rows, ahead)
         with self._lock:
             replaced = self._prepared.get(id(candidates))
-            self._prepared[id(candidates)] = _Prepared(candidates, path, senders, names, extra_rows, ahead)
+            self._prepared[id(candidates)] = prepared
         if replaced is not None:
             replaced.path.unlink(missing_ok=True)
+        return prepared
 
     def adopt(self, candidates: Candidates) -> None:
         with self._lock:
             prepared = self._prepared.get(id(candidates))
-            if prepared is not None and prepared.candidates is candidates:
+            if prepared is not None:
                 prepared.ahead = False
 
     def discard(self, candidates: Candidates) -> None:
@@ -202,11 +208,7 @@ class EmbeddedSink:
     def _for(self, candidates: Candidates, columns: dict[str, list[Any]] | None = None) -> _Prepared:
         with self._lock:
             prepared = self._prepared.get(id(candidates))
-        if prepared is None or prepared.candidates is not candidates:
-            self.prepare(candidates, columns or {})
-            with self._lock:
-                prepared = self._prepared[id(candidates)]
-        return prepared
+        return prepared if prepared is not None else self._prepare(candidates, columns or {}, ahead=False)
 
     def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
         prepared = self._for(candidates)  # every candidate's id is in the file already: look them all up

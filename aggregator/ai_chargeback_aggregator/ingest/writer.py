@@ -337,9 +337,7 @@ class Writer:
         behind ``taken``, so once ``taken`` is written the next take picks exactly these (unless
         a stream abandons one meanwhile, which the preparer's claim detects). None otherwise:
         more batches may still join it."""
-        with self._cond:
-            if not same_tickets(self._pending[: len(taken)], taken):
-                return None
+        with self._cond:  # `taken` is the head of _pending: only this thread removes from it
             following, full = self._one_insert(self._pending[len(taken) :])
         if not full or any(ticket.abandoned for ticket in following):
             return None

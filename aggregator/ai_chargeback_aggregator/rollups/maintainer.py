@@ -120,7 +120,7 @@ class RollupMaintainer:
 
     def _mark_dirty(self, hours: Sequence[datetime]) -> None:
         days = sorted({day_start(h.date()) for h in hours})
-        self._mark_store.command(*sql.mark_dirty(self._db, hours, days))
+        self._mark_store.command(*sql.mark(self._db, {sql.HOUR: hours, sql.DAY: days}, sql.DIRTY))
 
     # -- building -----------------------------------------------------------
     def run_once(self, *, force: bool = False) -> PassReport:
@@ -135,7 +135,7 @@ class RollupMaintainer:
             expired = [h for h in dirty_hours if horizon is not None and h < horizon]
             if expired:
                 log.warning("%d dirty hour(s) are past raw retention; keeping their rollups as last built", len(expired))
-                self._store.command(*sql.mark(self._db, sql.HOUR, expired, sql.CLEAN, now_ns))
+                self._store.command(*sql.mark(self._db, {sql.HOUR: expired}, sql.CLEAN, now_ns))
                 report.hours_expired = len(expired)
             ready = [h for h, v in dirty_hours.items() if h not in expired and (force or now_ns - v >= self._settle_ns)]
             for chunk in _by_day(ready):
@@ -159,13 +159,13 @@ class RollupMaintainer:
         version = self._clock()
         self._store.command(*sql.build_hours(self._db, hours, version))
         self._store.command(*sql.tombstones(self._db, "usage_rollup_hourly", hours, version, "DateTime('UTC')"))
-        self._store.command(*sql.mark(self._db, sql.HOUR, hours, sql.CLEAN, version))
+        self._store.command(*sql.mark(self._db, {sql.HOUR: hours}, sql.CLEAN, version))
 
     def _build_days(self, days: Sequence[date]) -> None:
         version = self._clock()
         self._store.command(*sql.build_days(self._db, days, version))
         self._store.command(*sql.tombstones(self._db, "usage_rollup_daily", days, version, "Date"))
-        self._store.command(*sql.mark(self._db, sql.DAY, [day_start(d) for d in days], sql.CLEAN, version))
+        self._store.command(*sql.mark(self._db, {sql.DAY: [day_start(d) for d in days]}, sql.CLEAN, version))
         self._merge_days(days)
 
     def _merge_days(self, days: Sequence[date]) -> None:
