@@ -25,7 +25,7 @@ from ai_chargeback_proto import limits, pb
 
 from .content import canonical_encoding, content_hash
 from .rows import key_columns
-from .validation import Invalid, passes_admission_rules, validate_event
+from .validation import Invalid, batch_passes_admission_rules, passes_admission_rules, validate_event
 
 QUARANTINE_TEXT_CHARS = 256  # decoded copies of a quarantined event's text; the raw event keeps all of it
 _DATETIME64_MAX_MS = 4_102_444_800_000  # 2100-01-01: the quarantine's time column only takes plausible times
@@ -152,11 +152,15 @@ def admit(batch: pb.UsageBatch, now_ms: int, *, store_checks: bool = False) -> A
     ``store_checks``: the store checks the numeric limits while the writer looks the events
     up (``sql_validation``); the rest is checked here.
     """
+    events = batch.events
+    encodings = list(map(canonical_encoding, events))
+    if store_checks and batch_passes_admission_rules(events, list(map(len, encodings)), now_ms):
+        return Admitted.of_valid(batch.batch_id, batch.sender_id, events, losses=list(batch.losses),
+                                 payloads=encodings, received_ms=now_ms)  # fmt: skip
     valid: list[pb.UsageEvent] = []
     payloads: list[bytes] = []
     quarantined: list[Quarantined] = []
-    for event in batch.events:
-        payload = canonical_encoding(event)
+    for event, payload in zip(events, encodings):
         if not store_checks or not passes_admission_rules(event, now_ms, len(payload)):
             try:
                 validate_event(event, now_ms, len(payload))

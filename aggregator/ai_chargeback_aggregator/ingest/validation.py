@@ -10,8 +10,10 @@ batch as usual. Resending it cannot make it valid, so senders never retry it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from itertools import groupby
 from operator import attrgetter
+from typing import Any
 
 from ai_chargeback_proto import limits, pb
 from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Enum, Range, Strings, Text, Timestamp
@@ -141,15 +143,89 @@ def passes_admission_rules(event: pb.UsageEvent, now_ms: int, size: int) -> bool
         _check_id_and_times(event, now_ms)
     except Invalid:
         return False
+    for (_, values), value in zip(_ENUM_VALUES, _enum_values(event)):  # type: ignore[operator]
+        if value not in values:
+            return False
+    return passes_text_and_collection_rules(event, size)
+
+
+# A batch's ids joined by newlines: every line one canonical UUIDv7 (checked with the line count).
+_CANONICAL_UUID7_LINES = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n)*").fullmatch
+_UUID_LINE_CHARS = 37
+_BATCH_GETTER = attrgetter("event_id", *(n for n, _ in _TIMESTAMPS), *(n for n, _ in _ENUM_VALUES))
+_STARTED_AT = next(i for i, (n, _) in enumerate(_TIMESTAMPS) if n == "started_at_unix_ms")
+_OBSERVED_AT = next(i for i, (n, _) in enumerate(_TIMESTAMPS) if n == "observed_at_unix_ms")
+_TEXT_GROUP_GETTERS: tuple[tuple[int, tuple[attrgetter[Any], ...]], ...] = tuple(
+    (max_chars, tuple(map(attrgetter, names))) for max_chars, names in _TEXT_GROUPS
+)
+# One field at a time: upb makes a container object for each list or map read, and a getter
+# of several made a tuple of them too (~0.65 µs an event against ~0.45).
+_LIST_GETTERS = tuple((attrgetter(name), listed) for name, listed in _LISTS)
+_MAP_GETTERS = tuple((name, attrgetter(name), mapped) for name, mapped in _MAPS)
+
+
+def batch_passes_admission_rules(events: Sequence[pb.UsageEvent], sizes: Sequence[int], now_ms: int) -> bool:
+    """True when every event passes ``passes_admission_rules`` (``sizes``: their encoded lengths).
+
+    The same rules, checked a column at a time: one regex over all ids, the time window against
+    the smallest and largest values, enum values as sets, text lengths over one flat sequence.
+    Per event they were ~3 µs of the admission's ~6 (issue 20). False tells nothing about
+    which event: check each one.
+    """
+    if not events:
+        return True
+    columns = list(zip(*map(_BATCH_GETTER, events)))
+    ids: tuple[str, ...] = columns[0]
+    joined = "\n".join(ids) + "\n"
+    # A newline inside an id would add a line, so the length pins every line to one id.
+    if len(joined) != _UUID_LINE_CHARS * len(ids) or not _CANONICAL_UUID7_LINES(joined):
+        return False
+    earliest, latest = now_ms - limits.PAST_WINDOW_MS, now_ms + limits.FUTURE_SKEW_MS
+    # Canonical ids sort as their 128-bit numbers, so the extremes carry the extreme times.
+    if uuid7_unix_ms(min(ids)) < earliest or uuid7_unix_ms(max(ids)) > latest:
+        return False
+    stamps = columns[1 : 1 + len(_TIMESTAMPS)]
+    for (_, required), values in zip(_TIMESTAMPS, stamps):
+        present = values if required else list(filter(None, values))
+        if present and (min(present) < earliest or max(present) > latest):  # earliest > 0: a missing one is below it
+            return False
+    started, observed = stamps[_STARTED_AT], stamps[_OBSERVED_AT]
+    reported = list(filter(None, observed))
+    if reported and min(reported) < max(started) - limits.FUTURE_SKEW_MS:  # then maybe one before its own start
+        skew = limits.FUTURE_SKEW_MS
+        if any(o and o < s - skew for o, s in zip(observed, started)):
+            return False
+    enums = columns[1 + len(_TIMESTAMPS) :]
+    if not all(values.issuperset(column) for (_, values), column in zip(_ENUM_VALUES, enums)):
+        return False
+    largest = max(sizes)
+    for max_chars, getters in _TEXT_GROUP_GETTERS:
+        if largest <= max_chars:
+            break
+        longer = events if min(sizes) > max_chars else [event for event, size in zip(events, sizes) if size > max_chars]
+        if any(max(map(len, map(getter, longer))) > max_chars for getter in getters):
+            return False
+    for getter, listed in _LIST_GETTERS:
+        for items in filter(None, map(getter, events)):
+            if len(items) > listed.max_items or max(map(len, items)) > listed.item.max_chars:
+                return False
+    try:
+        for name, getter, mapped in _MAP_GETTERS:
+            for entries in filter(None, map(getter, events)):
+                _check_entries(name, mapped, entries)
+    except Invalid:
+        return False
+    return True
+
+
+def passes_text_and_collection_rules(event: pb.UsageEvent, size: int) -> bool:
+    """The text lengths, lists and maps admission checks (``size``: the event's encoded length)."""
     for max_chars, names in _TEXT_GROUPS:
         if size <= max_chars:
             break
         for name in names:
             if len(getattr(event, name)) > max_chars:
                 return False
-    for (_, values), value in zip(_ENUM_VALUES, _enum_values(event)):  # type: ignore[operator]
-        if value not in values:
-            return False
     try:
         for name, listed in _LISTS:
             items = getattr(event, name)
