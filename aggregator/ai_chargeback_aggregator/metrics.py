@@ -44,6 +44,12 @@ FLUSHES_PREPARED_AHEAD = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+RULE_CHECK_REFUSALS = Counter(
+    "chargeback_store_rule_check_refusals",
+    "Inserts the store's rule check refused (an event past a limit admission leaves to the store): "
+    "the flush is then looked up with the check, its invalid events quarantined, the rest stored",
+    registry=REGISTRY,
+)
 STORE_ERRORS = Counter("chargeback_store_errors", "Failed store operations", ["operation"], registry=REGISTRY)
 PENDING_EVENTS = Gauge("chargeback_pending_events", "Events received and waiting for the store", registry=REGISTRY)
 PENDING_BYTES = Gauge("chargeback_pending_bytes", "Bytes of events received and waiting for the store", registry=REGISTRY)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from pathlib import Path
 
 from support.aggregator_fixtures import make_event
 from test_protobuf_insert import varied_events
 
+from ai_chargeback_aggregator import metrics
 from ai_chargeback_aggregator.ingest.admission import admit
 from ai_chargeback_aggregator.ingest.content import canonical_encoding, content_hash
 from ai_chargeback_aggregator.ingest.protobuf_insert import EmbeddedProtobufInserter, frame, structure_of
@@ -130,10 +132,41 @@ def test_rows_are_identical_with_the_store_checking(tmp_path: Path) -> None:
     events += [make_event(started_at_unix_ms=1), make_event(team="t" * 300)]  # caught at admission either way
     batch = pb.UsageBatch(batch_id="b1", sender_id="node-a", sequence=1, events=events)
     python_path = run_writer(tmp_path / "python", batch, store_checks=False, now_ms=now)
+    refusals = refused_inserts()
     store_path = run_writer(tmp_path / "store", batch, store_checks=True, now_ms=now)
+    # The resend inside the batch sends it down the lookup's check; without it, the insert's check refuses first.
+    assert refused_inserts() == refusals
     assert python_path["outcome"][0][3] == len(left_to_store) + 2
     assert len(python_path["events"]) == len(varied_events()) + 1
     assert python_path == store_path
+
+
+def refused_inserts() -> float:
+    return metrics.REGISTRY.get_sample_value("chargeback_store_rule_check_refusals_total") or 0.0
+
+
+def test_the_insert_checks_the_rules_when_every_event_is_new(tmp_path: Path) -> None:
+    """The usual flush (no id twice, none stored) has its rules checked by the insert itself: one
+    flagged event refuses the whole insert, and the flush then stores and quarantines exactly
+    what the all-Python path does. Nothing is stored twice: a refused insert stored nothing."""
+    now = int(time.time() * 1000)
+    left_to_store = [e for e in broken_events() if passes_admission_rules(e, now, e.ByteSize())]
+    valid = varied_events()
+    events = valid + left_to_store[:3] + [make_event(team="t" * 300)]
+    batch = pb.UsageBatch(batch_id="b1", sender_id="node-a", sequence=1, events=events)
+    python_path = run_writer(tmp_path / "python", batch, store_checks=False, now_ms=now)
+    refusals = refused_inserts()
+    store_path = run_writer(tmp_path / "store", batch, store_checks=True, now_ms=now)
+    assert refused_inserts() == refusals + 1
+    assert python_path == store_path
+    stored, duplicates, conflicting, quarantined = store_path["outcome"][0]
+    assert (stored, duplicates, conflicting, quarantined) == (len(valid), 0, 0, 4)
+    assert sorted(row[0] for row in store_path["events"]) == sorted(uuid.UUID(e.event_id) for e in valid)
+    # A clean batch goes through the insert's check without a refusal.
+    clean = pb.UsageBatch(batch_id="b2", sender_id="node-a", sequence=2, events=[make_event() for _ in range(5)])
+    refusals = refused_inserts()
+    assert run_writer(tmp_path / "clean", clean, store_checks=True, now_ms=now)["outcome"] == [(5, 0, 0, 0)]
+    assert refused_inserts() == refusals
 
 
 def test_admission_alone_keeps_the_insert_safe() -> None:

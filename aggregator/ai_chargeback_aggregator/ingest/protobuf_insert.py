@@ -163,9 +163,20 @@ def _literal(value: Any) -> str:
     return str(format_query_value(value))
 
 
+# In the error of an insert refused by its ``unless`` condition (ClickHouse's throwIf).
+INSERT_REFUSED_MARK = "chargeback: the insert's condition refused an event"
+
+
 def insert_sql(*, table: str, source: str, senders: Sequence[str], extra_names: Sequence[str],
-               extra_rows: Sequence[tuple[Any, ...]], extra_types: Mapping[str, str], ingested_at_ms: int) -> str:  # fmt: skip
-    """The INSERT ... SELECT reading `source` (a table function over the payload)."""
+               extra_rows: Sequence[tuple[Any, ...]], extra_types: Mapping[str, str], ingested_at_ms: int,
+               unless: str | None = None) -> str:  # fmt: skip
+    """The INSERT ... SELECT reading `source` (a table function over the payload).
+
+    ``unless``: a condition over the payload's fields; if it holds for any event, the insert
+    fails with INSERT_REFUSED_MARK in its error and stores nothing. (The condition runs on each
+    block before it is written: a flush is one block, below ClickHouse's squashing size, and
+    the writer looks ids up again after a refusal in case a larger insert were ever split.)
+    """
     columns = [name for name, _ in _SELECT]
     selects = [expr for _, expr in _SELECT]
     columns += ["ingested_at", "sender_id"]
@@ -178,10 +189,11 @@ def insert_sql(*, table: str, source: str, senders: Sequence[str], extra_names: 
         for position, name in enumerate(extra_names, start=1):
             columns.append(name)
             selects.append(f"tupleElement(extra_rows[x_extra_index], {position})")
+    refuse = f" WHERE throwIf({unless}, {format_query_value(INSERT_REFUSED_MARK)}) = 0" if unless else ""
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) "
         f"WITH {', '.join(arrays)} "
-        f"SELECT {', '.join(selects)} FROM {source}"
+        f"SELECT {', '.join(selects)} FROM {source}{refuse}"
     )
 
 
@@ -236,10 +248,11 @@ class EmbeddedProtobufInserter:
         """The event ids of a payload, as a table function (for the dedup lookup)."""
         return self.source(path, _ID_STRUCTURE)
 
-    def insert(self, path: Path, senders: Sequence[str], ingested_at_ms: int,
-               extra_names: Sequence[str], extra_rows: Sequence[tuple[Any, ...]]) -> None:  # fmt: skip
+    def insert(self, path: Path, senders: Sequence[str], ingested_at_ms: int, extra_names: Sequence[str],
+               extra_rows: Sequence[tuple[Any, ...]], unless: str | None = None) -> None:  # fmt: skip
         sql = insert_sql(table=self._table, source=self.source(path), senders=senders, extra_names=extra_names,
-                         extra_rows=extra_rows, extra_types=self.column_types, ingested_at_ms=ingested_at_ms)  # fmt: skip
+                         extra_rows=extra_rows, extra_types=self.column_types, ingested_at_ms=ingested_at_ms,
+                         unless=unless)  # fmt: skip
         self._store.command(sql, settings=self.insert_settings)
 
     def insert_events(self, payloads: Sequence[bytes | memoryview], content_hashes: Sequence[int], sender_ids: Sequence[str],

@@ -27,7 +27,7 @@ from ai_chargeback_proto import pb
 
 from ..store.clickhouse import Store, StoreError, is_embedded
 from .admission import Admitted, Quarantined
-from .protobuf_insert import EmbeddedProtobufInserter, frame, index_values, structure_of
+from .protobuf_insert import INSERT_REFUSED_MARK, EmbeddedProtobufInserter, frame, index_values, structure_of
 from .rows import KEY_COLUMNS, empty_keys, events_to_columns
 from .sql_validation import CHECKED_FIELDS, INVALID_CONDITION
 
@@ -110,8 +110,13 @@ class Found:
     suspects: set[tuple[str, int]] = field(default_factory=set)
 
 
+class RulesFlagged(Exception):
+    """The insert's own rule check flagged an event: nothing was inserted (see ``EventSink.insert``)."""
+
+
 class EventSink(Protocol):
-    # True when the lookup also checks the limits admission leaves to the store.
+    # True when the store checks the limits admission leaves to it (``sql_validation``): in the
+    # lookup, or in the insert itself.
     checks_rules: bool
 
     def prepare(self, candidates: Candidates, columns: dict[str, list[Any]], *, ahead: bool = False) -> None:
@@ -125,11 +130,16 @@ class EventSink(Protocol):
 
     def discard(self, candidates: Candidates) -> None: ...
 
-    def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
-        """Stored id -> content hash, for (at least) ``ids`` among ``candidates``."""
+    def lookup(self, candidates: Candidates, ids: list[str], *, check_rules: bool = True) -> Found:
+        """Stored id -> content hash, for (at least) ``ids`` among ``candidates``; with
+        ``check_rules`` (and ``checks_rules``), the candidates the rule check flags too."""
         ...
 
-    def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int) -> None: ...
+    def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int, *,
+               check_rules: bool = False) -> None:  # fmt: skip
+        """Store ``fresh``. ``check_rules`` (with ``checks_rules``): the insert checks the rules
+        itself and raises RulesFlagged, storing nothing, when any event is flagged."""
+        ...
 
     def end_attempt(self, *, including_ahead: bool = False) -> None:
         """Drop what the attempt prepared (and, at shutdown, what was prepared ahead)."""
@@ -158,9 +168,10 @@ class _Prepared:
 
 
 class EmbeddedSink:
-    """chDB: one payload file per flush attempt, read by the lookup (which also checks the
-    limits admission left to the store) and, when none of its events was stored before
-    (the usual case), by the insert too."""
+    """chDB: one payload file per flush attempt, read by the lookup and, when none of its events
+    was stored before (the usual case), by the insert too. The limits admission left to the
+    store are checked by the insert of such a flush (one read of the file, not two), else by
+    the lookup."""
 
     checks_rules = True
 
@@ -210,14 +221,14 @@ class EmbeddedSink:
             prepared = self._prepared.get(id(candidates))
         return prepared if prepared is not None else self._prepare(candidates, columns or {}, ahead=False)
 
-    def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
+    def lookup(self, candidates: Candidates, ids: list[str], *, check_rules: bool = True) -> Found:
         prepared = self._for(candidates)  # every candidate's id is in the file already: look them all up
         lo, hi = candidates.id_range()
         ids = f"event_id IN (SELECT toUUID(event_id) FROM {self._inserter.id_source(prepared.path)})"
-        # One round trip: the stored versions, then the events the rule check flags (kind 1).
-        sql = (f"{_lookup_sql(self._store.database, ids, also=', 0')} "
-               f"UNION ALL SELECT event_id, x_content_hash, 1 FROM {self._inserter.source(prepared.path, _CHECK_STRUCTURE)} "
-               f"WHERE {INVALID_CONDITION}")  # fmt: skip
+        sql = _lookup_sql(self._store.database, ids, also=", 0")
+        if check_rules:  # in the same round trip: the events the rule check flags (kind 1)
+            sql += (f" UNION ALL SELECT event_id, x_content_hash, 1 FROM {self._inserter.source(prepared.path, _CHECK_STRUCTURE)} "
+                    f"WHERE {INVALID_CONDITION}")  # fmt: skip
         _, rows = self._store.query(sql, {"lo": lo, "hi": hi}, read_only=False, settings=self._inserter.settings)
         found = Found()
         for event_id, content_hash, kind in rows:
@@ -227,9 +238,16 @@ class EmbeddedSink:
                 found.stored[event_id] = content_hash
         return found
 
-    def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int) -> None:
+    def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int, *,
+               check_rules: bool = False) -> None:  # fmt: skip
         prepared = self._for(fresh, columns)
-        self._inserter.insert(prepared.path, prepared.senders, ingested_at_ms, prepared.extra_names, prepared.extra_rows)
+        try:
+            self._inserter.insert(prepared.path, prepared.senders, ingested_at_ms, prepared.extra_names,
+                                  prepared.extra_rows, unless=INVALID_CONDITION if check_rules else None)  # fmt: skip
+        except StoreError as exc:
+            if check_rules and INSERT_REFUSED_MARK in str(exc):
+                raise RulesFlagged(str(exc)[:200]) from exc
+            raise
         self._release_engine_memory()
 
     def _release_engine_memory(self) -> None:
@@ -275,7 +293,7 @@ class ServerSink:
     def discard(self, candidates: Candidates) -> None:
         pass
 
-    def lookup(self, candidates: Candidates, ids: list[str]) -> Found:
+    def lookup(self, candidates: Candidates, ids: list[str], *, check_rules: bool = True) -> Found:
         found: dict[str, int] = {}
         sql = _lookup_sql(self._store.database, "event_id IN {ids:Array(UUID)}")
         for start in range(0, len(ids), SERVER_LOOKUP_CHUNK):
@@ -285,7 +303,8 @@ class ServerSink:
             found.update({event_id: content_hash for event_id, content_hash in rows})
         return Found(stored=found)
 
-    def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int) -> None:
+    def insert(self, fresh: Candidates, columns: dict[str, list[Any]], ingested_at_ms: int, *,
+               check_rules: bool = False) -> None:  # fmt: skip
         events = [pb.UsageEvent.FromString(payload) for payload in fresh.payloads]
         rows = events_to_columns(events, fresh.senders, ingested_at_ms, fresh.hashes)
         rows.update({name: values for name, values in columns.items() if name not in KEY_COLUMNS})

@@ -2,11 +2,12 @@
 
 Validation in Python reads every rule's field through upb, one attribute at a
 time: ~4 µs of interpreter time per event, the largest single cost on the ingest
-path (issue 20). With the embedded store the writer already has ClickHouse read
-the flush's payload file for the dedup lookup, so the bulk of the rules (text
-lengths, counts and their subset rules, ranges, lists, maps) are checked there,
-vectorized, for every event at once. Admission keeps what the insert itself
-depends on (a canonical UUIDv7 id, timestamps in the window, known enum values).
+path (issue 20). With the embedded store ClickHouse reads the flush's payload
+file anyway, so the counts, their subset rules and the ranges are checked there,
+vectorized, for every event at once: by the insert itself in the usual flush (it
+refuses the whole insert if any event is flagged), else by the dedup lookup.
+Admission keeps what the insert itself depends on (a canonical UUIDv7 id,
+timestamps in the window, known enum values), the text lengths, lists and maps.
 
 The condition only flags: an event it flags is validated again in Python
 (``validation.validate_event``), which names the first broken rule exactly as

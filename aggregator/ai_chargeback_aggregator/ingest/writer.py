@@ -41,7 +41,17 @@ from ..store.clickhouse import Store
 from .admission import Admitted, Quarantined, recheck
 from .ahead import Enricher, Prepared, Preparer, gather, same_tickets
 from .content import UNKNOWN_CONTENT_HASH
-from .sinks import Candidates, Conflict, EventSink, Found, insert_conflicts, insert_losses, insert_quarantined, sink_for
+from .sinks import (
+    Candidates,
+    Conflict,
+    EventSink,
+    Found,
+    RulesFlagged,
+    insert_conflicts,
+    insert_losses,
+    insert_quarantined,
+    sink_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +161,8 @@ class _Flush:
     events_done: bool = False
     outcomes: list[Outcome] = field(default_factory=list)
     prepared: Prepared | None = None  # readied while the flush before was written (ahead.py)
+    # The insert's own rule check refused this flush once: from then on the lookup checks.
+    rules_flagged: bool = False
 
 
 class Writer:
@@ -435,16 +447,13 @@ class Writer:
         if not candidates.ids:
             return outcomes
         ids, keys = candidates.ids, prepared.keys
-        if keys is not None and self._recent.none_of(keys):
-            # The usual flush: no id twice, none remembered. When the store holds none of them
-            # and flags none, every event is new: no Python step per event to classify them.
-            found = self._sink.lookup(candidates, ids)
-            if not found.stored and not found.suspects:
-                self._insert_all_new(flush, candidates, columns, keys, outcomes)
+        if keys is not None and not flush.rules_flagged and self._recent.none_of(keys):
+            if self._insert_if_all_new(flush, candidates, columns, keys, outcomes):
                 return outcomes
-        else:
-            unknown = [eid for eid in dict.fromkeys(ids) if eid not in self._recent]
-            found = self._sink.lookup(candidates, unknown) if unknown or self._sink.checks_rules else Found()
+        # Some ids repeat, are remembered or stored, or the insert's check refused the flush: this
+        # lookup checks the rules itself (and sees anything stored meanwhile).
+        unknown = [eid for eid in dict.fromkeys(ids) if eid not in self._recent]
+        found = self._sink.lookup(candidates, unknown) if unknown or self._sink.checks_rules else Found()
         if found.suspects and self._quarantine_flagged(flush, candidates, found.suspects, now_ms):
             return self._write_events(flush, now_ms)  # again, without the events just quarantined
         stored = found.stored
@@ -489,16 +498,27 @@ class Writer:
         flush.side_tables_done = True
         return True
 
-    def _insert_all_new(self, flush: _Flush, candidates: Candidates, columns: dict[str, list[Any]], keys: list[bytes],
-                        outcomes: list[Outcome]) -> None:  # fmt: skip
-        """Every candidate is new (none stored, none remembered, none twice): insert them all."""
+    def _insert_if_all_new(self, flush: _Flush, candidates: Candidates, columns: dict[str, list[Any]],
+                           keys: list[bytes], outcomes: list[Outcome]) -> bool:  # fmt: skip
+        """The usual flush: no id twice, none remembered. When the store holds none of them either,
+        every event is new: they are inserted with no Python step per event, and the insert
+        itself checks the rules the store checks (the payload is read once, not twice).
+        False, with nothing stored, when the store holds one or the insert's check flags one."""
         assert self._sink is not None
-        self._sink.insert(candidates, columns, flush.ingested_at_ms)
+        if self._sink.lookup(candidates, candidates.ids, check_rules=False).stored:
+            return False
+        try:
+            self._sink.insert(candidates, columns, flush.ingested_at_ms, check_rules=True)
+        except RulesFlagged:
+            metrics.RULE_CHECK_REFUSALS.inc()
+            flush.rules_flagged = True  # its retries check in the lookup, which says which events
+            return False
         metrics.INSERTS.inc()
         self._after_commit(columns)
         self._recent.add_new(keys, candidates.hashes)
         for outcome, ticket in zip(outcomes, flush.tickets):
             outcome.stored = ticket.admitted.events
+        return True
 
     def _classify(self, candidates: Candidates, stored: dict[str, int],
                   outcomes: list[Outcome]) -> tuple[list[int], list[Conflict], dict[str, int]]:  # fmt: skip
