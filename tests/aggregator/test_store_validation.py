@@ -15,12 +15,13 @@ from test_protobuf_insert import varied_events
 from ai_chargeback_aggregator import metrics
 from ai_chargeback_aggregator.ingest.admission import admit
 from ai_chargeback_aggregator.ingest.content import canonical_encoding, content_hash
-from ai_chargeback_aggregator.ingest.protobuf_insert import EmbeddedProtobufInserter, frame, structure_of
+from ai_chargeback_aggregator.ingest.protobuf_insert import INSERT_REFUSED_MARK, EmbeddedProtobufInserter, frame, structure_of
 from ai_chargeback_aggregator.ingest.sql_validation import CHECKED_FIELDS, INVALID_CONDITION
 from ai_chargeback_aggregator.ingest.validation import Invalid, passes_admission_rules, validate_event
 from ai_chargeback_aggregator.ingest.writer import Writer
 from ai_chargeback_aggregator.pricing.pricer import Pricer
-from ai_chargeback_aggregator.store.clickhouse import Store
+from ai_chargeback_aggregator.store.clickhouse import Store, StoreError
+from ai_chargeback_plugin.ids import uuid7
 from ai_chargeback_proto import limits, pb
 from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Range, Strings, Text
 
@@ -175,3 +176,38 @@ def test_admission_alone_keeps_the_insert_safe() -> None:
     for event in (make_event(event_id="not-a-uuid"), make_event(started_at_unix_ms=now + limits.DAY_MS), make_event(usage_source=99),
                   make_event(service_tier="t" * 65), make_event(team="t" * 257)):
         assert not passes_admission_rules(event, now, event.ByteSize())
+
+
+def test_a_refused_insert_stores_nothing_in_any_partition(tmp_path: Path) -> None:
+    """The insert's check runs before anything is written: one flagged event, last of 12,000
+    spread over two months (two partitions, so two parts), and no row of the flush is stored."""
+    now = int(time.time() * 1000)
+    events = []
+    for i in range(12_000):
+        started = now - (32 * limits.DAY_MS if i % 2 else 0) - i
+        events.append(make_event(event_id=uuid7(started), started_at_unix_ms=started, observed_at_unix_ms=started + 5))
+    events[-1].input_tokens = limits.MAX_TOKENS + 1
+    payloads = [canonical_encoding(e) for e in events]
+    store = Store(f"chdb://{tmp_path}")
+    try:
+        store.migrate()
+        inserter = EmbeddedProtobufInserter(store, "usage_events")
+        path = inserter.write_payload(frame(payloads, [content_hash(p) for p in payloads], [1] * len(events), [0] * len(events)))
+        try:
+            inserter.insert(path, ["node-a"], now, [], [], unless=INVALID_CONDITION)
+        except StoreError as exc:
+            assert INSERT_REFUSED_MARK in str(exc)
+        else:
+            raise AssertionError("the insert was not refused")
+        _, rows = store.query("SELECT count() FROM chargeback.usage_events")
+        assert rows == [(0,)]
+        del events[-1]  # without the flagged event, the same insert stores every row, in two partitions
+        payloads.pop()
+        path.unlink()
+        path = inserter.write_payload(frame(payloads, [content_hash(p) for p in payloads], [1] * len(events), [0] * len(events)))
+        inserter.insert(path, ["node-a"], now, [], [], unless=INVALID_CONDITION)
+        path.unlink()
+        _, rows = store.query("SELECT count(), uniqExact(_partition_id) FROM chargeback.usage_events")
+        assert rows == [(11_999, 2)]
+    finally:
+        store.close()
