@@ -91,6 +91,7 @@ def run_aggregator(workdir: Path, total: int, batch_size: int, streams: int, flu
             elapsed, acked = send_all(grpc_listen, per_stream)
         cpu = _cpu_per_event(cpu_before, thread_cpu_s(process.pid), total)
         inserts = metric(http_listen, "chargeback_store_inserts_total")
+        skipped = metric(http_listen, "chargeback_store_lookups_skipped_total")
         rss = peak_rss_mb(process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -100,7 +101,8 @@ def run_aggregator(workdir: Path, total: int, batch_size: int, streams: int, flu
     return {
         "streams": streams, "batch_events": batch_size, "flush_interval_ms": flush_interval_ms, "events": total,
         "seconds": round(elapsed, 3), "events_per_s": round(total / elapsed), "inserts": int(inserts),
-        "events_per_insert": round(total / max(inserts, 1)), "aggregator_peak_rss_mb": round(rss, 1), **memory.peak(),
+        "events_per_insert": round(total / max(inserts, 1)), "inserts_without_lookup": int(skipped),
+        "aggregator_peak_rss_mb": round(rss, 1), **memory.peak(),
         "cpu_us_per_event_by_thread": cpu,
     }  # fmt: skip
 

@@ -162,6 +162,12 @@ def _parsers(data: dict[str, Any]) -> list[str]:
     return out + [""]
 
 
+def _without_lookup(run: dict[str, Any]) -> str:
+    if "inserts_without_lookup" not in run:  # (runs before the lookup could be skipped)
+        return ""
+    return f" ({run['inserts_without_lookup']} of {run['inserts']} inserts needed no dedup lookup)"
+
+
 def _ingest(data: dict[str, Any]) -> list[str]:
     main, ceiling = data["main"], data["ceiling_raw_insert"]
     ratio = data["ratio_to_ceiling"]
@@ -169,7 +175,8 @@ def _ingest(data: dict[str, Any]) -> list[str]:
            f"Main: {main['streams']} concurrent gRPC streams, {main['batch_events']} events/batch, flush interval "
            f"{main['flush_interval_ms']} ms: **{main['events_per_s']:,} events/s** "
            f"(goal ≥ {INGEST_GOAL_EPS:,}: {_mark(main['events_per_s'] >= INGEST_GOAL_EPS)}), "
-           f"{main['events_per_insert']:,} events per insert, aggregator peak RSS {main['aggregator_peak_rss_mb']} MB.", "",
+           f"{main['events_per_insert']:,} events per insert{_without_lookup(main)}, aggregator peak RSS "
+           f"{main['aggregator_peak_rss_mb']} MB.", "",
            f"Ceiling, same rows, raw clickhouse-connect insert of {ceiling['rows_per_insert']:,} rows per insert in a fresh "
            f"process: {ceiling['rows_per_s']:,} rows/s{_ceiling_cpu(ceiling, main)}. Ratio {ratio} (goal ≥ {CEILING_GOAL}: "
            f"{_mark(ratio >= CEILING_GOAL)}).", "",

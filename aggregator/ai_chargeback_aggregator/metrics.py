@@ -50,6 +50,12 @@ RULE_CHECK_REFUSALS = Counter(
     "the flush is then looked up with the check, its invalid events quarantined, the rest stored",
     registry=REGISTRY,
 )
+LOOKUPS_SKIPPED = Counter(
+    "chargeback_store_lookups_skipped",
+    "Flushes inserted without a dedup lookup: the embedded store is this process's alone, and every "
+    "id of the flush is newer than any id it may hold without this process remembering it",
+    registry=REGISTRY,
+)
 STORE_ERRORS = Counter("chargeback_store_errors", "Failed store operations", ["operation"], registry=REGISTRY)
 PENDING_EVENTS = Gauge("chargeback_pending_events", "Events received and waiting for the store", registry=REGISTRY)
 PENDING_BYTES = Gauge("chargeback_pending_bytes", "Bytes of events received and waiting for the store", registry=REGISTRY)

@@ -147,6 +147,11 @@ class EventSink(Protocol):
 
     def probe(self, aggregator_id: str) -> None: ...
 
+    def newest_stored_id(self) -> str | None:
+        """The largest event id in the store, as a canonical id ("" when none is), if only this
+        process writes to it; None when other processes may (nothing can be known then)."""
+        ...
+
 
 def _lookup_sql(database: str, id_filter: str, also: str = "") -> str:
     # The key is toUInt128(event_id) (time order for UUIDv7): the range prunes to the
@@ -275,6 +280,14 @@ class EmbeddedSink:
         path.unlink(missing_ok=True)
         insert_probe(self._store, aggregator_id)
 
+    def newest_stored_id(self) -> str | None:
+        # chDB lets one process open a data directory, so this process is the only writer. The
+        # table is sorted by toUInt128(event_id): reading in key order touches each part's end.
+        _, rows = self._store.query(
+            f"SELECT toUInt128(event_id) AS key FROM `{self._store.database}`.{EVENTS_TABLE} ORDER BY key DESC LIMIT 1"
+        )
+        return canonical_id(rows[0][0]) if rows else ""
+
 
 class ServerSink:
     """A ClickHouse server: ids as query parameters, rows as columns (admission checks every rule)."""
@@ -315,6 +328,14 @@ class ServerSink:
 
     def probe(self, aggregator_id: str) -> None:
         insert_probe(self._store, aggregator_id)
+
+    def newest_stored_id(self) -> str | None:
+        return None  # other aggregators write to the same store
+
+
+def canonical_id(key: int) -> str:
+    """An event id as the 128-bit number the table is sorted by, back in its canonical form."""
+    return str(uuid.UUID(int=key))
 
 
 def sink_for(store: Store) -> EventSink:

@@ -9,7 +9,9 @@ tickets only after the store committed every row they account for:
 1. loss records (``delivery_losses``) and quarantined events (``quarantined_events``);
 2. dedup: each event id is looked up among recently written ids, then in the
    store itself (``usage_events`` is keyed by the id), so "stored once" holds
-   for any age and across aggregators, not only inside a memory window;
+   for any age and across aggregators, not only inside a memory window (with
+   the embedded store, whose only writer this is, a flush of ids above all it
+   may hold unremembered needs no store lookup: ``_unremembered_up_to``);
 3. a replay whose content differs from the stored event goes to
    ``event_conflicts`` (never billed: the stored version stands);
 4. the new events are priced and inserted.
@@ -55,8 +57,9 @@ from .sinks import (
 
 log = logging.getLogger(__name__)
 
-# The recently written ids only spare the store a lookup (and cover a replica that has
-# not caught up yet); exactness comes from the lookup. ~200 bytes an id: ~10 MB.
+# The recently written ids spare the store a lookup (and cover a replica that has not caught
+# up yet); exactness comes from the lookup, or, with the embedded store, from knowing that no
+# id above the largest one forgotten can be stored unremembered. ~200 bytes an id: ~10 MB.
 RECENT_IDS_CAPACITY = 50_000
 LOSS_IDS_CAPACITY = 100_000
 _UINT64 = (1 << 64) - 1
@@ -120,6 +123,13 @@ class RecentIds:
         self._generation = max(capacity // 2, 1)
         self._young: dict[bytes, int] = {}
         self._old: dict[bytes, int] = {}
+        # The largest encoded id forgotten so far (canonical ids sort as their 128-bit numbers).
+        self.forgotten_up_to = b""
+
+    def _rotate(self) -> None:
+        if self._old:
+            self.forgotten_up_to = max(self.forgotten_up_to, max(self._old))
+        self._old, self._young = self._young, {}
 
     def get(self, key: str) -> int | None:
         encoded = key.encode()
@@ -132,7 +142,7 @@ class RecentIds:
 
     def add(self, key: str, content_hash: int) -> None:
         if len(self._young) >= self._generation:
-            self._old, self._young = self._young, {}
+            self._rotate()
         self._young[key.encode()] = content_hash & _UINT64  # (a new int, not the admission's)
 
     def __len__(self) -> int:
@@ -147,7 +157,7 @@ class RecentIds:
         start = 0
         while start < len(keys):
             if len(self._young) >= self._generation:
-                self._old, self._young = self._young, {}
+                self._rotate()
             end = start + self._generation - len(self._young)
             self._young.update(zip(keys[start:end], content_hashes[start:end]))
             start = end
@@ -178,6 +188,7 @@ class Writer:
         after_insert: AfterInsert | None = None,
         aggregator_id: str = "aggregator",
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        recent_ids_capacity: int = RECENT_IDS_CAPACITY,
     ) -> None:
         self._store = store
         self._flush_interval_s = flush_interval_ms / 1000
@@ -188,7 +199,11 @@ class Writer:
         self._after_insert = after_insert
         self._aggregator_id = aggregator_id
         self._clock_ms = clock_ms
-        self._recent = RecentIds()
+        self._recent = RecentIds(recent_ids_capacity)
+        # Every stored id above this one is in self._recent, when only this process writes to
+        # the store (embedded): a flush whose ids are all above it needs no dedup lookup.
+        # None: the store is shared, or this is not known: every flush is looked up.
+        self._unremembered_up_to: bytes | None = None
         self._loss_ids = RecentIds(LOSS_IDS_CAPACITY)
         self._pending: list[Ticket] = []
         self._pending_events = 0
@@ -209,6 +224,12 @@ class Writer:
     def start(self) -> None:
         """Call after the store's migrations ran."""
         self._sink = sink_for(self._store)
+        try:
+            newest = self._sink.newest_stored_id()
+        except Exception as exc:  # a store that cannot say: look every flush up
+            log.warning("could not read the newest stored event id; every flush is looked up: %s", exc)
+            newest = None
+        self._unremembered_up_to = None if newest is None else newest.encode()
         self._preparer = Preparer(self._sink, self._enrich)
         self._preparer.start()
         self._thread.start()
@@ -386,6 +407,7 @@ class Writer:
                 self._attempt(flush)
                 break
             except Exception as exc:  # StoreError, OSError (a full disk), anything: retry, never die
+                self._unremembered(flush)
                 self._end_attempt()
                 metrics.STORE_ERRORS.labels("insert").inc()
                 self._set_health(False, f"inserts failing ({type(exc).__name__})")
@@ -406,6 +428,20 @@ class Writer:
         self._end_attempt()
         self._set_health(True, "ok")
         self._finish(flush)
+
+    def _unremembered(self, flush: _Flush) -> None:
+        """A failed attempt may have stored events it did not remember: its retries look them up."""
+        if self._unremembered_up_to is not None:
+            largest = [max(t.admitted.ids) for t in flush.tickets if t.admitted.ids]
+            if largest:
+                self._unremembered_up_to = max(self._unremembered_up_to, max(largest).encode())
+
+    def _may_be_stored_unremembered(self, ids: list[str]) -> bool:
+        """False when none of ``ids`` can be in the store without being remembered (see
+        ``_unremembered_up_to``): all are above every id that may be stored and not remembered."""
+        if self._unremembered_up_to is None:
+            return True
+        return min(ids).encode() <= max(self._unremembered_up_to, self._recent.forgotten_up_to)
 
     def _end_attempt(self) -> None:
         if self._sink is not None:
@@ -505,7 +541,9 @@ class Writer:
         itself checks the rules the store checks (the payload is read once, not twice).
         False, with nothing stored, when the store holds one or the insert's check flags one."""
         assert self._sink is not None
-        if self._sink.lookup(candidates, candidates.ids, check_rules=False).stored:
+        if not self._may_be_stored_unremembered(candidates.ids):
+            metrics.LOOKUPS_SKIPPED.inc()
+        elif self._sink.lookup(candidates, candidates.ids, check_rules=False).stored:
             return False
         try:
             self._sink.insert(candidates, columns, flush.ingested_at_ms, check_rules=True)
