@@ -153,8 +153,9 @@ def passes_admission_rules(event: pb.UsageEvent, now_ms: int, size: int) -> bool
 _CANONICAL_UUID7_LINES = re.compile(r"(?:[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n)*").fullmatch
 _UUID_LINE_CHARS = 37
 _BATCH_GETTER = attrgetter("event_id", *(n for n, _ in _TIMESTAMPS), *(n for n, _ in _ENUM_VALUES))
-_STARTED_AT = next(i for i, (n, _) in enumerate(_TIMESTAMPS) if n == "started_at_unix_ms")
-_OBSERVED_AT = next(i for i, (n, _) in enumerate(_TIMESTAMPS) if n == "observed_at_unix_ms")
+_TIMESTAMP_NAMES = [name for name, _ in _TIMESTAMPS]
+_STARTED_AT = _TIMESTAMP_NAMES.index("started_at_unix_ms")  # (a ValueError naming it if the table loses it)
+_OBSERVED_AT = _TIMESTAMP_NAMES.index("observed_at_unix_ms")
 _TEXT_GROUP_GETTERS: tuple[tuple[int, tuple[attrgetter[Any], ...]], ...] = tuple(
     (max_chars, tuple(map(attrgetter, names))) for max_chars, names in _TEXT_GROUPS
 )
