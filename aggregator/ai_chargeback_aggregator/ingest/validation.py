@@ -136,17 +136,11 @@ def _check_id_and_times(event: pb.UsageEvent, now_ms: int) -> None:
 
 
 def passes_admission_rules(event: pb.UsageEvent, now_ms: int, size: int) -> bool:
-    """The rules the insert itself depends on (id, timestamps, enum values) and the text
-    lengths, for a store that checks the rest (``sql_validation``). ``size``: the event's
-    encoded length. False: ``validate_event`` names the first broken rule."""
-    try:
-        _check_id_and_times(event, now_ms)
-    except Invalid:
-        return False
-    for (_, values), value in zip(_ENUM_VALUES, _enum_values(event)):  # type: ignore[operator]
-        if value not in values:
-            return False
-    return passes_text_and_collection_rules(event, size)
+    """The rules the insert itself depends on (id, timestamps, enum values), the text lengths,
+    lists and maps, for a store that checks the rest (``sql_validation``). ``size``: the event's
+    encoded length. False: ``validate_event`` names the first broken rule. (The batch check on a
+    batch of one: one definition of these rules besides ``validate_event``.)"""
+    return batch_passes_admission_rules((event,), (size,), now_ms)
 
 
 # A batch's ids joined by newlines: every line one canonical UUIDv7 (checked with the line count).
@@ -213,28 +207,6 @@ def batch_passes_admission_rules(events: Sequence[pb.UsageEvent], sizes: Sequenc
     try:
         for name, getter, mapped in _MAP_GETTERS:
             for entries in filter(None, map(getter, events)):
-                _check_entries(name, mapped, entries)
-    except Invalid:
-        return False
-    return True
-
-
-def passes_text_and_collection_rules(event: pb.UsageEvent, size: int) -> bool:
-    """The text lengths, lists and maps admission checks (``size``: the event's encoded length)."""
-    for max_chars, names in _TEXT_GROUPS:
-        if size <= max_chars:
-            break
-        for name in names:
-            if len(getattr(event, name)) > max_chars:
-                return False
-    try:
-        for name, listed in _LISTS:
-            items = getattr(event, name)
-            if items and (len(items) > listed.max_items or any(len(item) > listed.item.max_chars for item in items)):
-                return False
-        for name, mapped in _MAPS:
-            entries = getattr(event, name)
-            if entries:
                 _check_entries(name, mapped, entries)
     except Invalid:
         return False
