@@ -8,10 +8,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
-from support.aggregator_fixtures import free_port, make_settings
+from support.aggregator_fixtures import free_port, make_settings, refusing_address
 
 from ai_chargeback_aggregator.server.app import Aggregator
 from ai_chargeback_aggregator.server.http_api import ListenError
@@ -82,3 +83,27 @@ def test_bodies_over_the_limit_are_refused_declared_or_streamed(aggregator: Aggr
         assert answer.status == 413 and json.loads(answer.read()) == {"error": "request too large"}
     finally:
         conn.close()
+
+
+def _own_threads() -> set[str]:
+    return {thread.name for thread in threading.enumerate() if thread.name.startswith("chargeback-")}
+
+
+def test_a_start_that_fails_after_binding_stops_what_it_started_and_frees_its_ports(tmp_path: Path) -> None:
+    """The store is down at start (a ClickHouse server that refuses): migrations fail after the HTTP
+    port was taken. The failed start leaves no thread of its own (one left in the
+    engine can hang the process's exit) and no port taken, so the next start can have them."""
+    before = _own_threads()
+    with refusing_address() as store_address:
+        settings = make_settings(tmp_path, store_dsn=f"http://{store_address}")
+        failed = Aggregator(settings)
+        with pytest.raises(Exception) as raised:
+            failed.start()
+    assert not isinstance(raised.value, ListenError), raised.value
+    assert _own_threads() == before
+    grpc_port, http_port = (int(address.rpartition(":")[2]) for address in (settings.grpc_listen, settings.http_listen))
+    for port in (grpc_port, http_port):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))  # raises if the failed start still holds it
+    failed.stop(grace_s=1)  # a second stop (the caller's finally) is harmless
+

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -15,11 +16,25 @@ from ai_chargeback_plugin.config import SenderConfig
 from ai_chargeback_plugin.ids import uuid7
 from ai_chargeback_proto import pb, pb_grpc
 
+# Below Linux's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by default): a port the
+# kernel picked for `bind(0)` goes back to that pool once closed, and any outgoing connection of the
+# test run may take it as its local port before the server under test binds it ("Address already in
+# use", seen once in a full run). Ports from this range are never handed out that way.
+_TEST_PORTS = range(20_000, 32_000)
+_PICK = random.SystemRandom()  # tests that seed `random` must not make two runs on one machine pick alike
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, outside the range the kernel gives to outgoing connections."""
+    for _ in range(200):
+        port = _PICK.choice(_TEST_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_TEST_PORTS} after 200 tries")
 
 
 @contextmanager

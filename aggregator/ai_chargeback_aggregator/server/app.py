@@ -132,7 +132,16 @@ class Aggregator:
         return readiness(self._store_ok, self._store_reason, self.writer)
 
     def start(self) -> None:
+        """A start that fails stops what it started: a thread left running in the engine can hang
+        the process's exit, and the HTTP port would stay taken."""
         self.http.bind()  # a busy port fails here, before migrations and threads
+        try:
+            self._start()
+        except BaseException:
+            self.stop(grace_s=1)
+            raise
+
+    def _start(self) -> None:
         return_large_blocks()  # before the first batch (server/heap.py)
         applied = self.store.migrate()
         log.info("store %s ready; migrations applied: %s", redact_dsn(self.settings.store_dsn), applied or "none")
@@ -151,6 +160,8 @@ class Aggregator:
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="chargeback-grpc", daemon=True)
         self._loop_thread.start()
+        # Last: a grpc.aio server that took its port but never started keeps it until the process
+        # exits (stop() does not release it), so nothing that can fail comes between bind and start.
         self.grpc_port = self._on_loop(self._start_grpc())
         self.http.start()
         self._publish_health()
@@ -272,10 +283,11 @@ class Aggregator:
                 self._on_loop(self._grpc.stop(grace_s), timeout_s=grace_s + 5)
             except Exception:
                 log.exception("gRPC server did not stop cleanly")
+            self._grpc = None
         self.writer.stop(drain_timeout_s=grace_s)
         self.budgets.stop(timeout_s=grace_s)
         self.budgets.store.close()
-        if self._loop is not None:
+        if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(5)

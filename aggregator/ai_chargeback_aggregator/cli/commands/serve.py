@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         aggregator.start()
     except ListenError as exc:  # taken between the check above and the bind: still one line, no traceback
-        print(f"chargeback serve: {exc}", file=sys.stderr)
-        aggregator.stop(grace_s=1)
+        print(f"chargeback serve: {exc}", file=sys.stderr)  # start() stopped what it had started
         return EXIT_ERROR
     tune_for_ingest()
     for signum in (signal.SIGTERM, signal.SIGINT):
