@@ -165,7 +165,11 @@ def _parsers(data: dict[str, Any]) -> list[str]:
 def _without_lookup(run: dict[str, Any]) -> str:
     if "inserts_without_lookup" not in run:  # (runs before the lookup could be skipped)
         return ""
-    return f" ({run['inserts_without_lookup']} of {run['inserts']} inserts needed no dedup lookup)"
+    out = f" ({run['inserts_without_lookup']} of {run['inserts']} inserts needed no dedup lookup)"
+    if "writer_busy_share" in run:  # (runs before the writer reported its busy time)
+        out += (f"; the writer was busy {run['writer_busy_share']:.0%} of the run, {run['insert_share']:.0%} of it in the "
+                "engine's insert")  # fmt: skip
+    return out
 
 
 def _ingest(data: dict[str, Any]) -> list[str]:

@@ -38,6 +38,19 @@ BATCH_LATENCY = Histogram(
     registry=REGISTRY,
 )
 INSERTS = Counter("chargeback_store_inserts", "Inserts committed to the store", registry=REGISTRY)
+WRITER_BUSY_SECONDS = Counter(
+    "chargeback_writer_busy_seconds",
+    "Time the writer spent writing flushes, retries included: its rate is the writer's utilization, "
+    "and near 1 the store's writes set this aggregator's ingest rate (add an aggregator, or a ClickHouse server)",
+    registry=REGISTRY,
+)
+STORE_WRITE_SECONDS = Histogram(
+    "chargeback_store_write_seconds",
+    "Duration of the writer's store calls for usage events, by operation (lookup: the dedup lookup; insert)",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
 FLUSHES_PREPARED_AHEAD = Counter(
     "chargeback_flushes_prepared_ahead",
     "Flushes readied while the one before was in the store: used, or discarded (its batches changed meanwhile)",

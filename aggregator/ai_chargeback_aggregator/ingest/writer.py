@@ -69,6 +69,8 @@ RETRY_BACKOFF_MAX_S = 5.0
 # insert stays small (the embedded engine holds about 3 KB per row of an insert while writing it).
 EARLY_FLUSH_BYTES_SHARE = 0.25
 _DEFAULTS = AggregatorSettings.model_fields  # the settings hold the defaults (one copy)
+_LOOKUP_SECONDS = metrics.STORE_WRITE_SECONDS.labels("lookup")
+_INSERT_SECONDS = metrics.STORE_WRITE_SECONDS.labels("insert")
 
 # Called with the inserted key columns only after ClickHouse committed them (the
 # rollup maintainer marks the hours they touched as needing a rebuild).
@@ -318,7 +320,11 @@ class Writer:
                     ahead = self._settled_after(taken)
                     if ahead:
                         self._preparer.request(ahead)
-                    self._write(taken, prepared)
+                    started = time.perf_counter()
+                    try:
+                        self._write(taken, prepared)
+                    finally:
+                        metrics.WRITER_BUSY_SECONDS.inc(time.perf_counter() - started)
                     if self._stopping and time.monotonic() >= self._drain_deadline:
                         return  # the store never came back: what is left stays in the senders' spools
                 elif not self._healthy:
@@ -489,7 +495,10 @@ class Writer:
         # Some ids repeat, are remembered or stored, or the insert's check refused the flush: this
         # lookup checks the rules itself (and sees anything stored meanwhile).
         unknown = [eid for eid in dict.fromkeys(ids) if eid not in self._recent]
-        found = self._sink.lookup(candidates, unknown) if unknown or self._sink.checks_rules else Found()
+        found = Found()
+        if unknown or self._sink.checks_rules:
+            with _LOOKUP_SECONDS.time():
+                found = self._sink.lookup(candidates, unknown)
         if found.suspects and self._quarantine_flagged(flush, candidates, found.suspects, now_ms):
             return self._write_events(flush, now_ms)  # again, without the events just quarantined
         stored = found.stored
@@ -502,7 +511,8 @@ class Writer:
             else:
                 new = candidates.select(fresh)
                 new_columns = {name: [values[i] for i in fresh] for name, values in columns.items()}
-            self._sink.insert(new, new_columns, flush.ingested_at_ms)
+            with _INSERT_SECONDS.time():
+                self._sink.insert(new, new_columns, flush.ingested_at_ms)
             metrics.INSERTS.inc()
             self._after_commit(new_columns)
         for event_id, content_hash in standing.items():
@@ -543,10 +553,14 @@ class Writer:
         assert self._sink is not None
         if not self._may_be_stored_unremembered(candidates.ids):
             metrics.LOOKUPS_SKIPPED.inc()
-        elif self._sink.lookup(candidates, candidates.ids, check_rules=False).stored:
-            return False
+        else:
+            with _LOOKUP_SECONDS.time():
+                found = self._sink.lookup(candidates, candidates.ids, check_rules=False)
+            if found.stored:
+                return False
         try:
-            self._sink.insert(candidates, columns, flush.ingested_at_ms, check_rules=True)
+            with _INSERT_SECONDS.time():
+                self._sink.insert(candidates, columns, flush.ingested_at_ms, check_rules=True)
         except RulesFlagged:
             metrics.RULE_CHECK_REFUSALS.inc()
             flush.rules_flagged = True  # its retries check in the lookup, which says which events
