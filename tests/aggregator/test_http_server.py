@@ -107,3 +107,17 @@ def test_a_start_that_fails_after_binding_stops_what_it_started_and_frees_its_po
             probe.bind(("127.0.0.1", port))  # raises if the failed start still holds it
     failed.stop(grace_s=1)  # a second stop (the caller's finally) is harmless
 
+
+
+def test_a_started_aggregator_has_read_the_price_catalog(tmp_path: Path) -> None:
+    """The bundled catalog is read on first use (~0.15 s): at start, not in the first flush after
+    a restart, the one a reconnecting fleet's backlog waits on. A fresh process, so no other test
+    has read it already."""
+    script = ("import sys; from pathlib import Path; from support.aggregator_fixtures import make_settings; "
+              "from ai_chargeback_aggregator.server.app import Aggregator; "
+              "agg = Aggregator(make_settings(Path(sys.argv[1]))); before = 'genai_prices.data' in sys.modules; "
+              "agg.start(); after = 'genai_prices.data' in sys.modules; agg.stop(grace_s=1); print(before, after)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parents[1])  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"]

@@ -117,3 +117,38 @@ def test_a_batch_abandoned_after_its_flush_was_readied_is_not_written(tmp_path: 
         writer.stop()
         store.close()
     assert not list((tmp_path / PAYLOAD_DIR).glob("*.pb"))
+
+
+def test_batches_that_arrive_during_a_write_are_readied_as_soon_as_they_fill_the_next_flush(tmp_path: Path) -> None:
+    """At a start, or when traffic picks up, nothing waits behind the first flush when it is
+    taken: the next flush fills up while the first is in the store, and is readied then."""
+    store = Store(f"chdb://{tmp_path}")
+    store.migrate()
+    hold = HeldFirstFlush()
+    writer = Writer(store, flush_interval_ms=5, flush_max_events=PER_FLUSH, enrich=Pricer().enrich, after_insert=hold)
+    sent = batches(5)
+    before = {o: ahead_count(o) for o in ("used", "discarded")}
+    now = int(time.time() * 1000)
+    writer.start()
+    try:
+        tickets = [writer.submit(admit(b, now, store_checks=True)) for b in sent[:2]]  # one flush, nothing behind
+        assert hold.reached.wait(60)
+        payloads = tmp_path / PAYLOAD_DIR
+        assert len(list(payloads.glob("*.pb"))) == 1  # nothing readied: the next flush did not exist
+        tickets += [writer.submit(admit(b, now, store_checks=True)) for b in sent[2:4]]
+        time.sleep(0.2)
+        assert len(list(payloads.glob("*.pb"))) == 1  # a full flush's worth, but a batch could still join it
+        tickets.append(writer.submit(admit(sent[4], now, store_checks=True)))  # now it cannot: settled
+        wait_until(lambda: len(list(payloads.glob("*.pb"))) == 2)  # readied while the first is held
+        hold.release.set()
+        for ticket in tickets:
+            assert ticket.wait(60)
+        assert [t.outcome.stored for t in tickets] == [BATCH] * 5
+        assert {o: ahead_count(o) - before[o] for o in before} == {"used": 1, "discarded": 0}
+        ids = stored_ids(store)
+        assert len(ids) == len(set(ids)) == 5 * BATCH
+    finally:
+        hold.release.set()
+        writer.stop()
+        store.close()
+    assert not list((tmp_path / PAYLOAD_DIR).glob("*.pb"))

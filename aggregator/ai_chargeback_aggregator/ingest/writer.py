@@ -208,6 +208,8 @@ class Writer:
         self._unremembered_up_to: bytes | None = None
         self._loss_ids = RecentIds(LOSS_IDS_CAPACITY)
         self._pending: list[Ticket] = []
+        self._in_flight: frozenset[int] | None = None  # the flush being written (ids of its tickets)
+        self._ahead_requested = False  # the flush after it is being readied
         self._pending_events = 0
         self._pending_bytes = 0
         self._cond = threading.Condition()
@@ -283,6 +285,7 @@ class Writer:
             # and when enough waits to flush at once.
             if len(self._pending) == 1 or self._flush_due():
                 self._cond.notify()
+            self._request_ahead()
         return ticket
 
     def stop(self, drain_timeout_s: float = 30.0) -> None:
@@ -317,14 +320,16 @@ class Writer:
                 if taken:
                     assert self._preparer is not None
                     prepared = self._preparer.claim(taken)
-                    ahead = self._settled_after(taken)
-                    if ahead:
-                        self._preparer.request(ahead)
+                    with self._cond:
+                        self._in_flight, self._ahead_requested = frozenset(map(id, taken)), False
+                        self._request_ahead()
                     started = time.perf_counter()
                     try:
                         self._write(taken, prepared)
                     finally:
                         metrics.WRITER_BUSY_SECONDS.inc(time.perf_counter() - started)
+                        with self._cond:
+                            self._in_flight = None
                     if self._stopping and time.monotonic() >= self._drain_deadline:
                         return  # the store never came back: what is left stays in the senders' spools
                 elif not self._healthy:
@@ -371,16 +376,20 @@ class Writer:
             nbytes += ticket.admitted.nbytes
         return taken, False
 
-    def _settled_after(self, taken: list[Ticket]) -> list[Ticket] | None:
-        """The next flush's batches when they are settled already: a full insert's worth waits
-        behind ``taken``, so once ``taken`` is written the next take picks exactly these (unless
-        a stream abandons one meanwhile, which the preparer's claim detects). None otherwise:
-        more batches may still join it."""
-        with self._cond:  # `taken` is the head of _pending: only this thread removes from it
-            following, full = self._one_insert(self._pending[len(taken) :])
-        if not full or any(ticket.abandoned for ticket in following):
-            return None
-        return following
+    def _request_ahead(self) -> None:
+        """Have the preparer ready the next flush while the one in flight is in the store, once
+        that flush is settled: a full insert's worth waits behind the one in flight, so the next
+        take picks exactly these (unless a stream abandons one meanwhile, which the preparer's
+        claim detects). Until then more batches may join it. Called with the lock held: when a
+        flush is taken, and as batches arrive during its write (at a start, or when traffic
+        picks up, the backlog fills only then)."""
+        if self._in_flight is None or self._ahead_requested or self._preparer is None:
+            return
+        in_flight = self._in_flight
+        following, full = self._one_insert([t for t in self._pending if id(t) not in in_flight])
+        if full and not any(ticket.abandoned for ticket in following):
+            self._ahead_requested = True
+            self._preparer.request(following)
 
     def _drop_abandoned(self) -> None:
         """Batches whose stream stopped waiting (it answered RETRY) are not written behind its back."""

@@ -41,6 +41,12 @@ def catalog_version() -> str:
     return f"genai-prices {genai_prices.__version__}"
 
 
+def load() -> None:
+    """Read the bundled catalog now. The library reads it on first use (~0.15 s, once per process):
+    left to the first flush after a start, the one a reconnecting fleet's backlog waits on."""
+    data_snapshot.get_snapshot()
+
+
 def normalize_tier(service_tier: str) -> str:
     tier = service_tier.strip().lower()
     return DEFAULT_TIER if tier in _DEFAULT_ALIASES else tier

@@ -24,6 +24,7 @@ from operator import attrgetter
 from typing import Any
 
 from ..store.clickhouse import Store
+from . import catalog
 from .catalog import CatalogMatch, TokenTiers, catalog_version, lookup, normalize_tier
 from .override_store import list_overrides
 from .overrides import Override, best
@@ -83,6 +84,10 @@ class Pricer:
 
     def refresh(self, store: Store) -> bool:
         return self.set_overrides(list_overrides(store))
+
+    @staticmethod
+    def load_catalog() -> None:
+        catalog.load()
 
     # -- resolution -----------------------------------------------------------
     def schedule(self, provider: str, model: str, service_tier: str, tenant: str, day: date) -> Schedule:

@@ -147,6 +147,7 @@ class Aggregator:
         log.info("store %s ready; migrations applied: %s", redact_dsn(self.settings.store_dsn), applied or "none")
         log.info("%s", apply_raw_retention(self.store, self.settings.raw_retention_days))
         self.pricer.refresh(self.store)
+        self.pricer.load_catalog()
         self.rollups.reconcile()  # hours written while no aggregator watched (crash between insert and mark)
         if self.console is not None:
             self.console.start()
