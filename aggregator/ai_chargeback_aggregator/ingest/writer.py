@@ -451,12 +451,15 @@ class Writer:
             if largest:
                 self._unremembered_up_to = max(self._unremembered_up_to, max(largest).encode())
 
-    def _may_be_stored_unremembered(self, ids: list[str]) -> bool:
-        """False when none of ``ids`` can be in the store without being remembered (see
-        ``_unremembered_up_to``): all are above every id that may be stored and not remembered."""
+    def _may_be_stored_unremembered(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` that may be in the store without being remembered (see
+        ``_unremembered_up_to``): the ones not above every id that may be stored and not remembered."""
         if self._unremembered_up_to is None:
-            return True
-        return min(ids).encode() <= max(self._unremembered_up_to, self._recent.forgotten_up_to)
+            return ids
+        bound = max(self._unremembered_up_to, self._recent.forgotten_up_to).decode()
+        if min(ids) > bound:
+            return []
+        return [eid for eid in ids if eid <= bound]
 
     def _end_attempt(self) -> None:
         if self._sink is not None:
@@ -560,11 +563,12 @@ class Writer:
         itself checks the rules the store checks (the payload is read once, not twice).
         False, with nothing stored, when the store holds one or the insert's check flags one."""
         assert self._sink is not None
-        if not self._may_be_stored_unremembered(candidates.ids):
+        at_risk = self._may_be_stored_unremembered(candidates.ids)
+        if not at_risk:
             metrics.LOOKUPS_SKIPPED.inc()
         else:
             with _LOOKUP_SECONDS.time():
-                found = self._sink.lookup(candidates, candidates.ids, check_rules=False)
+                found = self._sink.lookup(candidates, at_risk, check_rules=False)
             if found.stored:
                 return False
         try:
