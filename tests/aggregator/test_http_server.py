@@ -108,7 +108,6 @@ def test_a_start_that_fails_after_binding_stops_what_it_started_and_frees_its_po
     failed.stop(grace_s=1)  # a second stop (the caller's finally) is harmless
 
 
-
 def test_a_started_aggregator_has_read_the_price_catalog(tmp_path: Path) -> None:
     """The bundled catalog is read on first use (~0.15 s): at start, not in the first flush after
     a restart, the one a reconnecting fleet's backlog waits on. A fresh process, so no other test

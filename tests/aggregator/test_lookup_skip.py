@@ -12,28 +12,16 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from support.aggregator_fixtures import make_event
+from support.aggregator_fixtures import make_event, submit_events, written
 
 from ai_chargeback_aggregator import metrics
-from ai_chargeback_aggregator.ingest.admission import admit
-from ai_chargeback_aggregator.ingest.writer import Ticket, Writer
+from ai_chargeback_aggregator.ingest.writer import Writer
 from ai_chargeback_aggregator.pricing.pricer import Pricer
 from ai_chargeback_aggregator.store.clickhouse import Store
-from ai_chargeback_proto import pb
 
 
 def skipped() -> float:
     return metrics.REGISTRY.get_sample_value("chargeback_store_lookups_skipped_total") or 0.0
-
-
-def submit(writer: Writer, events: list[pb.UsageEvent], name: str) -> Ticket:
-    batch = pb.UsageBatch(batch_id=name, sender_id="node-a", sequence=1, events=events)
-    return writer.submit(admit(batch, int(time.time() * 1000), store_checks=True))
-
-
-def written(ticket: Ticket) -> tuple[int, int]:
-    assert ticket.wait(60)
-    return ticket.outcome.stored, ticket.outcome.duplicates
 
 
 def counts(store: Store) -> tuple[int, int]:
@@ -53,20 +41,20 @@ def test_new_events_skip_the_lookup_and_replays_after_a_restart_do_not(tmp_path:
     first = [make_event() for _ in range(50)]
     writer = new_writer(store)
     before = skipped()
-    assert written(submit(writer, first, "b1")) == (50, 0)
-    assert written(submit(writer, [make_event() for _ in range(50)], "b2")) == (50, 0)
+    assert written(submit_events(writer, first, "b1")) == (50, 0)
+    assert written(submit_events(writer, [make_event() for _ in range(50)], "b2")) == (50, 0)
     assert skipped() == before + 2  # an empty store, then ids above everything remembered
     writer.stop()
     # A new writer (a restart) remembers nothing: the store's newest id is its floor.
     writer = new_writer(store)
     before = skipped()
-    assert written(submit(writer, first[10:40], "replay")) == (0, 30)
+    assert written(submit_events(writer, first[10:40], "replay")) == (0, 30)
     assert skipped() == before
-    assert written(submit(writer, [make_event() for _ in range(20)], "b3")) == (20, 0)
+    assert written(submit_events(writer, [make_event() for _ in range(20)], "b3")) == (20, 0)
     assert skipped() == before + 1
     # Replays among new ids: only the ids at or below the bound may be stored unremembered, and
     # the lookup asks for their range alone; the new ones above it cannot be stored.
-    assert written(submit(writer, first[40:50] + [make_event() for _ in range(10)], "mixed")) == (10, 10)
+    assert written(submit_events(writer, first[40:50] + [make_event() for _ in range(10)], "mixed")) == (10, 10)
     assert skipped() == before + 1
     writer.stop()
     assert counts(store) == (130, 130)
@@ -78,11 +66,11 @@ def test_ids_the_memory_forgot_are_looked_up(tmp_path: Path) -> None:
     store.migrate()
     writer = new_writer(store, recent_ids_capacity=40)  # two generations of 20
     early = [make_event() for _ in range(60)]
-    assert written(submit(writer, early, "b1")) == (60, 0)
+    assert written(submit_events(writer, early, "b1")) == (60, 0)
     for n in range(3):  # the memory now holds none of the early ids
-        assert written(submit(writer, [make_event() for _ in range(30)], f"later-{n}")) == (30, 0)
+        assert written(submit_events(writer, [make_event() for _ in range(30)], f"later-{n}")) == (30, 0)
     before = skipped()
-    assert written(submit(writer, early[:25], "replay")) == (0, 25)
+    assert written(submit_events(writer, early[:25], "replay")) == (0, 25)
     assert skipped() == before
     writer.stop()
     assert counts(store) == (150, 150)
@@ -98,9 +86,9 @@ def test_a_flush_that_failed_after_its_commit_is_looked_up_on_retry(tmp_path: Pa
     store.command("CREATE MATERIALIZED VIEW chargeback.fails_after_commit TO chargeback.failing_sink AS "
                   "SELECT team FROM chargeback.usage_events WHERE throwIf(team = 'explode', 'failing after the commit') = 0")  # fmt: skip
     writer = new_writer(store)
-    assert written(submit(writer, [make_event() for _ in range(10)], "b1")) == (10, 0)
+    assert written(submit_events(writer, [make_event() for _ in range(10)], "b1")) == (10, 0)
     errors = metrics.REGISTRY.get_sample_value("chargeback_store_errors_total", {"operation": "insert"}) or 0.0
-    ticket = submit(writer, [make_event(team="explode") for _ in range(10)], "b2")
+    ticket = submit_events(writer, [make_event(team="explode") for _ in range(10)], "b2")
     deadline = time.monotonic() + 30
     while (metrics.REGISTRY.get_sample_value("chargeback_store_errors_total", {"operation": "insert"}) or 0.0) == errors:
         assert time.monotonic() < deadline, "the insert did not fail"

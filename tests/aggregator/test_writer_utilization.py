@@ -6,14 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from support.aggregator_fixtures import make_event
+from support.aggregator_fixtures import make_event, submit_events, written
 
 from ai_chargeback_aggregator import metrics
-from ai_chargeback_aggregator.ingest.admission import admit
-from ai_chargeback_aggregator.ingest.writer import Ticket, Writer
+from ai_chargeback_aggregator.ingest.writer import Writer
 from ai_chargeback_aggregator.pricing.pricer import Pricer
 from ai_chargeback_aggregator.store.clickhouse import Store
-from ai_chargeback_proto import pb
 
 SAMPLES = {
     "busy": ("chargeback_writer_busy_seconds_total", {}),
@@ -29,13 +27,6 @@ def sampled() -> dict[str, float]:
     return {key: metrics.REGISTRY.get_sample_value(name, labels) or 0.0 for key, (name, labels) in SAMPLES.items()}
 
 
-def write(writer: Writer, events: list[pb.UsageEvent], name: str) -> tuple[int, int]:
-    batch = pb.UsageBatch(batch_id=name, sender_id="node-a", sequence=1, events=events)
-    ticket: Ticket = writer.submit(admit(batch, int(time.time() * 1000), store_checks=True))
-    assert ticket.wait(60)
-    return ticket.outcome.stored, ticket.outcome.duplicates
-
-
 def test_the_writer_reports_its_busy_time_and_each_store_call(tmp_path: Path) -> None:
     store = Store(f"chdb://{tmp_path}")
     store.migrate()
@@ -44,9 +35,9 @@ def test_the_writer_reports_its_busy_time_and_each_store_call(tmp_path: Path) ->
     before = sampled()
     started = time.perf_counter()
     first = [make_event() for _ in range(50)]
-    assert write(writer, first, "new") == (50, 0)  # inserted without a lookup (nothing stored can match)
-    assert write(writer, first, "replay") == (0, 50)  # looked up (and rule-checked), nothing inserted
-    assert write(writer, first[:10] + [make_event() for _ in range(5)], "mixed") == (5, 10)  # both
+    assert written(submit_events(writer, first, "new")) == (50, 0)  # inserted without a lookup (nothing stored can match)
+    assert written(submit_events(writer, first, "replay")) == (0, 50)  # looked up (and rule-checked), nothing inserted
+    assert written(submit_events(writer, first[:10] + [make_event() for _ in range(5)], "mixed")) == (5, 10)  # both
     elapsed = time.perf_counter() - started
     writer.stop()
     store.close()

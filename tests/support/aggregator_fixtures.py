@@ -10,6 +10,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from ai_chargeback_aggregator.ingest.admission import admit
+from ai_chargeback_aggregator.ingest.writer import Ticket, Writer
 from ai_chargeback_aggregator.server.app import Aggregator
 from ai_chargeback_aggregator.settings import AggregatorSettings
 from ai_chargeback_plugin.config import SenderConfig
@@ -59,6 +61,18 @@ def make_event(**overrides: object) -> pb.UsageEvent:
     )  # fmt: skip
     fields.update(overrides)
     return pb.UsageEvent(**fields)  # type: ignore[arg-type]
+
+
+def submit_events(writer: Writer, events: list[pb.UsageEvent], name: str) -> Ticket:
+    """One batch straight to a writer, admitted as the aggregator admits it (embedded store rules)."""
+    batch = pb.UsageBatch(batch_id=name, sender_id="node-a", sequence=1, events=events)
+    return writer.submit(admit(batch, int(time.time() * 1000), store_checks=True))
+
+
+def written(ticket: Ticket) -> tuple[int, int]:
+    """(stored, duplicates) once the writer has settled the ticket."""
+    assert ticket.wait(60)
+    return ticket.outcome.stored, ticket.outcome.duplicates
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> AggregatorSettings:

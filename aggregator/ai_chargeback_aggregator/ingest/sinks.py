@@ -227,10 +227,10 @@ class EmbeddedSink:
         return prepared if prepared is not None else self._prepare(candidates, columns or {}, ahead=False)
 
     def lookup(self, candidates: Candidates, ids: list[str], *, check_rules: bool = True) -> Found:
-        prepared = self._for(candidates)  # every candidate's id is in the file already: look them all up
-        # (within the range of `ids` when the rules are not checked: the usual flush asks only
-        # for the ids that may be stored unremembered, and the range prunes the granules read)
-        lo, hi = candidates.id_range() if check_rules or not ids else id_range(ids)
+        prepared = self._for(candidates)  # every candidate's id is in the file already
+        # Within the range of the ids asked for (the writer asks for those it does not remember,
+        # or that may be stored unremembered): the range prunes the granules read.
+        lo, hi = id_range(ids) if ids else candidates.id_range()
         ids = f"event_id IN (SELECT toUUID(event_id) FROM {self._inserter.id_source(prepared.path)})"
         sql = _lookup_sql(self._store.database, ids, also=", 0")
         if check_rules:  # in the same round trip: the events the rule check flags (kind 1)

@@ -451,7 +451,7 @@ class Writer:
             if largest:
                 self._unremembered_up_to = max(self._unremembered_up_to, max(largest).encode())
 
-    def _may_be_stored_unremembered(self, ids: list[str]) -> list[str]:
+    def _maybe_stored_unremembered(self, ids: list[str]) -> list[str]:
         """Those of ``ids`` that may be in the store without being remembered (see
         ``_unremembered_up_to``): the ones not above every id that may be stored and not remembered."""
         if self._unremembered_up_to is None:
@@ -563,7 +563,7 @@ class Writer:
         itself checks the rules the store checks (the payload is read once, not twice).
         False, with nothing stored, when the store holds one or the insert's check flags one."""
         assert self._sink is not None
-        at_risk = self._may_be_stored_unremembered(candidates.ids)
+        at_risk = self._maybe_stored_unremembered(candidates.ids)
         if not at_risk:
             metrics.LOOKUPS_SKIPPED.inc()
         else:

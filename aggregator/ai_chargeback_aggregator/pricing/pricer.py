@@ -24,8 +24,7 @@ from operator import attrgetter
 from typing import Any
 
 from ..store.clickhouse import Store
-from . import catalog
-from .catalog import CatalogMatch, TokenTiers, catalog_version, lookup, normalize_tier
+from .catalog import CatalogMatch, TokenTiers, catalog_version, load, lookup, normalize_tier
 from .override_store import list_overrides
 from .overrides import Override, best
 from .rates import CATALOG_SOURCE, NOT_BILLED_OUTCOMES, PRICE_COLUMNS, Price, Rates, Schedule, Tiers
@@ -87,7 +86,7 @@ class Pricer:
 
     @staticmethod
     def load_catalog() -> None:
-        catalog.load()
+        load()
 
     # -- resolution -----------------------------------------------------------
     def schedule(self, provider: str, model: str, service_tier: str, tenant: str, day: date) -> Schedule:
