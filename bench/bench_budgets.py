@@ -31,7 +31,7 @@ import _common  # noqa: F401  (puts tests/ on sys.path)
 import bench_plugin  # noqa: F401  (times every phase handler of the harness)
 import httpx
 from _common import summary_ms
-from bench_plugin import MESSAGES, _phase_s
+from bench_plugin import MESSAGES, PHASE_ATTR
 from kong_harness.front import KongFront
 from support.budget_gateway import budget_gateways, tokens_per_request
 
@@ -57,7 +57,7 @@ def drive(front: KongFront, requests: int, key: str, expect: int) -> dict[str, A
     phases: dict[str, list[float]] = defaultdict(list)
     calls: dict[str, list[int]] = defaultdict(list)
     for ctx in contexts:
-        for phase, seconds in _phase_s.get(id(ctx), {}).items():
+        for phase, seconds in ctx.__dict__.get(PHASE_ATTR, {}).items():
             phases[phase].append(seconds)
         for phase, count in ctx.pdk_calls_by_phase().items():
             calls[phase].append(count)

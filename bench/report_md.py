@@ -132,12 +132,12 @@ def _budgets(data: dict[str, Any]) -> list[str]:
     out = ["## 1b. Budget enforcement in the plugin (gevent, non-streaming, same harness; docs/budgets.md)", "",
            "| run | access PDK calls/req | access p50/p99 ms | added to access p50 | access ratio | client p50 ratio |",
            "|---|---|---|---|---|---|",
-           f"| off | {off['pdk_calls_per_request_by_phase'].get('access')} | {off['handler']['access']['p50_ms']}/"
+           f"| off | {off['pdk_calls_per_request_by_phase'].get('access', 0)} | {off['handler']['access']['p50_ms']}/"
            f"{off['handler']['access']['p99_ms']} | | 1× | 1× |"]  # fmt: skip
     for name, label in (("on_none_exhausted", "on, none exhausted"), ("on_other_exhausted", "on, another team exhausted"),
                         ("on_refused", "on, this team refused (429)")):  # fmt: skip
         run = cost[name]
-        out.append(f"| {label} | {run['pdk_calls_per_request_by_phase'].get('access')} | {run['handler']['access']['p50_ms']}/"
+        out.append(f"| {label} | {run['pdk_calls_per_request_by_phase'].get('access', 0)} | {run['handler']['access']['p50_ms']}/"
                    f"{run['handler']['access']['p99_ms']} | {run['access_p50_added_ms']} ms | {run['ratio_access_handler_p50']}× "
                    f"| {run['ratio_client_latency_p50']}× |")  # fmt: skip
     out += ["", f"Overshoot: one team at {over['rate_req_s']} req/s crossed a {over['limit_requests']}-request token budget; "

@@ -99,7 +99,10 @@ def main() -> int:
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")  # with the sections carried over
     (RESULTS / "latest.md").write_text(render(results))
     print((RESULTS / "latest.md").read_text())
-    return 0
+    failed = [name for name, *_ in plan if name not in skip and isinstance(results.get(name), dict) and "error" in results[name]]
+    for name in failed:
+        print(f"bench: {name} FAILED (its error is in latest.md)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
