@@ -23,7 +23,7 @@ from typing import Any
 
 from ai_chargeback_proto import limits, pb
 
-from .content import canonical_encoding, content_hash
+from .content import canonical_encoding, content_hash, content_hashes
 from .rows import key_columns
 from .validation import Invalid, batch_passes_admission_rules, passes_admission_rules, validate_event
 
@@ -92,7 +92,7 @@ class Admitted:
             end += len(payload)
             ends.append(end)
         admitted = cls(batch_id=batch_id, sender_id=sender_id, ids=[event.event_id for event in events],
-                       blob=b"".join(payloads), ends=ends, hashes=array("Q", map(content_hash, payloads)),
+                       blob=b"".join(payloads), ends=ends, hashes=content_hashes(payloads),
                        keys=key_columns(events), **extra)  # fmt: skip
         admitted.nbytes = len(admitted.blob) + sum(len(q.raw_event) for q in admitted.quarantined)
         return admitted
