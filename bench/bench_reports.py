@@ -189,7 +189,7 @@ def bench_enrich(rows: int = 100_000) -> dict[str, Any]:
         "provider": [MODELS[i % 5][0] for i in range(rows)], "served_model": [MODELS[rng.randrange(5)][1] for _ in range(rows)],
         "requested_model": [""] * rows, "service_tier": [rng.choice(("default", "batch", "priority")) for _ in range(rows)],
         "tenant": [f"tenant-{rng.randrange(TENANTS)}" for _ in range(rows)],
-        "started_at": [now - timedelta(seconds=rng.randrange(3 * 86_400)) for _ in range(rows)],
+        "started_ms": [int((now - timedelta(seconds=rng.randrange(3 * 86_400))).timestamp() * 1000) for _ in range(rows)],
         "input_tokens": [rng.randrange(50, 300_000) for _ in range(rows)],
         "policy_outcome": ["allowed"] * rows,
     }  # fmt: skip

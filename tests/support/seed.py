@@ -28,7 +28,7 @@ from typing import Any
 
 from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
 from ai_chargeback_aggregator.ingest.admission import Admitted
-from ai_chargeback_aggregator.ingest.rows import events_to_columns
+from ai_chargeback_aggregator.ingest.rows import KEY_COLUMNS, events_to_columns, key_columns, price_columns
 from ai_chargeback_aggregator.ingest.writer import Writer
 from ai_chargeback_aggregator.pricing.override_store import save_overrides
 from ai_chargeback_aggregator.pricing.overrides import Override, parse_records
@@ -116,6 +116,16 @@ def random_events(count: int, *, first: date, days: int, rng: random.Random | No
     return events
 
 
+def priced_event_columns(pricer: Pricer, events: Sequence[pb.UsageEvent], sender_id: str) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """The table's columns for events, priced as the writer prices them, and the key columns
+    the pricer and the rollups took (for rows written around the writer)."""
+    keys = price_columns(key_columns(events))
+    pricer.enrich(keys)
+    columns = events_to_columns(events, [sender_id] * len(events), int(time.time() * 1000))
+    columns.update({name: values for name, values in keys.items() if name not in KEY_COLUMNS})
+    return columns, keys
+
+
 @dataclass
 class Seed:
     store: Store
@@ -135,10 +145,9 @@ class Seed:
     def insert_again(self, events: Sequence[pb.UsageEvent], *, sender_id: str = "kong-2") -> None:
         """Deliver events a second time past the writer's memory of ids, as a second aggregator
         (or one whose memory expired) would: same pricer and rollup hooks, straight into the store."""
-        columns = events_to_columns(events, [sender_id] * len(events), int(time.time() * 1000))
-        self.pricer.enrich(columns)
+        columns, keys = priced_event_columns(self.pricer, events, sender_id)
         self.store.insert_columns("usage_events", columns)
-        self.maintainer.after_insert(columns)
+        self.maintainer.after_insert(keys)
 
     def load_overrides(self, records: Sequence[dict[str, Any]], *, replace: bool = False) -> list[Override]:
         overrides = parse_records(records, loaded_from="test")

@@ -127,7 +127,7 @@ def events_to_columns(events: Sequence[pb.UsageEvent], sender_ids: Sequence[str]
 
 # What the pricer and the rollup maintainer read, for inserts where ClickHouse builds the row.
 KEY_COLUMNS = (
-    "provider", "served_model", "requested_model", "service_tier", "tenant", "started_at", "input_tokens", "policy_outcome",
+    "provider", "served_model", "requested_model", "service_tier", "tenant", "started_ms", "input_tokens", "policy_outcome",
 )  # fmt: skip
 _KEY_TEXT = ("provider", "served_model", "requested_model", "service_tier", "tenant")
 
@@ -155,9 +155,10 @@ def empty_keys() -> dict[str, Any]:
 
 
 def price_columns(keys: dict[str, Any]) -> dict[str, list[Any]]:
-    """KEY_COLUMNS for the pricer and the rollups (built for one flush, then dropped)."""
+    """KEY_COLUMNS for the pricer and the rollups (built for one flush, then dropped). Start
+    times stay milliseconds: a datetime per event cost ~0.4 µs, for a key that needs the day."""
     columns: dict[str, list[Any]] = {name: list(keys[name]) for name in _KEY_TEXT}
-    columns["started_at"] = [_ts(ms) for ms in keys["started_ms"]]
+    columns["started_ms"] = list(keys["started_ms"])
     columns["input_tokens"] = list(keys["input_tokens"])
     columns["policy_outcome"] = list(keys["policy_outcome"])
     return columns

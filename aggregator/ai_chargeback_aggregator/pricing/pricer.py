@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from operator import attrgetter
 from typing import Any
@@ -37,6 +37,8 @@ CATALOG_CACHE_CAPACITY = 8192
 _GETTERS = tuple((name, attrgetter(name)) for name in PRICE_COLUMNS)
 
 PriceKey = tuple[str, str, str, str, date]
+_DAY_MS = 86_400_000
+_EPOCH_DAY = date(1970, 1, 1)
 
 
 @lru_cache(maxsize=CATALOG_CACHE_CAPACITY)
@@ -101,27 +103,36 @@ class Pricer:
         return found
 
     def enrich(self, columns: dict[str, list[Any]]) -> None:
-        """Writer hook: add price columns to one batch (columns of rows.events_to_columns)."""
+        """Writer hook: add price columns to one flush's ``rows.KEY_COLUMNS``."""
         state = self._state
         cache = state.cache
         prices: list[Price] = []
         append = prices.append
         not_billed = NOT_BILLED
-        for provider, served, requested, tier, tenant, started, input_tokens, outcome in zip(
+        days: dict[int, date] = {}
+        for provider, served, requested, tier, tenant, started_ms, input_tokens, outcome in zip(
             columns["provider"], columns["served_model"], columns["requested_model"], columns["service_tier"],
-            columns["tenant"], columns["started_at"], columns["input_tokens"], columns["policy_outcome"],
+            columns["tenant"], columns["started_ms"], columns["input_tokens"], columns["policy_outcome"],
         ):  # fmt: skip
             if outcome in NOT_BILLED_OUTCOMES:
                 append(not_billed)
                 continue
-            key = (provider, served or requested, tier, tenant, started.date())
+            day_number = started_ms // _DAY_MS
+            day = days.get(day_number)
+            if day is None:
+                day = days[day_number] = _EPOCH_DAY + timedelta(days=day_number)
+            key = (provider, served or requested, tier, tenant, day)
             schedule = cache.get(key)
             if schedule is None:
                 schedule = self.schedule(*key)
             flat = schedule.flat
-            append(flat if flat is not None else schedule.pick(started, input_tokens))
+            append(flat if flat is not None else schedule.pick(_utc(started_ms), input_tokens))
         for name, getter in _GETTERS:
             columns[name] = list(map(getter, prices))
+
+
+def _utc(unix_ms: int) -> datetime:
+    return datetime.fromtimestamp(unix_ms / 1000, tz=UTC)
 
 
 def resolve(overrides: Sequence[Override], provider: str, model: str, service_tier: str, tenant: str, day: date) -> Schedule:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -80,12 +79,11 @@ def test_the_current_hour_waits_until_it_goes_quiet(tmp_path) -> None:  # type: 
 
 def test_rows_written_without_a_mark_are_found_by_reconcile(seed: Seed) -> None:
     """A crash between an insert and its dirty mark (here: rows written around the writer)."""
-    from ai_chargeback_aggregator.ingest.rows import events_to_columns
+    from support.seed import priced_event_columns
 
     first = recent_day(2)
     events = random_events(200, first=first, days=1)
-    columns = events_to_columns(events, ["x"] * len(events), int(time.time() * 1000))
-    seed.pricer.enrich(columns)
+    columns, _ = priced_event_columns(seed.pricer, events, "x")
     seed.store.insert_columns("usage_events", columns)  # no after_insert: no marks
     fresh = RollupMaintainer(Store(seed.store.dsn))  # a restarted aggregator
     try:
