@@ -21,7 +21,7 @@ from _common import ROOT  # noqa: E402,F401  (puts tests/ on the path)
 from bench_ingest import build_batches  # noqa: E402
 
 from ai_chargeback_aggregator.ingest.admission import admit, check_batch  # noqa: E402
-from ai_chargeback_aggregator.ingest.rows import price_columns  # noqa: E402
+from ai_chargeback_aggregator.ingest.rows import EXTRA, price_columns  # noqa: E402
 from ai_chargeback_aggregator.ingest.sinks import Candidates, EmbeddedSink  # noqa: E402
 from ai_chargeback_aggregator.pricing.pricer import Pricer  # noqa: E402
 from ai_chargeback_aggregator.server.collector import tune_for_ingest  # noqa: E402
@@ -66,7 +66,7 @@ def main() -> None:
             candidates.add(item, owner)
         t1 = time.perf_counter()
         columns = price_columns(candidates.keys)
-        pricer.enrich(columns)
+        columns[EXTRA] = pricer.enrich(columns)
         t2 = time.perf_counter()
         sink.prepare(candidates, columns)
         t3 = time.perf_counter()

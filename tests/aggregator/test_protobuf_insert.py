@@ -7,11 +7,17 @@ from pathlib import Path
 
 from support.aggregator_fixtures import make_event
 
+from ai_chargeback_aggregator.ingest.admission import Admitted
 from ai_chargeback_aggregator.ingest.content import canonical_encoding, content_hash
 from ai_chargeback_aggregator.ingest.protobuf_insert import EmbeddedProtobufInserter
-from ai_chargeback_aggregator.ingest.rows import EVENT_COLUMNS, events_to_columns
+from ai_chargeback_aggregator.ingest.rows import EVENT_COLUMNS, EXTRA, events_to_columns, price_columns
+from ai_chargeback_aggregator.ingest.sinks import Candidates, EmbeddedSink, ServerSink
+from ai_chargeback_aggregator.pricing.pricer import Pricer
 from ai_chargeback_aggregator.store.clickhouse import Store
 from ai_chargeback_proto import pb
+
+COST_COLUMNS = ("uncached_input_tokens", "non_reasoning_output_tokens", "billing_model", "cost_input", "cost_cached_input",
+                "cost_cache_write", "cost_output", "cost_reasoning", "cost_request", "cost_total", "list_cost_total")  # fmt: skip
 
 
 def varied_events() -> list[pb.UsageEvent]:
@@ -77,3 +83,49 @@ def test_per_row_extra_columns_follow_payload_order(tmp_path: Path) -> None:
             assert (source, rate, sender) == (f"src-{i % 7}", i % 5, f"s{i % 3}")
     finally:
         store.close()
+
+
+def priced_events() -> list[pb.UsageEvent]:
+    """Events whose prices differ: catalog, token tiers, time of day, unknown model, not billed."""
+    events = varied_events()
+    for index, (provider, model, tokens) in enumerate([("openai", "gpt-4o-mini", 900), ("google", "gemini-2.5-pro", 250_000),
+                                                       ("google", "gemini-2.5-pro", 100), ("deepseek", "deepseek-chat", 5000),
+                                                       ("nobody", "no-model", 10), ("openai", "gpt-4o-mini", 901)]):  # fmt: skip
+        events.append(make_event(provider=provider, served_model=model, input_tokens=tokens, output_tokens=index * 13,
+                                 tenant=f"t{index % 2}"))  # fmt: skip
+    events.append(make_event(policy_outcome=pb.POLICY_OUTCOME_REJECTED_AUTH, http_status=401))
+    return events
+
+
+def stored_rows(tmp_path: Path, sink_type: type[EmbeddedSink] | type[ServerSink], events: list[pb.UsageEvent],
+                ingested: int) -> list[dict[str, object]]:  # fmt: skip
+    """The flush of `events` as `sink_type` stores it, priced as the writer prices it: every
+    column, the materialized costs included."""
+    store = Store(f"chdb://{tmp_path}")
+    try:
+        store.migrate()
+        candidates = Candidates()
+        for owner, sender in enumerate(("node-a", "node-b")):
+            candidates.add(Admitted.of_valid(f"b{owner}", sender, events[owner::2]), owner)
+        columns = price_columns(candidates.keys)
+        columns[EXTRA] = Pricer().enrich(columns)
+        sink = sink_type(store)
+        sink.prepare(candidates, columns)
+        sink.insert(candidates, columns, ingested)
+        sink.end_attempt()
+        names, rows = store.query(f"SELECT *, {', '.join(COST_COLUMNS)} FROM chargeback.usage_events ORDER BY event_id")
+        return [dict(zip(names, row)) for row in rows]
+    finally:
+        store.close()
+
+
+def test_both_sinks_store_identical_priced_rows(tmp_path: Path) -> None:
+    """The embedded sink sends each distinct price once and each event its index; the server
+    sink sends every row's rates as columns. The stored rows, costs included, are the same."""
+    events, ingested = priced_events(), int(time.time() * 1000)
+    embedded = stored_rows(tmp_path / "embedded", EmbeddedSink, events, ingested)
+    columnar = stored_rows(tmp_path / "server", ServerSink, events, ingested)
+    assert len(embedded) == len(columnar) == len(events)
+    assert embedded == columnar
+    assert len({row["price_model_id"] for row in embedded}) >= 4 and len({row["cost_total"] for row in embedded}) >= 6
+    assert {row["pricing_status"] for row in embedded} >= {"priced", "unpriced"}

@@ -28,7 +28,7 @@ from typing import Any
 
 from ai_chargeback_aggregator.analytics.reports.runner import LocalRunner
 from ai_chargeback_aggregator.ingest.admission import Admitted
-from ai_chargeback_aggregator.ingest.rows import KEY_COLUMNS, events_to_columns, key_columns, price_columns
+from ai_chargeback_aggregator.ingest.rows import events_to_columns, extra_columns, key_columns, price_columns
 from ai_chargeback_aggregator.ingest.writer import Writer
 from ai_chargeback_aggregator.pricing.override_store import save_overrides
 from ai_chargeback_aggregator.pricing.overrides import Override, parse_records
@@ -120,9 +120,8 @@ def priced_event_columns(pricer: Pricer, events: Sequence[pb.UsageEvent], sender
     """The table's columns for events, priced as the writer prices them, and the key columns
     the pricer and the rollups took (for rows written around the writer)."""
     keys = price_columns(key_columns(events))
-    pricer.enrich(keys)
     columns = events_to_columns(events, [sender_id] * len(events), int(time.time() * 1000))
-    columns.update({name: values for name, values in keys.items() if name not in KEY_COLUMNS})
+    columns.update(extra_columns(pricer.enrich(keys)))
     return columns, keys
 
 

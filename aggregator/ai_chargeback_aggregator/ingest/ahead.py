@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
-from .rows import price_columns
+from .rows import EXTRA, price_columns
 from .sinks import Candidates, EventSink
 
 if TYPE_CHECKING:
@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Adds price columns to a flush's key columns (the pricer; tests pass their own).
-Enricher = Callable[[dict[str, list[Any]]], None]
+# Given a flush's key columns, one frozen dataclass per event: more of each row's columns
+# (the pricer's rates.Price). Kept under rows.EXTRA.
+Enricher = Callable[[dict[str, list[Any]]], Sequence[Any]]
 
 
 @dataclass(eq=False)
@@ -55,7 +56,7 @@ def gather(tickets: Sequence[Ticket], enrich: Enricher | None) -> Prepared:
     if ids:
         columns = price_columns(candidates.keys)
         if enrich is not None:
-            enrich(columns)
+            columns[EXTRA] = list(enrich(columns))
     keys = list(map(str.encode, ids)) if len(set(ids)) == len(ids) else None
     return Prepared(list(tickets), candidates, columns, keys)
 

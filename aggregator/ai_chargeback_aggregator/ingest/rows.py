@@ -9,6 +9,7 @@ or a test fails. One pass, column-oriented (what ClickHouse inserts fastest).
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import uuid
 from array import array
@@ -130,6 +131,37 @@ KEY_COLUMNS = (
     "provider", "served_model", "requested_model", "service_tier", "tenant", "started_ms", "input_tokens", "policy_outcome",
 )  # fmt: skip
 _KEY_TEXT = ("provider", "served_model", "requested_model", "service_tier", "tenant")
+# Next to KEY_COLUMNS in a flush's columns: what the enricher returned, one frozen dataclass per
+# event whose fields are more of the row's columns (the pricer: a rates.Price). Events with the
+# same values share one instance, so the embedded insert sends each distinct one once.
+EXTRA = "extra"
+
+
+def extra_columns(extra: Sequence[Any]) -> dict[str, list[Any]]:
+    """The enricher's values as columns (the columnar insert)."""
+    if not extra:
+        return {}
+    return {f.name: list(map(attrgetter(f.name), extra)) for f in dataclasses.fields(extra[0])}
+
+
+def distinct_extra(extra: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]], list[int]]:
+    """The enricher's column names, each distinct instance's values, and each event's 1-based
+    position among them. Instances are told apart by identity: no 18-value tuple built and
+    hashed per event (~0.5 µs an event, issue 20); equal values in two instances only cost a row."""
+    if not extra:
+        return [], [], []
+    positions: dict[int, int] = {}
+    distinct: list[Any] = []
+    index: list[int] = []
+    for value in extra:
+        at = positions.get(id(value))
+        if at is None:
+            distinct.append(value)
+            at = positions[id(value)] = len(distinct)
+        index.append(at)
+    names = [f.name for f in dataclasses.fields(extra[0])]
+    row = attrgetter(*names)
+    return names, [tuple(row(value)) if len(names) > 1 else (row(value),) for value in distinct], index
 
 
 _KEY_GETTER = attrgetter(*_KEY_TEXT, "started_at_unix_ms", "input_tokens", "policy_outcome")

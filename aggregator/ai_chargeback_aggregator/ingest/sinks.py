@@ -28,7 +28,7 @@ from ai_chargeback_proto import pb
 from ..store.clickhouse import Store, StoreError, is_embedded
 from .admission import Admitted, Quarantined
 from .protobuf_insert import INSERT_REFUSED_MARK, EmbeddedProtobufInserter, frame, index_values, structure_of
-from .rows import KEY_COLUMNS, empty_keys, events_to_columns
+from .rows import EXTRA, distinct_extra, empty_keys, events_to_columns, extra_columns
 from .sql_validation import CHECKED_FIELDS, INVALID_CONDITION
 
 log = logging.getLogger(__name__)
@@ -195,11 +195,9 @@ class EmbeddedSink:
 
     def _prepare(self, candidates: Candidates, columns: dict[str, list[Any]], ahead: bool) -> _Prepared:
         senders, sender_index = index_values(candidates.senders)
-        names = [name for name in columns if name not in KEY_COLUMNS]
-        if names:
-            extra_rows, extra_index = index_values(list(zip(*(columns[name] for name in names))))
-        else:
-            extra_rows, extra_index = [], [0] * len(candidates)
+        names, extra_rows, extra_index = distinct_extra(columns.get(EXTRA, []))
+        if not names:
+            extra_index = [0] * len(candidates)
         path = self._inserter.write_payload(frame(candidates.payloads, candidates.hashes, sender_index, extra_index))
         prepared = _Prepared(candidates, path, senders, names, extra_rows, ahead)
         with self._lock:
@@ -322,7 +320,7 @@ class ServerSink:
                check_rules: bool = False) -> None:  # fmt: skip
         events = [pb.UsageEvent.FromString(payload) for payload in fresh.payloads]
         rows = events_to_columns(events, fresh.senders, ingested_at_ms, fresh.hashes)
-        rows.update({name: values for name, values in columns.items() if name not in KEY_COLUMNS})
+        rows.update(extra_columns(columns.get(EXTRA, [])))
         self._store.insert_columns(EVENTS_TABLE, rows)
 
     def end_attempt(self, *, including_ahead: bool = False) -> None:

@@ -3,8 +3,9 @@
 A price key is (provider, model, service tier, tenant, UTC day): overrides are
 per tenant and effective by day, catalog prices by day (and, for a handful of
 off-peak models, by half-hour, which the Schedule carries). The writer calls
-``enrich`` with a batch's columns; it adds the integer rates and provenance
-columns (rates.PRICE_COLUMNS) and ClickHouse computes the Decimal costs.
+``enrich`` with a flush's key columns; it returns each event's Price, whose
+fields are the integer rate and provenance columns (rates.PRICE_COLUMNS), and
+ClickHouse computes the Decimal costs.
 
 Overrides come from the store (``refresh``); the aggregator refreshes them
 periodically and right after ``prices load``. A refresh that changes them
@@ -20,21 +21,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from operator import attrgetter
 from typing import Any
 
 from ..store.clickhouse import Store
 from .catalog import CatalogMatch, TokenTiers, catalog_version, load, lookup, normalize_tier
 from .override_store import list_overrides
 from .overrides import Override, best
-from .rates import CATALOG_SOURCE, NOT_BILLED_OUTCOMES, PRICE_COLUMNS, Price, Rates, Schedule, Tiers
+from .rates import CATALOG_SOURCE, NOT_BILLED_OUTCOMES, Price, Rates, Schedule, Tiers
 
 log = logging.getLogger(__name__)
 NOT_BILLED = Price.not_billed()
 
 CACHE_CAPACITY = 100_000  # price keys; a day's worth for a large fleet, cleared when exceeded
 CATALOG_CACHE_CAPACITY = 8192
-_GETTERS = tuple((name, attrgetter(name)) for name in PRICE_COLUMNS)
 
 PriceKey = tuple[str, str, str, str, date]
 _DAY_MS = 86_400_000
@@ -102,8 +101,9 @@ class Pricer:
             state.cache[key] = found
         return found
 
-    def enrich(self, columns: dict[str, list[Any]]) -> None:
-        """Writer hook: add price columns to one flush's ``rows.KEY_COLUMNS``."""
+    def enrich(self, columns: dict[str, list[Any]]) -> list[Price]:
+        """Writer hook: each event's price, from one flush's ``rows.KEY_COLUMNS``. Events of one
+        key share its Price instance (the insert sends each distinct one once)."""
         state = self._state
         cache = state.cache
         prices: list[Price] = []
@@ -127,8 +127,7 @@ class Pricer:
                 schedule = self.schedule(*key)
             flat = schedule.flat
             append(flat if flat is not None else schedule.pick(_utc(started_ms), input_tokens))
-        for name, getter in _GETTERS:
-            columns[name] = list(map(getter, prices))
+        return prices
 
 
 def _utc(unix_ms: int) -> datetime:

@@ -5,10 +5,11 @@ from the same milliseconds."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from ai_chargeback_aggregator.pricing.pricer import Pricer
-from ai_chargeback_aggregator.pricing.rates import PRICE_COLUMNS
+from ai_chargeback_aggregator.pricing.rates import PRICE_COLUMNS, Price
 from ai_chargeback_aggregator.rollups.maintainer import touched_hours
 
 MIDNIGHT = datetime(2026, 11, 30, tzinfo=UTC)
@@ -30,13 +31,17 @@ def test_every_event_gets_the_price_its_moment_resolves_to() -> None:
         "service_tier": [""] * len(rows), "tenant": ["acme"] * len(rows), "started_ms": [ms(r[2]) for r in rows],
         "input_tokens": [r[3] for r in rows], "policy_outcome": ["allowed"] * len(rows),
     }  # fmt: skip
-    pricer.enrich(columns)
-    for i, (provider, model, moment, tokens) in enumerate(rows):
-        expected = pricer.schedule(provider, model, "", "acme", moment.date()).pick(moment, tokens)
-        got = {name: columns[name][i] for name in PRICE_COLUMNS}
-        assert got == {name: getattr(expected, name) for name in PRICE_COLUMNS}, (provider, model, moment, tokens)
+    prices = pricer.enrich(columns)
+    assert len(prices) == len(rows)
+    for price, (provider, model, moment, tokens) in zip(prices, rows):
+        assert price == pricer.schedule(provider, model, "", "acme", moment.date()).pick(moment, tokens), (provider, model, moment)
     # The cases are not all one price: days, slots and tiers differ somewhere.
-    assert len({tuple(columns[name][i] for name in PRICE_COLUMNS) for i in range(len(rows))}) >= 5
+    assert len(set(prices)) >= 5
+
+
+def test_a_price_is_exactly_the_table_columns_the_pricer_fills() -> None:
+    """The embedded insert names the extra columns after the Price's fields; reprice, after PRICE_COLUMNS."""
+    assert [f.name for f in dataclasses.fields(Price)] == list(PRICE_COLUMNS)
 
 
 def test_touched_hours_from_milliseconds() -> None:
