@@ -83,7 +83,11 @@ def flagged(store: Store, events: list[pb.UsageEvent]) -> set[str]:
 
 
 def test_the_store_flags_every_event_python_rejects(tmp_path: Path) -> None:
-    events = broken_events() + mutated_events(400) + varied_events()
+    # Valid at every text limit in characters of two bytes: the condition counts characters, not bytes.
+    at_limits = [make_event(**{name: "é" * limit.max_chars}) for name, limit in EVENT_LIMITS.items() if isinstance(limit, Text)]
+    at_limits.append(make_event(tags={"é" * 64: "é" * 256}, identity_conflicts=["ü" * 1024] * 8))
+    valid = varied_events() + at_limits
+    events = broken_events() + mutated_events(400) + valid
     assert len({e.event_id for e in events}) == len(events)
     now = int(time.time() * 1000)
     admissible = [e for e in events if passes_admission_rules(e, now, e.ByteSize())]
@@ -101,7 +105,7 @@ def test_the_store_flags_every_event_python_rejects(tmp_path: Path) -> None:
     finally:
         store.close()
     assert rejected <= found, sorted(rejected - found)[:5]
-    assert not {e.event_id for e in events[-len(varied_events()):]} & found  # valid events are not flagged
+    assert not {e.event_id for e in valid} & found  # valid events are not flagged
 
 
 def run_writer(store_dir: Path, batch: pb.UsageBatch, *, store_checks: bool, now_ms: int) -> dict[str, list[tuple[object, ...]]]:
@@ -171,11 +175,23 @@ def test_the_insert_checks_the_rules_when_every_event_is_new(tmp_path: Path) -> 
 
 
 def test_admission_alone_keeps_the_insert_safe() -> None:
-    """What the store cannot read (a malformed id, a timestamp out of range, an unknown enum) never reaches it."""
+    """What the store cannot read (a malformed id, a timestamp out of range, an unknown enum)
+    never reaches it, nor a text the aggregator holds before the store's check (the pricer
+    caches prices by provider, model, tier and tenant). Other texts, lists and maps are the
+    store's to check (the first test holds the condition to every one of them)."""
     now = int(time.time() * 1000)
     for event in (make_event(event_id="not-a-uuid"), make_event(started_at_unix_ms=now + limits.DAY_MS), make_event(usage_source=99),
-                  make_event(service_tier="t" * 65), make_event(team="t" * 257)):
+                  make_event(service_tier="t" * 65), make_event(tenant="t" * 257), make_event(provider="p" * 257),
+                  make_event(served_model="m" * 257), make_event(requested_model="é" * 257)):  # fmt: skip
         assert not passes_admission_rules(event, now, event.ByteSize())
+    for event in (make_event(team="t" * 257), make_event(tags={"k": "v" * 257}), make_event(identity_conflicts=["x"] * 9)):
+        assert passes_admission_rules(event, now, event.ByteSize())
+        try:
+            validate_event(event, now)
+        except Invalid:
+            pass
+        else:
+            raise AssertionError(f"{event} is valid")
 
 
 def test_a_refused_insert_stores_nothing_in_any_partition(tmp_path: Path) -> None:

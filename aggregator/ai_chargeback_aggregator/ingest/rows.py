@@ -130,7 +130,9 @@ def events_to_columns(events: Sequence[pb.UsageEvent], sender_ids: Sequence[str]
 KEY_COLUMNS = (
     "provider", "served_model", "requested_model", "service_tier", "tenant", "started_ms", "input_tokens", "policy_outcome",
 )  # fmt: skip
-_KEY_TEXT = ("provider", "served_model", "requested_model", "service_tier", "tenant")
+# The texts the aggregator holds on to before the store has checked them (the pricer caches
+# prices by them): admission checks their lengths itself (validation.py).
+KEY_TEXT = ("provider", "served_model", "requested_model", "service_tier", "tenant")
 # Next to KEY_COLUMNS in a flush's columns: what the enricher returned, one frozen dataclass per
 # event whose fields are more of the row's columns (the pricer: a rates.Price). Events with the
 # same values share one instance, so the embedded insert sends each distinct one once.
@@ -164,7 +166,7 @@ def distinct_extra(extra: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...
     return names, [tuple(row(value)) if len(names) > 1 else (row(value),) for value in distinct], index
 
 
-_KEY_GETTER = attrgetter(*_KEY_TEXT, "started_at_unix_ms", "input_tokens", "policy_outcome")
+_KEY_GETTER = attrgetter(*KEY_TEXT, "started_at_unix_ms", "input_tokens", "policy_outcome")
 
 
 def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, Any]:
@@ -173,8 +175,8 @@ def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, Any]:
     arrays. ``price_columns`` turns them into the columns the pricer takes. Each event's
     fields are read in one C call and transposed (per-field generators cost ~2 µs an event)."""
     intern = sys.intern
-    transposed = list(zip(*map(_KEY_GETTER, events))) or [()] * (len(_KEY_TEXT) + 3)
-    keys: dict[str, Any] = {name: list(map(intern, values)) for name, values in zip(_KEY_TEXT, transposed)}
+    transposed = list(zip(*map(_KEY_GETTER, events))) or [()] * (len(KEY_TEXT) + 3)
+    keys: dict[str, Any] = {name: list(map(intern, values)) for name, values in zip(KEY_TEXT, transposed)}
     keys["started_ms"] = array("q", transposed[-3])
     keys["input_tokens"] = array("Q", transposed[-2])
     outcome_words = _WORDS["policy_outcome"]  # the pricer does not bill what the gateway refused
@@ -183,13 +185,13 @@ def key_columns(events: Sequence[pb.UsageEvent]) -> dict[str, Any]:
 
 
 def empty_keys() -> dict[str, Any]:
-    return {**{name: [] for name in _KEY_TEXT}, "started_ms": array("q"), "input_tokens": array("Q"), "policy_outcome": []}
+    return {**{name: [] for name in KEY_TEXT}, "started_ms": array("q"), "input_tokens": array("Q"), "policy_outcome": []}
 
 
 def price_columns(keys: dict[str, Any]) -> dict[str, list[Any]]:
     """KEY_COLUMNS for the pricer and the rollups (built for one flush, then dropped). Start
     times stay milliseconds: a datetime per event cost ~0.4 µs, for a key that needs the day."""
-    columns: dict[str, list[Any]] = {name: list(keys[name]) for name in _KEY_TEXT}
+    columns: dict[str, list[Any]] = {name: list(keys[name]) for name in KEY_TEXT}
     columns["started_ms"] = list(keys["started_ms"])
     columns["input_tokens"] = list(keys["input_tokens"])
     columns["policy_outcome"] = list(keys["policy_outcome"])
