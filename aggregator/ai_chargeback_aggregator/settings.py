@@ -74,7 +74,7 @@ class AggregatorSettings(BaseSettings):
     # encoded size (a waiting event costs about 2.5 times its encoding in Python objects). Past
     # either cap a batch waits for room while the store keeps up, and is refused with
     # RESOURCE_EXHAUSTED while it does not; senders keep it spooled meanwhile. A flush starts
-    # once a quarter of the byte cap waits, so inserts stay a few MB and the store's memory with them.
+    # once two fifths of the byte cap wait, so inserts stay a few MB and the store's memory with them.
     # Five inserts' worth: one being written and the next being readied stay pending until acked,
     # and admission needs room behind them to keep the writer fed.
     max_pending_events: int = Field(default=60_000, ge=1)

@@ -67,7 +67,10 @@ RETRY_BACKOFF_INITIAL_S = 0.05
 RETRY_BACKOFF_MAX_S = 5.0
 # Flush early once this share of the byte budget waits: admissions blocked on it move, and one
 # insert stays small (the embedded engine holds about 3 KB per row of an insert while writing it).
-EARLY_FLUSH_BYTES_SHARE = 0.25
+# Events as the plugin sends them (~530 bytes) reach it before flush_max_events: at a quarter
+# (~5k events an insert) they ran at 47k events/s, at two fifths (~8k) 57k, with fewer parts to
+# merge; the 1M burst of such events peaked at 490 MB against 494-497 (bench/notes.md).
+EARLY_FLUSH_BYTES_SHARE = 0.4
 _DEFAULTS = AggregatorSettings.model_fields  # the settings hold the defaults (one copy)
 _LOOKUP_SECONDS = metrics.STORE_WRITE_SECONDS.labels("lookup")
 _INSERT_SECONDS = metrics.STORE_WRITE_SECONDS.labels("insert")
