@@ -214,6 +214,24 @@ def _ingest(data: dict[str, Any]) -> list[str]:
                 + (f": {burst['rss_at_peak_anon_mb']} MB the process's own (RssAnon), {burst['rss_at_peak_file_mb']} MB "
                    f"mapped files (RssFile, chDB's library pages); RssAnon max {burst['rss_anon_max_mb']} MB."
                    if "rss_at_peak_anon_mb" in burst else ".")]  # fmt: skip
+    shaped = data.get("plugin_shaped")
+    if shaped:
+        run, shaped_ceiling, shaped_ratio = shaped["main"], shaped["ceiling_raw_insert"], shaped["ratio_to_ceiling"]
+        out += ["", f"**Events as the plugin sends them** ({run['event_bytes']} bytes each on the wire, against "
+                f"{main.get('event_bytes', '~180')} for the rows above: consumer, credential fingerprint, route, service, gateway "
+                f"node, client address, request and trace ids, latencies, tags), same streams and batches: "
+                f"**{run['events_per_s']:,} events/s** (goal ≥ {INGEST_GOAL_EPS:,}: {_mark(run['events_per_s'] >= INGEST_GOAL_EPS)}), "
+                f"{run['events_per_insert']:,} events per insert{_without_lookup(run)}, peak RSS {run['aggregator_peak_rss_mb']} MB. "
+                f"Ceiling, the same rows: {shaped_ceiling['rows_per_s']:,} rows/s{_ceiling_cpu(shaped_ceiling, run)}. "
+                f"Ratio {shaped_ratio} (goal ≥ {CEILING_GOAL}: {_mark(shaped_ratio >= CEILING_GOAL)})."]  # fmt: skip
+        shaped_burst = shaped.get("burst")
+        if shaped_burst:
+            rss = shaped_burst["aggregator_peak_rss_mb"]
+            out += ["", f"Burst of them: {shaped_burst['events']:,} events from {shaped_burst['streams']} streams in "
+                    f"{shaped_burst['batch_events']:,}-event batches: {shaped_burst['events_per_s']:,} events/s, "
+                    f"{shaped_burst['events_per_insert']:,} events per insert, aggregator peak RSS **{rss} MB** "
+                    f"(goal < {RSS_GOAL_MB}: {_mark(rss < RSS_GOAL_MB)}; RssAnon {shaped_burst.get('rss_at_peak_anon_mb')} MB, "
+                    f"RssFile {shaped_burst.get('rss_at_peak_file_mb')} MB)."]  # fmt: skip
     verdicts = data.get("goals")
     if verdicts:
         out += ["", "Issue 20's goals:", ""]
