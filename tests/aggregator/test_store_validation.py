@@ -83,10 +83,8 @@ def flagged(store: Store, events: list[pb.UsageEvent]) -> set[str]:
 
 
 def test_the_store_flags_every_event_python_rejects(tmp_path: Path) -> None:
-    # Valid at every text limit in characters of two bytes: the condition counts characters, not bytes.
-    at_limits = [make_event(**{name: "é" * limit.max_chars}) for name, limit in EVENT_LIMITS.items() if isinstance(limit, Text)]
-    at_limits.append(make_event(tags={"é" * 64: "é" * 256}, identity_conflicts=["ü" * 1024] * 8))
-    valid = varied_events() + at_limits
+    valid = varied_events() + [make_event(**{name: "x" * limit.max_chars}) for name, limit in EVENT_LIMITS.items() if isinstance(limit, Text)]
+    valid.append(make_event(tags={"k" * 64: "v" * 256}, identity_conflicts=["c" * 1024] * 8))
     events = broken_events() + mutated_events(400) + valid
     assert len({e.event_id for e in events}) == len(events)
     now = int(time.time() * 1000)
@@ -134,7 +132,10 @@ def test_rows_are_identical_with_the_store_checking(tmp_path: Path) -> None:
     left_to_store = [e for e in broken_events() if passes_admission_rules(e, now, e.ByteSize())]
     assert len(left_to_store) >= 20  # every count, range and subset rule
     events = varied_events() + left_to_store + [make_event(team="payments")] * 2  # a resend inside the batch
-    events += [make_event(started_at_unix_ms=1), make_event(team="t" * 300)]  # caught at admission either way
+    events += [make_event(started_at_unix_ms=1), make_event(tenant="t" * 300)]  # caught at admission either way
+    # Valid, in two-byte characters up to each text limit: the store's condition counts bytes, so
+    # it flags them; Python accepts them, and they are stored all the same.
+    events += at_text_limits_in_two_byte_characters()
     batch = pb.UsageBatch(batch_id="b1", sender_id="node-a", sequence=1, events=events)
     python_path = run_writer(tmp_path / "python", batch, store_checks=False, now_ms=now)
     refusals = refused_inserts()
@@ -142,8 +143,30 @@ def test_rows_are_identical_with_the_store_checking(tmp_path: Path) -> None:
     # The resend inside the batch sends it down the lookup's check; without it, the insert's check refuses first.
     assert refused_inserts() == refusals
     assert python_path["outcome"][0][3] == len(left_to_store) + 2
-    assert len(python_path["events"]) == len(varied_events()) + 1
+    assert len(python_path["events"]) == len(varied_events()) + 1 + len(at_text_limits_in_two_byte_characters())
     assert python_path == store_path
+
+
+def at_text_limits_in_two_byte_characters() -> list[pb.UsageEvent]:
+    out = [make_event(**{name: "é" * limit.max_chars}) for name, limit in EVENT_LIMITS.items() if isinstance(limit, Text)]
+    return out + [make_event(tags={"é" * 64: "é" * 256}, identity_conflicts=["ü" * 1024] * 8)]
+
+
+def test_the_condition_reads_every_text_as_a_plain_string() -> None:
+    """length() of a Nullable would be Nullable, and a NULL in the condition would flag nothing."""
+    columns, depth, current = [], 0, ""
+    for char in structure_of(CHECKED_FIELDS) + ",":  # split at the top level only: Map(String, UInt64)
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            columns.append(current.strip())
+            current = ""
+        else:
+            current += char
+    read_types = dict(column.split(" ", 1) for column in columns)
+    assert read_types["tags"] == "Map(String, String)"
+    for name, limit in EVENT_LIMITS.items():
+        if isinstance(limit, Text):
+            assert read_types[name] == "String", name
 
 
 def refused_inserts() -> float:

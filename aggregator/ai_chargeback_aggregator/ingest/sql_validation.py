@@ -38,8 +38,11 @@ def _range(name: str, limit: Range) -> str:
 
 
 def _longer(value: str, limit: Text) -> str:
-    # Characters, as Python's len() counts them: the payload's strings are upb's valid UTF-8.
-    return f"lengthUTF8({value}) > {limit.max_chars}"
+    # Bytes, which a string is never shorter in than in characters (Python's len()): so every
+    # string Python finds too long is flagged, and one of multi-byte characters may be flagged
+    # that Python accepts (it is then checked again and stored; its flush takes the slow way).
+    # Counting characters here cost ~0.5-1 µs a row of the insert for plugin-shaped events.
+    return f"length({value}) > {limit.max_chars}"
 
 
 def _entries(name: str, limit: Entries) -> str:
@@ -56,7 +59,7 @@ def _conditions() -> list[str]:
         elif isinstance(limit, Range):
             out.append(_range(name, limit))
         elif isinstance(limit, Text):
-            out.append(_longer(f"ifNull({name}, '')", limit))
+            out.append(_longer(name, limit))
         elif isinstance(limit, Strings):
             out.append(f"length({name}) > {limit.max_items} OR arrayExists(x -> {_longer('x', limit.item)}, {name})")
         elif isinstance(limit, Entries):
