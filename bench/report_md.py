@@ -207,13 +207,7 @@ def _ingest(data: dict[str, Any]) -> list[str]:
                 f"keeps ~1.5 of this host's 2 cores busy alone)."]  # fmt: skip
     burst = data.get("burst")
     if burst:
-        rss = burst["aggregator_peak_rss_mb"]
-        out += ["", f"Burst (issue 16): {burst['events']:,} events from {burst['streams']} streams in "
-                f"{burst['batch_events']:,}-event batches, all at once: {burst['events_per_s']:,} events/s, aggregator peak "
-                f"RSS **{rss} MB** (goal < {RSS_GOAL_MB}: {_mark(rss < RSS_GOAL_MB)})"
-                + (f": {burst['rss_at_peak_anon_mb']} MB the process's own (RssAnon), {burst['rss_at_peak_file_mb']} MB "
-                   f"mapped files (RssFile, chDB's library pages); RssAnon max {burst['rss_anon_max_mb']} MB."
-                   if "rss_at_peak_anon_mb" in burst else ".")]  # fmt: skip
+        out += ["", _burst(f"Burst (issue 16): {burst['events']:,} events", burst)]
     shaped = data.get("plugin_shaped")
     if shaped:
         run, shaped_ceiling, shaped_ratio = shaped["main"], shaped["ceiling_raw_insert"], shaped["ratio_to_ceiling"]
@@ -224,14 +218,8 @@ def _ingest(data: dict[str, Any]) -> list[str]:
                 f"{run['events_per_insert']:,} events per insert{_without_lookup(run)}, peak RSS {run['aggregator_peak_rss_mb']} MB. "
                 f"Ceiling, the same rows: {shaped_ceiling['rows_per_s']:,} rows/s{_ceiling_cpu(shaped_ceiling, run)}. "
                 f"Ratio {shaped_ratio} (goal ≥ {CEILING_GOAL}: {_mark(shaped_ratio >= CEILING_GOAL)})."]  # fmt: skip
-        shaped_burst = shaped.get("burst")
-        if shaped_burst:
-            rss = shaped_burst["aggregator_peak_rss_mb"]
-            out += ["", f"Burst of them: {shaped_burst['events']:,} events from {shaped_burst['streams']} streams in "
-                    f"{shaped_burst['batch_events']:,}-event batches: {shaped_burst['events_per_s']:,} events/s, "
-                    f"{shaped_burst['events_per_insert']:,} events per insert, aggregator peak RSS **{rss} MB** "
-                    f"(goal < {RSS_GOAL_MB}: {_mark(rss < RSS_GOAL_MB)}; RssAnon {shaped_burst.get('rss_at_peak_anon_mb')} MB, "
-                    f"RssFile {shaped_burst.get('rss_at_peak_file_mb')} MB)."]  # fmt: skip
+        if shaped.get("burst"):
+            out += ["", _burst(f"Burst of them: {shaped['burst']['events']:,} events", shaped["burst"])]
     verdicts = data.get("goals")
     if verdicts:
         out += ["", "Issue 20's goals:", ""]
@@ -239,6 +227,17 @@ def _ingest(data: dict[str, Any]) -> list[str]:
             out.append(f"- {name}: {goal['value']} (goal {goal['goal']}): {_mark(goal['met'])}"
                        + ("" if goal["met"] else f" — {goal['reason']}"))  # fmt: skip
     return out + [""]
+
+
+def _burst(lead: str, burst: dict[str, Any]) -> str:
+    """A burst run's line: all its events at once, and the aggregator's peak RSS against the goal."""
+    rss = burst["aggregator_peak_rss_mb"]
+    return (f"{lead} from {burst['streams']} streams in {burst['batch_events']:,}-event batches, all at once: "
+            f"{burst['events_per_s']:,} events/s, {burst['events_per_insert']:,} events per insert, aggregator peak "
+            f"RSS **{rss} MB** (goal < {RSS_GOAL_MB}: {_mark(rss < RSS_GOAL_MB)})"
+            + (f": {burst['rss_at_peak_anon_mb']} MB the process's own (RssAnon), {burst['rss_at_peak_file_mb']} MB "
+               f"mapped files (RssFile, chDB's library pages); RssAnon max {burst['rss_anon_max_mb']} MB."
+               if "rss_at_peak_anon_mb" in burst else "."))  # fmt: skip
 
 
 def _fleet(data: dict[str, Any]) -> list[str]:

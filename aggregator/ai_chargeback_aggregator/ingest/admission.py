@@ -149,8 +149,9 @@ def admit(batch: pb.UsageBatch, now_ms: int, *, store_checks: bool = False) -> A
     Each event is encoded once, before validation: its length spares validation
     upb's ByteSize (which costs twice the encoding), and the bytes are what the
     writer frames and the content hash covers (a quarantined event keeps them too).
-    ``store_checks``: the store checks the numeric limits while the writer looks the events
-    up (``sql_validation``); the rest is checked here.
+    ``store_checks``: the store checks every limit but those the insert depends on and the
+    held texts' lengths (``sql_validation``), in the insert or the dedup lookup; those are
+    checked here.
     """
     events = batch.events
     encodings = list(map(canonical_encoding, events))
