@@ -14,8 +14,13 @@ from test_store_validation import broken_events, mutated_events
 
 from ai_chargeback_aggregator.ingest.admission import admit
 from ai_chargeback_aggregator.ingest.content import canonical_encoding
-from ai_chargeback_aggregator.ingest.rows import KEY_TEXT
-from ai_chargeback_aggregator.ingest.validation import batch_passes_admission_rules, passes_admission_rules
+from ai_chargeback_aggregator.ingest.rows import KEY_TEXT, key_columns
+from ai_chargeback_aggregator.ingest.validation import (
+    batch_passes_admission_rules,
+    batch_passes_insert_rules,
+    held_texts_fit,
+    passes_admission_rules,
+)
 from ai_chargeback_proto import limits, pb
 from ai_chargeback_proto.limits import EVENT_LIMITS, Text
 
@@ -90,7 +95,7 @@ def test_the_batch_check_agrees_with_each_event_on_mixed_batches() -> None:
 def test_admit_quarantines_the_same_events_either_way() -> None:
     """The batch path changes nothing admit returns: a batch with a breaker is admitted event by event."""
     valid = [make_event() for _ in range(30)]
-    for breaker in admission_breakers()[:12]:
+    for breaker in admission_breakers():  # the held texts' breakers too: admit checks them over the key columns
         batch = pb.UsageBatch(batch_id="b", sender_id="s", events=[*valid[:10], breaker, *valid[10:]])
         admitted = admit(batch, NOW, store_checks=True)
         assert admitted.ids == [e.event_id for e in valid]
@@ -98,6 +103,16 @@ def test_admit_quarantines_the_same_events_either_way() -> None:
     whole = admit(pb.UsageBatch(batch_id="b", sender_id="s", events=valid), NOW, store_checks=True)
     assert whole.ids == [e.event_id for e in valid] and not whole.quarantined
     assert bytes(whole.blob) == b"".join(canonical_encoding(e) for e in valid)
+
+
+def test_held_texts_are_judged_the_same_from_the_key_columns() -> None:
+    """admit reads the held texts once, for the key columns, and checks their lengths there."""
+    for breaker in admission_breakers():
+        if batch_passes_insert_rules([breaker], NOW):  # a held text's breaker (the rest fail before)
+            assert not held_texts_fit(key_columns([make_event(), breaker])), breaker
+    at_limits = [make_event(**{name: "é" * limit.max_chars}) for name, limit in EVENT_LIMITS.items()
+                 if isinstance(limit, Text) and name in KEY_TEXT]  # fmt: skip
+    assert held_texts_fit(key_columns(at_limits + [make_event()]))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

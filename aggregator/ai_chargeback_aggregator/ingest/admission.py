@@ -25,7 +25,7 @@ from ai_chargeback_proto import limits, pb
 
 from .content import canonical_encoding, content_hash, content_hashes
 from .rows import key_columns
-from .validation import Invalid, batch_passes_admission_rules, passes_admission_rules, validate_event
+from .validation import Invalid, batch_passes_insert_rules, held_texts_fit, passes_admission_rules, validate_event
 
 QUARANTINE_TEXT_CHARS = 256  # decoded copies of a quarantined event's text; the raw event keeps all of it
 _DATETIME64_MAX_MS = 4_102_444_800_000  # 2100-01-01: the quarantine's time column only takes plausible times
@@ -82,8 +82,9 @@ class Admitted:
 
     @classmethod
     def of_valid(cls, batch_id: str, sender_id: str, events: Sequence[pb.UsageEvent], *,
-                 payloads: Sequence[bytes] | None = None, **extra: Any) -> Admitted:  # fmt: skip
-        """The writer's form of events already validated (``payloads``: their canonical encodings, if made)."""
+                 payloads: Sequence[bytes] | None = None, keys: dict[str, Any] | None = None, **extra: Any) -> Admitted:  # fmt: skip
+        """The writer's form of events already validated (``payloads``: their canonical encodings,
+        ``keys``: their key columns, if made)."""
         if payloads is None:
             payloads = [canonical_encoding(event) for event in events]
         ends = array("I")
@@ -93,7 +94,7 @@ class Admitted:
             ends.append(end)
         admitted = cls(batch_id=batch_id, sender_id=sender_id, ids=[event.event_id for event in events],
                        blob=b"".join(payloads), ends=ends, hashes=content_hashes(payloads),
-                       keys=key_columns(events), **extra)  # fmt: skip
+                       keys=key_columns(events) if keys is None else keys, **extra)  # fmt: skip
         admitted.nbytes = len(admitted.blob) + sum(len(q.raw_event) for q in admitted.quarantined)
         return admitted
 
@@ -155,9 +156,11 @@ def admit(batch: pb.UsageBatch, now_ms: int, *, store_checks: bool = False) -> A
     """
     events = batch.events
     encodings = list(map(canonical_encoding, events))
-    if store_checks and batch_passes_admission_rules(events, list(map(len, encodings)), now_ms):
-        return Admitted.of_valid(batch.batch_id, batch.sender_id, events, losses=list(batch.losses),
-                                 payloads=encodings, received_ms=now_ms)  # fmt: skip
+    if store_checks and batch_passes_insert_rules(events, now_ms):
+        keys = key_columns(events)  # (after the enum rule: it maps the outcome's value to its word)
+        if held_texts_fit(keys):
+            return Admitted.of_valid(batch.batch_id, batch.sender_id, events, losses=list(batch.losses),
+                                     payloads=encodings, received_ms=now_ms, keys=keys)  # fmt: skip
     valid: list[pb.UsageEvent] = []
     payloads: list[bytes] = []
     quarantined: list[Quarantined] = []

@@ -10,10 +10,9 @@ batch as usual. Resending it cannot make it valid, so senders never retry it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import groupby
 from operator import attrgetter
-from typing import Any
 
 from ai_chargeback_proto import limits, pb
 from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Enum, Range, Strings, Text, Timestamp
@@ -154,11 +153,12 @@ _TIMESTAMP_NAMES = [name for name, _ in _TIMESTAMPS]
 _STARTED_AT = _TIMESTAMP_NAMES.index("started_at_unix_ms")  # (a ValueError naming it if the table loses it)
 _OBSERVED_AT = _TIMESTAMP_NAMES.index("observed_at_unix_ms")
 # The texts admission checks with the store checking the rest (rows.KEY_TEXT), by limit.
-_HELD_TEXT_GETTERS: tuple[tuple[int, tuple[attrgetter[Any], ...]], ...] = tuple(
-    (max_chars, tuple(attrgetter(name) for name in names if name in KEY_TEXT))
+_HELD_TEXTS: tuple[tuple[int, tuple[str, ...]], ...] = tuple(
+    (max_chars, tuple(name for name in names if name in KEY_TEXT))
     for max_chars, names in _TEXT_GROUPS
     if any(name in KEY_TEXT for name in names)
 )
+_HELD_TEXT_GETTERS = tuple((max_chars, tuple(map(attrgetter, names))) for max_chars, names in _HELD_TEXTS)
 
 
 def batch_passes_admission_rules(events: Sequence[pb.UsageEvent], sizes: Sequence[int], now_ms: int) -> bool:
@@ -169,6 +169,26 @@ def batch_passes_admission_rules(events: Sequence[pb.UsageEvent], sizes: Sequenc
     Per event they were ~3 µs of the admission's ~6 (issue 20). False tells nothing about
     which event: check each one.
     """
+    if not batch_passes_insert_rules(events, now_ms):
+        return False
+    largest = max(sizes, default=0)
+    for max_chars, getters in _HELD_TEXT_GETTERS:
+        if largest <= max_chars:
+            break
+        longer = events if min(sizes) > max_chars else [event for event, size in zip(events, sizes) if size > max_chars]
+        if any(max(map(len, map(getter, longer))) > max_chars for getter in getters):
+            return False
+    return True
+
+
+def held_texts_fit(texts: Mapping[str, Sequence[str]]) -> bool:
+    """The held texts' length rules over a batch's key columns (``rows.key_columns``), for a batch
+    that passed ``batch_passes_insert_rules``: admission reads those texts from upb once, for both."""
+    return all(max(map(len, texts[name]), default=0) <= max_chars for max_chars, names in _HELD_TEXTS for name in names)
+
+
+def batch_passes_insert_rules(events: Sequence[pb.UsageEvent], now_ms: int) -> bool:
+    """The id, time and enum rules of ``batch_passes_admission_rules``: what the insert depends on."""
     if not events:
         return True
     columns = list(zip(*map(_BATCH_GETTER, events)))
@@ -193,16 +213,7 @@ def batch_passes_admission_rules(events: Sequence[pb.UsageEvent], sizes: Sequenc
         if any(o and o < s - skew for o, s in zip(observed, started)):
             return False
     enums = columns[1 + len(_TIMESTAMPS) :]
-    if not all(values.issuperset(column) for (_, values), column in zip(_ENUM_VALUES, enums)):
-        return False
-    largest = max(sizes)
-    for max_chars, getters in _HELD_TEXT_GETTERS:
-        if largest <= max_chars:
-            break
-        longer = events if min(sizes) > max_chars else [event for event, size in zip(events, sizes) if size > max_chars]
-        if any(max(map(len, map(getter, longer))) > max_chars for getter in getters):
-            return False
-    return True
+    return all(values.issuperset(column) for (_, values), column in zip(_ENUM_VALUES, enums))
 
 
 def _check_timestamps(stamps: tuple[int, ...], earliest: int, latest: int) -> None:
