@@ -26,15 +26,15 @@ def canonical_encoding(event: pb.UsageEvent) -> bytes:
 _EMPTY_DIGEST = hashlib.blake2b(digest_size=8)
 
 
-def content_hash(canonical: bytes) -> int:
+def content_hash(canonical: bytes | memoryview) -> int:
     """64-bit digest of a canonical encoding; never UNKNOWN_CONTENT_HASH."""
-    return int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "little") or 1
+    return content_hashes((canonical,))[0]
 
 
 def content_hashes(canonicals: Iterable[bytes | memoryview]) -> array[int]:
-    """``content_hash`` of each, as one array: ~0.2 µs an event less than calling it per event
-    (copying a ready digest state skips the constructor's keyword parsing, and the digests are
-    read as one buffer instead of one int each). Admission hashes every event (issue 20)."""
+    """``content_hash`` of each (64-bit BLAKE2b, little-endian), as one array: ~0.2 µs an event
+    less than one call each the usual way (copying a ready digest state skips the constructor's
+    keyword parsing, and the digests are read as one buffer). Admission hashes every event."""
     copy = _EMPTY_DIGEST.copy
     digests = []
     for canonical in canonicals:

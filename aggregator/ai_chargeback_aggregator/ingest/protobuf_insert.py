@@ -154,6 +154,17 @@ def index_values(values: Sequence[Any]) -> tuple[list[Any], list[int]]:
     return distinct, index
 
 
+def distinct_extra(extra: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]], list[int]]:
+    """The enricher's column names (``rows.EXTRA``), each distinct instance's values, and each
+    event's 1-based position among them. Instances are told apart by identity: no 18-value
+    tuple built and hashed per event (~0.5 µs an event, issue 20); equal values in two
+    instances only cost a row."""
+    names = rows.extra_names(extra)
+    identities, index = index_values(list(map(id, extra)))
+    by_identity = dict(zip(map(id, extra), extra))
+    return names, [tuple(getattr(by_identity[i], name) for name in names) for i in identities], index
+
+
 def _literal(value: Any) -> str:
     """A SQL literal; strings quoted and escaped by the driver's own rules."""
     if isinstance(value, bool):

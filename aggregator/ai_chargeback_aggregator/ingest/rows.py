@@ -14,7 +14,6 @@ import sys
 import uuid
 from array import array
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
@@ -23,6 +22,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from ai_chargeback_proto import pb
 from ai_chargeback_proto.limits import EVENT_LIMITS, Count, Entries, Enum, Flag, Range, Strings, Text, Timestamp
 
+from ..periods import utc_from_ms
 from .content import canonical_encoding, content_hash
 
 _FIELDS = {f.name: f for f in pb.UsageEvent.DESCRIPTOR.fields if f.number < 1000}
@@ -86,21 +86,17 @@ if any(not isinstance(EVENT_LIMITS[name], Timestamp) for name in TIMESTAMP_COLUM
     raise RuntimeError("TIMESTAMP_COLUMNS names a field the limits table does not call a timestamp")
 
 
-def _ts(unix_ms: int) -> datetime:
-    return datetime.fromtimestamp(unix_ms / 1000, tz=UTC)
-
-
 def events_to_columns(events: Sequence[pb.UsageEvent], sender_ids: Sequence[str], ingested_at_ms: int,
                       content_hashes: Sequence[int] | None = None) -> dict[str, list[Any]]:  # fmt: skip
     """Columns for ``usage_events``. Events must already be validated; hashes are computed when not given."""
     if content_hashes is None:
         content_hashes = [content_hash(canonical_encoding(event)) for event in events]
     cols: dict[str, list[Any]] = {name: [] for name in EVENT_COLUMNS}
-    ingested = _ts(ingested_at_ms)
+    ingested = utc_from_ms(ingested_at_ms)
     for event, sender_id, digest in zip(events, sender_ids, content_hashes):
         cols["event_id"].append(uuid.UUID(event.event_id))
         for field, column in TIMESTAMP_COLUMNS.items():
-            cols[column].append(_ts(getattr(event, field)))
+            cols[column].append(utc_from_ms(getattr(event, field)))
         cols["ingested_at"].append(ingested)
         cols["sender_id"].append(sender_id)
         cols["content_hash"].append(digest)
@@ -139,31 +135,14 @@ KEY_TEXT = ("provider", "served_model", "requested_model", "service_tier", "tena
 EXTRA = "extra"
 
 
+def extra_names(extra: Sequence[Any]) -> list[str]:
+    """The columns the enricher's values hold (none when there are no values)."""
+    return [f.name for f in dataclasses.fields(extra[0])] if extra else []
+
+
 def extra_columns(extra: Sequence[Any]) -> dict[str, list[Any]]:
     """The enricher's values as columns (the columnar insert)."""
-    if not extra:
-        return {}
-    return {f.name: list(map(attrgetter(f.name), extra)) for f in dataclasses.fields(extra[0])}
-
-
-def distinct_extra(extra: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]], list[int]]:
-    """The enricher's column names, each distinct instance's values, and each event's 1-based
-    position among them. Instances are told apart by identity: no 18-value tuple built and
-    hashed per event (~0.5 µs an event, issue 20); equal values in two instances only cost a row."""
-    if not extra:
-        return [], [], []
-    positions: dict[int, int] = {}
-    distinct: list[Any] = []
-    index: list[int] = []
-    for value in extra:
-        at = positions.get(id(value))
-        if at is None:
-            distinct.append(value)
-            at = positions[id(value)] = len(distinct)
-        index.append(at)
-    names = [f.name for f in dataclasses.fields(extra[0])]
-    row = attrgetter(*names)
-    return names, [tuple(row(value)) if len(names) > 1 else (row(value),) for value in distinct], index
+    return {name: list(map(attrgetter(name), extra)) for name in extra_names(extra)}
 
 
 _KEY_GETTER = attrgetter(*KEY_TEXT, "started_at_unix_ms", "input_tokens", "policy_outcome")

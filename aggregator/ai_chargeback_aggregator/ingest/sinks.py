@@ -19,16 +19,17 @@ import uuid
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from ai_chargeback_proto import pb
 
+from ..periods import utc_from_ms
 from ..store.clickhouse import Store, StoreError, is_embedded
 from .admission import Admitted, Quarantined
-from .protobuf_insert import INSERT_REFUSED_MARK, EmbeddedProtobufInserter, frame, index_values, structure_of
-from .rows import EXTRA, distinct_extra, empty_keys, events_to_columns, extra_columns
+from .protobuf_insert import INSERT_REFUSED_MARK, EmbeddedProtobufInserter, distinct_extra, frame, index_values, structure_of
+from .rows import EXTRA, empty_keys, events_to_columns, extra_columns
 from .sql_validation import CHECKED_FIELDS, INVALID_CONDITION
 
 log = logging.getLogger(__name__)
@@ -343,7 +344,7 @@ def sink_for(store: Store) -> EventSink:
 
 
 def _utc(unix_ms: int) -> datetime:
-    return datetime.fromtimestamp(max(unix_ms, 0) / 1000, tz=UTC)
+    return utc_from_ms(max(unix_ms, 0))
 
 
 def insert_quarantined(store: Store, items: Sequence[tuple[Quarantined, str, str]], now_ms: int) -> None:

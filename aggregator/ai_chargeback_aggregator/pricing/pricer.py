@@ -19,10 +19,11 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
+from ..periods import utc_from_ms
 from ..store.clickhouse import Store
 from .catalog import CatalogMatch, TokenTiers, catalog_version, load, lookup, normalize_tier
 from .override_store import list_overrides
@@ -126,12 +127,8 @@ class Pricer:
             if schedule is None:
                 schedule = self.schedule(*key)
             flat = schedule.flat
-            append(flat if flat is not None else schedule.pick(_utc(started_ms), input_tokens))
+            append(flat if flat is not None else schedule.pick(utc_from_ms(started_ms), input_tokens))
         return prices
-
-
-def _utc(unix_ms: int) -> datetime:
-    return datetime.fromtimestamp(unix_ms / 1000, tz=UTC)
 
 
 def resolve(overrides: Sequence[Override], provider: str, model: str, service_tier: str, tenant: str, day: date) -> Schedule:

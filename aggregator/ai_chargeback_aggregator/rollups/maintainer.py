@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ..periods import utc_from_ms
 from ..store.clickhouse import Store, StoreError
 from . import sql
 
@@ -67,12 +68,8 @@ def touched_hours(started_ms: Sequence[int]) -> set[datetime]:
         return set()
     first, last = min(started_ms) // _HOUR_MS, max(started_ms) // _HOUR_MS
     if last - first > CONTIGUOUS_MARK_SPAN // timedelta(hours=1):
-        return {_hour(hour) for hour in {ms // _HOUR_MS for ms in started_ms}}
-    return {_hour(hour) for hour in range(first, last + 1)}
-
-
-def _hour(index: int) -> datetime:
-    return datetime.fromtimestamp(index * 3600, tz=UTC)
+        return {utc_from_ms(hour * _HOUR_MS) for hour in {ms // _HOUR_MS for ms in started_ms}}
+    return {utc_from_ms(hour * _HOUR_MS) for hour in range(first, last + 1)}
 
 
 def day_start(day: date) -> datetime:
