@@ -32,9 +32,11 @@ def admission_breakers() -> list[pb.UsageEvent]:
     """One event past each rule admission itself checks (the rest are the store's)."""
     earliest, latest = NOW - limits.PAST_WINDOW_MS, NOW + limits.FUTURE_SKEW_MS
     with_time = lambda ms: f"{ms:012x}"[:8] + "-" + f"{ms:012x}"[8:] + "-7000-8000-000000000000"  # noqa: E731
+    # (The version nibble is replaced by position: replacing the first "-7" hit the time's digits
+    # whenever they began with a 7, one run in 16, and left a valid id.)
     out = [
         make_event(event_id=VALID_ID.upper()), make_event(event_id=""), make_event(event_id=VALID_ID[:-1]),
-        make_event(event_id=VALID_ID + "0"), make_event(event_id=VALID_ID.replace("-7", "-4", 1)),
+        make_event(event_id=VALID_ID + "0"), make_event(event_id=VALID_ID[:14] + "4" + VALID_ID[15:]),
         make_event(event_id=VALID_ID + "\n" + VALID_ID),  # two valid lines in one id
         make_event(event_id=" " + VALID_ID[1:]), make_event(event_id=with_time(earliest - 1)),
         make_event(event_id=with_time(latest + 1)),
