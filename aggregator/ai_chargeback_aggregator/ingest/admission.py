@@ -127,6 +127,12 @@ class Admitted:
                      else [values[i] for i in kept] for name, values in self.keys.items()}  # fmt: skip
         self.quarantined += moved.values()
 
+    def release_stored(self) -> None:
+        """The events are in the store: drop what only writing them needed. The stream keeps the
+        batch until it sends the ack (up to ``MAX_BATCHES_IN_FLIGHT`` of them when the sender reads
+        acks slowly), and the ack needs only the quarantine and the losses."""
+        self.blob, self.ends, self.hashes, self.keys = b"", array("I"), array("Q"), {}
+
     @property
     def has_work(self) -> bool:
         return bool(self.ids or self.quarantined or self.losses)

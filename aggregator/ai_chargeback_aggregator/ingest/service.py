@@ -9,7 +9,10 @@ order. At most ``MAX_BATCHES_IN_FLIGHT`` batches per stream wait for the store:
 past that the reader stops reading, which is gRPC flow control to the sender.
 
 Memory is bounded by the writer's pending caps. While the store keeps up, a
-batch that does not fit waits for room (its stream is not read meanwhile);
+batch that does not fit waits for room (its stream is not read meanwhile), and a
+stream's next batch is not read until one as large as its last would fit (so it
+waits in its sender's memory, not here); a stored batch keeps no events while it
+waits for its ack;
 while the store is failing it is refused with RESOURCE_EXHAUSTED, and the
 sender keeps it spooled or tries another aggregator.
 
@@ -110,6 +113,8 @@ class IngestService(pb_grpc.UsageIngestServicer):
                 await accepted.put(item)
                 if item.malformed or item.refused:
                     return
+                if item.admitted is not None:
+                    await self._room_for(item.admitted)
         except asyncio.CancelledError:
             raise  # the stream ended; nobody waits for more
         except (grpc.RpcError, grpc.aio.AioRpcError, ConnectionError):
@@ -117,6 +122,14 @@ class IngestService(pb_grpc.UsageIngestServicer):
         except Exception:
             log.exception("stream reader failed")
         await accepted.put(_END)
+
+    async def _room_for(self, like: Admitted) -> None:
+        """Before a stream's next batch is read, wait until one as large as its last would be taken.
+        Meanwhile that batch stays with its sender (gRPC's flow control): read, it would be held
+        here, admitted, until room came (~25 MB at the 1M-event burst's peak, 8 streams). Not while
+        the store fails: the batch is read and refused then, so its sender can go elsewhere."""
+        while self._writer.healthy and not self._writer.has_room(like.events, like.nbytes):
+            await self._wait_for_room(ROOM_RECHECK_S)
 
     def _admit(self, batch: pb.UsageBatch) -> _Accepted:
         item = _Accepted(batch.batch_id, batch.sequence, accepted_at=asyncio.get_running_loop().time())

@@ -264,6 +264,12 @@ class Writer:
         return self._pending_bytes
 
     # -- streams ------------------------------------------------------------------
+    def has_room(self, events: int, nbytes: int) -> bool:
+        """Whether a batch this large would be taken now (``submit``'s rule; it raises Backpressure when not)."""
+        with self._cond:
+            return not self._pending or (self._pending_events + events <= self._max_pending_events
+                                         and self._pending_bytes + nbytes <= self._max_pending_bytes)  # fmt: skip
+
     def submit(self, admitted: Admitted, on_done: Callable[[Ticket], None] | None = None) -> Ticket:
         ticket = Ticket(admitted, on_done=on_done)
         if not admitted.has_work:
@@ -651,6 +657,7 @@ class Writer:
             self._pending = [t for t in self._pending if id(t) not in written]
             self._recount()
         for ticket in flush.tickets:
+            ticket.admitted.release_stored()  # its stream may ack it later: meanwhile it holds no events
             ticket._resolve()
         self.on_room()
 
