@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
 from support.aggregator_fixtures import make_event, make_settings, stub_for, submit_events, written
 
 from ai_chargeback_aggregator import metrics
@@ -64,6 +66,33 @@ def test_a_streams_next_batch_is_not_read_until_a_batch_as_large_would_fit(tmp_p
         ]
         assert received() - before == 80
         outbox.put(None)
+    finally:
+        release.set()
+        channel.close()
+        agg.stop(grace_s=2)
+
+
+def test_a_store_that_hangs_without_failing_still_refuses_the_next_batch_after_the_store_wait(tmp_path: Path) -> None:
+    """The wait before reading is bounded like the wait for room: past the store wait the batch is
+    read, then refused with RESOURCE_EXHAUSTED, so its sender goes elsewhere instead of waiting on
+    a silent stream."""
+    agg = Aggregator(make_settings(tmp_path, max_pending_events=50, store_wait_timeout_ms=1000))
+    agg.start()
+    release = threading.Event()
+    marked = agg.rollups.after_insert
+    agg.rollups.after_insert = lambda columns: (release.wait(30), marked(columns))  # type: ignore[method-assign]
+    channel, stub = stub_for(agg)
+    try:
+        before = received()
+        batches = [pb.UsageBatch(batch_id=f"b{i}", sequence=i, events=[make_event() for _ in range(40)]) for i in (1, 2)]
+        started = time.monotonic()
+        responses = stub.StreamUsage(iter(batches), timeout=30)
+        assert next(responses).status == pb.BatchAck.STATUS_RETRY  # held past the store wait
+        with pytest.raises(grpc.RpcError) as refused:
+            next(responses)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert received() - before == 80  # batch 2 was read once the wait ran out
+        assert time.monotonic() - started < 10
     finally:
         release.set()
         channel.close()

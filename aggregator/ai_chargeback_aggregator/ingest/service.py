@@ -127,9 +127,15 @@ class IngestService(pb_grpc.UsageIngestServicer):
         """Before a stream's next batch is read, wait until one as large as its last would be taken.
         Meanwhile that batch stays with its sender (gRPC's flow control): read, it would be held
         here, admitted, until room came (~25 MB at the 1M-event burst's peak, 8 streams). Not while
-        the store fails: the batch is read and refused then, so its sender can go elsewhere."""
+        the store fails, nor past the store wait (a store that hangs without failing): the batch is
+        read then, and refused if still no room comes, so its sender can go elsewhere."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait_s
         while self._writer.healthy and not self._writer.has_room(like.events, like.nbytes):
-            await self._wait_for_room(ROOM_RECHECK_S)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await self._wait_for_room(min(remaining, ROOM_RECHECK_S))
 
     def _admit(self, batch: pb.UsageBatch) -> _Accepted:
         item = _Accepted(batch.batch_id, batch.sequence, accepted_at=asyncio.get_running_loop().time())
