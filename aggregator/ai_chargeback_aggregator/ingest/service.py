@@ -126,7 +126,7 @@ class IngestService(pb_grpc.UsageIngestServicer):
     async def _room_for(self, like: Admitted) -> None:
         """Before a stream's next batch is read, wait until one as large as its last would be taken.
         Meanwhile that batch stays with its sender (gRPC's flow control): read, it would be held
-        here, admitted, until room came (~25 MB at the 1M-event burst's peak, 8 streams). Not while
+        here, admitted, until room came (~15 MB at the 1M-event burst's peak, 8 streams). Not while
         the store fails, nor past the store wait (a store that hangs without failing): the batch is
         read then, and refused if still no room comes, so its sender can go elsewhere."""
         loop = asyncio.get_running_loop()

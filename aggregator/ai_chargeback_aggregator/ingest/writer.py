@@ -265,10 +265,15 @@ class Writer:
 
     # -- streams ------------------------------------------------------------------
     def has_room(self, events: int, nbytes: int) -> bool:
-        """Whether a batch this large would be taken now (``submit``'s rule; it raises Backpressure when not)."""
+        """Whether a batch this large would be taken now (``submit`` raises Backpressure when not)."""
         with self._cond:
-            return not self._pending or (self._pending_events + events <= self._max_pending_events
-                                         and self._pending_bytes + nbytes <= self._max_pending_bytes)  # fmt: skip
+            return self._fits(events, nbytes)
+
+    def _fits(self, events: int, nbytes: int) -> bool:
+        """Called with the lock held. One batch is always taken when nothing waits, however large:
+        else it never could be."""
+        return not self._pending or (self._pending_events + events <= self._max_pending_events
+                                     and self._pending_bytes + nbytes <= self._max_pending_bytes)  # fmt: skip
 
     def submit(self, admitted: Admitted, on_done: Callable[[Ticket], None] | None = None) -> Ticket:
         ticket = Ticket(admitted, on_done=on_done)
@@ -279,11 +284,7 @@ class Writer:
         with self._cond:
             if self._stopping:
                 raise Backpressure("aggregator is shutting down", waitable=False)
-            # One batch is always taken when nothing waits, however large: else it never could be.
-            if self._pending and (
-                self._pending_events + admitted.events > self._max_pending_events
-                or self._pending_bytes + admitted.nbytes > self._max_pending_bytes
-            ):
+            if not self._fits(admitted.events, admitted.nbytes):
                 raise Backpressure(f"{self._pending_events} events ({self._pending_bytes >> 20} MiB) already wait for the store",
                                    waitable=self._healthy)  # fmt: skip
             self._pending.append(ticket)
