@@ -72,6 +72,75 @@ def test_a_streams_next_batch_is_not_read_until_a_batch_as_large_would_fit(tmp_p
         agg.stop(grace_s=2)
 
 
+class HeldFlushes:
+    """An after-insert hook that holds the writer after each committed insert until told."""
+
+    def __init__(self, marked: Any) -> None:
+        self.marked = marked
+        self.reached = [threading.Event() for _ in range(8)]
+        self.release = [threading.Event() for _ in range(8)]
+        self.calls = 0
+
+    def __call__(self, columns: dict[str, list[Any]]) -> None:
+        call, self.calls = self.calls, self.calls + 1
+        if call < len(self.release):
+            self.reached[call].set()
+            self.release[call].wait(30)
+        self.marked(columns)
+
+    def release_all(self) -> None:
+        for event in self.release:
+            event.set()
+
+
+def test_streams_that_find_room_for_one_batch_at_once_read_one_batch(tmp_path: Path) -> None:
+    """Room for one more batch frees up while two streams wait for it: one reads, the other's
+    batch stays with its sender (without claims both were read, and one waited here)."""
+    agg = Aggregator(make_settings(tmp_path, max_pending_events=100))
+    agg.start()
+    hold = HeldFlushes(agg.rollups.after_insert)
+    agg.rollups.after_insert = hold  # type: ignore[method-assign]
+    outboxes: dict[str, queue.Queue[pb.UsageBatch | None]] = {name: queue.Queue() for name in "abc"}
+    channel, stub = stub_for(agg)
+
+    def send(name: str, sequence: int, events: int) -> None:
+        outboxes[name].put(pb.UsageBatch(batch_id=f"{name}{sequence}", sequence=sequence, events=[make_event() for _ in range(events)]))
+
+    def from_outbox(name: str) -> Iterator[pb.UsageBatch]:
+        while (batch := outboxes[name].get()) is not None:
+            yield batch
+
+    try:
+        before = received()
+        acks = {name: stub.StreamUsage(from_outbox(name), timeout=60) for name in "abc"}
+        send("a", 1, 45)
+        assert hold.reached[0].wait(30)  # flush 1 (a1) committed; the writer waits in the hook
+        send("b", 1, 30)  # 75 pending: b's next (30) would not fit
+        wait_until(lambda: agg.writer.pending_events == 75)
+        send("c", 1, 25)  # 100 pending: c's next (25) would not fit
+        wait_until(lambda: agg.writer.pending_events == 100)
+        send("b", 2, 30)
+        send("c", 2, 25)
+        time.sleep(0.3)  # (and a's claim, made when a1 was taken, has expired: a sends nothing more)
+        assert received() - before == 100  # no room: both second batches stay with their senders
+        hold.release[0].set()  # flush 1 ends: b1 + c1 (55) remain, room for b2 or c2, not both
+        assert hold.reached[1].wait(30)
+        wait_until(lambda: received() - before > 100)
+        time.sleep(0.5)
+        assert received() - before in (125, 130)  # one of them read; without claims, both were
+        hold.release_all()
+        for name in "abc":
+            outboxes[name].put(None)
+        stored = {ack.batch_id: ack.events_stored for name in "abc" for ack in acks[name]}
+        assert stored == {"a1": 45, "b1": 30, "b2": 30, "c1": 25, "c2": 25}
+    finally:
+        hold.release_all()
+        for outbox in outboxes.values():
+            outbox.put(None)
+        channel.close()
+        agg.stop(grace_s=2)
+
+
 def test_a_store_that_hangs_without_failing_still_refuses_the_next_batch_after_the_store_wait(tmp_path: Path) -> None:
     """The wait before reading is bounded like the wait for room: past the store wait the batch is
     read, then refused with RESOURCE_EXHAUSTED, so its sender goes elsewhere instead of waiting on

@@ -10,9 +10,9 @@ past that the reader stops reading, which is gRPC flow control to the sender.
 
 Memory is bounded by the writer's pending caps. While the store keeps up, a
 batch that does not fit waits for room (its stream is not read meanwhile), and a
-stream's next batch is not read until one as large as its last would fit (so it
-waits in its sender's memory, not here); a stored batch keeps no events while it
-waits for its ack;
+stream's next batch is not read until one as large as its last would fit beside
+what other streams claimed (so it waits in its sender's memory, not here); a
+stored batch keeps no events while it waits for its ack;
 while the store is failing it is refused with RESOURCE_EXHAUSTED, and the
 sender keeps it spooled or tries another aggregator.
 
@@ -35,6 +35,7 @@ from ai_chargeback_proto import pb, pb_grpc
 from .. import metrics
 from .admission import Admitted, MalformedBatch, admit, check_batch
 from .bearer import require_bearer
+from .room_claims import RoomClaims
 from .writer import Backpressure, Ticket, Writer
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class IngestService(pb_grpc.UsageIngestServicer):
         self._wait_s = store_wait_timeout_s
         self._ack_hooks = tuple(ack_hooks)
         self._room: asyncio.Event | None = None
+        self._claims = RoomClaims()
 
     def room_freed(self) -> None:
         """The writer freed room (called on the event loop): wake every batch waiting for it."""
@@ -104,8 +106,10 @@ class IngestService(pb_grpc.UsageIngestServicer):
             metrics.STREAMS_OPEN.dec()
 
     async def _read(self, request_iterator: AsyncIterator[pb.UsageBatch], accepted: asyncio.Queue[object]) -> None:
+        stream = object()  # this stream's key in the room claims
         try:
             async for batch in request_iterator:
+                self._claims.release(stream)  # its batch is here: it fills the room now, or waits for more
                 item = self._admit(batch)
                 del batch  # the parsed batch is several times its wire size: drop it before any wait
                 if item.admitted is not None:
@@ -114,24 +118,31 @@ class IngestService(pb_grpc.UsageIngestServicer):
                 if item.malformed or item.refused:
                     return
                 if item.admitted is not None:
-                    await self._room_for(item.admitted)
+                    await self._room_for(item.admitted, stream)
         except asyncio.CancelledError:
             raise  # the stream ended; nobody waits for more
         except (grpc.RpcError, grpc.aio.AioRpcError, ConnectionError):
             pass  # the client went away; nothing left to ack
         except Exception:
             log.exception("stream reader failed")
+        finally:
+            self._claims.release(stream)
         await accepted.put(_END)
 
-    async def _room_for(self, like: Admitted) -> None:
-        """Before a stream's next batch is read, wait until one as large as its last would be taken.
+    async def _room_for(self, like: Admitted, stream: object) -> None:
+        """Before a stream's next batch is read, wait until one as large as its last would be taken,
+        beside the room other streams claimed for theirs (``room_claims.py``), then claim it.
         Meanwhile that batch stays with its sender (gRPC's flow control): read, it would be held
-        here, admitted, until room came (~15 MB at the 1M-event burst's peak, 8 streams). Not while
-        the store fails, nor past the store wait (a store that hangs without failing): the batch is
-        read then, and refused if still no room comes, so its sender can go elsewhere."""
+        here, admitted, until room came. Not while the store fails, nor past the store wait (a
+        store that hangs without failing): the batch is read then, and refused if still no room
+        comes, so its sender can go elsewhere."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_s
-        while self._writer.healthy and not self._writer.has_room(like.events, like.nbytes):
+        while self._writer.healthy:
+            self._claims.expire(loop.time())
+            if self._writer.has_room(like.events + self._claims.events, like.nbytes + self._claims.nbytes):
+                self._claims.claim(stream, like.events, like.nbytes, loop.time())
+                return
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
