@@ -129,3 +129,21 @@ def test_both_sinks_store_identical_priced_rows(tmp_path: Path) -> None:
     assert embedded == columnar
     assert len({row["price_model_id"] for row in embedded}) >= 4 and len({row["cost_total"] for row in embedded}) >= 6
     assert {row["pricing_status"] for row in embedded} >= {"priced", "unpriced"}
+
+
+def test_insert_settings_reach_the_insert(tmp_path: Path) -> None:
+    """The insert carries its settings in its own SETTINGS clause: the Protobuf schema (else it
+    could not read the payload at all) and optimize_on_insert = 0. With the engine's default,
+    ReplacingMergeTree collapses two rows of one id as the block is written; here both stay
+    until a merge (the writer never inserts one id twice, so the merge would find nothing)."""
+    store = Store(f"chdb://{tmp_path}")
+    try:
+        store.migrate()
+        event = make_event()
+        payload = canonical_encoding(event)
+        EmbeddedProtobufInserter(store, "usage_events").insert_events(
+            [payload, payload], [content_hash(payload)] * 2, ["node-a"] * 2, int(time.time() * 1000), extra={})
+        _, rows = store.query("SELECT count(), uniqExact(event_id) FROM chargeback.usage_events")
+        assert rows == [(2, 1)]
+    finally:
+        store.close()
