@@ -64,18 +64,21 @@ class AggregatorSettings(BaseSettings):
 
     # ClickHouse wants few large inserts: coalesce batches from every stream.
     flush_interval_ms: int = Field(default=1000, ge=1, le=60_000)
-    # The embedded engine needs about 3 KB of memory per row while it writes one insert:
-    # 12k rows keep that near 36 MB (raise it with a ClickHouse server, or with memory to spare).
-    # Larger inserts cost less engine CPU per row (fewer parts to write and merge), and more
-    # memory: measured here, 15k gave ~5% more events/s than 12k but a 1M burst peaked at
-    # 429-481 MB over six runs (12k: 417-436 MB), too near the 500 MB the aggregator is held to.
-    flush_max_events: int = Field(default=12_000, ge=1)
+    # The embedded engine needs about 3 KB of memory per row while it writes one insert: 15k rows
+    # keep that near 45 MB (raise it with a ClickHouse server, or with memory to spare). Each insert
+    # also costs ~25-30 ms whatever its size (planning its SELECT and the 80-column table, writing a
+    # part), so larger inserts cost less engine CPU per row, and leave fewer parts to merge.
+    # Measured here against 12k (2026-12-07, alternated runs): a 1M burst in 5,000-event batches
+    # (10k or 15k per insert) 70k -> 85k events/s, peaks 439-443 -> 440-448 MB; 1,000-event
+    # batches +3%; exactly once at 5M 472 MB. At 18k the 1,000-event runs peaked ~30 MB higher for
+    # no more events/s. Events as the plugin sends them reach the byte share first (~8k).
+    flush_max_events: int = Field(default=15_000, ge=1)
     # What received batches may hold in memory while they wait for the store: events, and their
     # encoded size (a waiting event costs about 2.5 times its encoding in Python objects). Past
     # either cap a batch waits for room while the store keeps up, and is refused with
     # RESOURCE_EXHAUSTED while it does not; senders keep it spooled meanwhile. A flush starts
     # once two fifths of the byte cap wait, so inserts stay a few MB and the store's memory with them.
-    # Five inserts' worth: one being written and the next being readied stay pending until acked,
+    # Four inserts' worth: one being written and the next being readied stay pending until acked,
     # and admission needs room behind them to keep the writer fed.
     max_pending_events: int = Field(default=60_000, ge=1)
     max_pending_bytes: int = Field(default=10 * 1024 * 1024, ge=1024 * 1024)
