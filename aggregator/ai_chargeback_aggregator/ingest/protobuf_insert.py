@@ -70,6 +70,8 @@ def _read_type(field: FieldDescriptor) -> str:
 
 
 _WIRE_FIELDS = [f for f in pb.UsageEvent.DESCRIPTOR.fields if f.number < 1000]
+# The fields read as Nullable (the rest read an absent value as 0, '' or empty).
+NULLABLE_FIELDS = frozenset(f.name for f in _WIRE_FIELDS if _read_type(f).startswith("Nullable("))
 STRUCTURE = ", ".join(
     [f"{f.name} {_read_type(f)}" for f in _WIRE_FIELDS]
     + ["x_sender_index UInt32", "x_extra_index UInt32", "x_content_hash UInt64"]
