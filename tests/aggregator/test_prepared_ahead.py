@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from support.aggregator_fixtures import make_event
+from support.waiting import wait_until
 
 from ai_chargeback_aggregator import metrics
 from ai_chargeback_aggregator.ingest.admission import admit
@@ -34,13 +34,6 @@ def ahead_count(outcome: str) -> float:
 def batches(count: int) -> list[pb.UsageBatch]:
     return [pb.UsageBatch(batch_id=f"b{b}", sender_id="node-a", sequence=b + 1,
                           events=[make_event(kong_request_id=f"{b}-{i}") for i in range(BATCH)]) for b in range(count)]  # fmt: skip
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 class HeldFirstFlush:

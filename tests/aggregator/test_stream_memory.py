@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 from support.aggregator_fixtures import make_event, make_settings, stub_for, submit_events, written
+from support.waiting import wait_until
 
 from ai_chargeback_aggregator import metrics
 from ai_chargeback_aggregator.ingest.writer import Writer
@@ -29,11 +30,10 @@ def received() -> float:
     return metrics.REGISTRY.get_sample_value("chargeback_events_received_total") or 0.0
 
 
-def wait_until(condition: Any, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+def batches_from(outbox: queue.Queue[pb.UsageBatch | None]) -> Iterator[pb.UsageBatch]:
+    """A stream's requests as the test puts them in ``outbox``, until None."""
+    while (batch := outbox.get()) is not None:
+        yield batch
 
 
 def test_a_streams_next_batch_is_not_read_until_a_batch_as_large_would_fit(tmp_path: Path) -> None:
@@ -43,15 +43,10 @@ def test_a_streams_next_batch_is_not_read_until_a_batch_as_large_would_fit(tmp_p
     marked = agg.rollups.after_insert
     agg.rollups.after_insert = lambda columns: (release.wait(30), marked(columns))  # type: ignore[method-assign]
     outbox: queue.Queue[pb.UsageBatch | None] = queue.Queue()
-
-    def from_outbox() -> Iterator[pb.UsageBatch]:
-        while (batch := outbox.get()) is not None:
-            yield batch
-
     channel, stub = stub_for(agg)
     try:
         before = received()
-        responses = stub.StreamUsage(from_outbox(), timeout=60)
+        responses = stub.StreamUsage(batches_from(outbox), timeout=60)
         outbox.put(pb.UsageBatch(batch_id="b1", sequence=1, events=[make_event() for _ in range(40)]))
         wait_until(lambda: agg.writer.pending_events == 40)  # taken, inserted, held before its ack (the hook)
         outbox.put(pb.UsageBatch(batch_id="b2", sequence=2, events=[make_event() for _ in range(40)]))
@@ -106,13 +101,9 @@ def test_streams_that_find_room_for_one_batch_at_once_read_one_batch(tmp_path: P
     def send(name: str, sequence: int, events: int) -> None:
         outboxes[name].put(pb.UsageBatch(batch_id=f"{name}{sequence}", sequence=sequence, events=[make_event() for _ in range(events)]))
 
-    def from_outbox(name: str) -> Iterator[pb.UsageBatch]:
-        while (batch := outboxes[name].get()) is not None:
-            yield batch
-
     try:
         before = received()
-        acks = {name: stub.StreamUsage(from_outbox(name), timeout=60) for name in "abc"}
+        acks = {name: stub.StreamUsage(batches_from(outboxes[name]), timeout=60) for name in "abc"}
         send("a", 1, 45)
         assert hold.reached[0].wait(30)  # flush 1 (a1) committed; the writer waits in the hook
         send("b", 1, 30)  # 75 pending: b's next (30) would not fit

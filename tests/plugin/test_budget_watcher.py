@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
 import pytest
 from support.aggregator_fixtures import free_port, sender_config
+from support.waiting import wait_until
 
 from ai_chargeback_aggregator.ingest.budget_feed import BudgetFeed
 from ai_chargeback_plugin.budgets.watcher import BudgetWatcher
@@ -52,14 +53,6 @@ def feed_server(port: int, *, token: str | None = None, heartbeat_s: float = 0.1
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        time.sleep(0.02)
 
 
 def watch(port: int, token: str = "", count: int = 3) -> list[pb.BudgetState]:
