@@ -5,6 +5,10 @@ How (the proof lives in docs/storage.md):
 * After every committed insert the writer calls ``after_insert``; the hours it
   touched (and their days) are marked dirty in rollup_state, stamped with the
   store clock. Marks that fail to persist stay queued here and are retried.
+  On the embedded store this process is the only one that writes events or
+  builds rollups, so an hour it marked dirty is not marked again until a build
+  may have begun since (``_builds`` counts them) or the mark is a quarter of
+  ``settle_s`` old (so an hour still being written never looks settled).
 * ``run_once`` rebuilds dirty hours that have been quiet for ``settle_s``
   (so the hour being written now is rebuilt once it goes quiet, not every
   pass): read the store clock (t0), rebuild the hours from ``usage_events
@@ -24,13 +28,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ..periods import utc_from_ms
-from ..store.clickhouse import Store, StoreError
+from ..store.clickhouse import Store, StoreError, is_embedded
 from . import sql
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,8 @@ RECONCILE_EVERY_S = 600.0
 RECONCILE_MARGIN = timedelta(minutes=2)
 RETENTION_SAFETY = timedelta(days=1)
 CONTIGUOUS_MARK_SPAN = timedelta(hours=3)
+MARK_REFRESH_SHARE = 0.25  # of settle_s: how old a standing dirty mark may get before a write renews it
+STANDING_MARKS_KEPT = 10_000  # hours remembered as marked; past it, those a build voided are forgotten
 _HOUR_MS = 3_600_000
 
 
@@ -85,6 +91,7 @@ class RollupMaintainer:
         interval_s: float = DEFAULT_INTERVAL_S,
         settle_s: float = DEFAULT_SETTLE_S,
         raw_retention_days: int = 0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         # Dirty marks are written from the writer's thread after each insert: on their own
@@ -95,6 +102,13 @@ class RollupMaintainer:
         self._settle_ns = int(settle_s * 1e9)
         self._retention_days = raw_retention_days
         self._pending: set[datetime] = set()  # hours whose dirty mark is not persisted yet
+        # Embedded store: the only process that marks or builds. A mark stands until a build that
+        # may have read the store before the write it covers; `_builds` counts builds begun.
+        self._sole_maintainer = is_embedded(store.dsn)
+        self._builds = 0
+        self._standing: dict[datetime, tuple[int, float]] = {}  # hour -> (_builds, monotonic) at its persisted mark
+        self._refresh_s = settle_s * MARK_REFRESH_SHARE
+        self._monotonic = monotonic
         self._pending_lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._stop = threading.Event()
@@ -105,7 +119,19 @@ class RollupMaintainer:
     # -- marking ------------------------------------------------------------
     def after_insert(self, columns: dict[str, list[Any]]) -> None:
         """Writer hook (after commit): never raises, a failed mark is retried."""
-        self.mark_hours_dirty(touched_hours(columns["started_ms"]))
+        hours = touched_hours(columns["started_ms"])
+        if self._sole_maintainer:
+            hours = self._not_standing(hours)
+        self.mark_hours_dirty(hours)
+
+    def _not_standing(self, hours: set[datetime]) -> set[datetime]:
+        """The hours whose persisted dirty mark does not cover a write committed now: a build
+        began since it (and may have read the store before this write), or it is old enough
+        that the hour would look quiet. A build that begins after this check reads the write."""
+        builds, now = self._builds, self._monotonic()
+        with self._pending_lock:
+            standing = {h for h in hours if (mark := self._standing.get(h)) and mark[0] == builds and now - mark[1] < self._refresh_s}
+        return hours - standing
 
     def mark_hours_dirty(self, hours: Iterable[datetime]) -> None:
         with self._pending_lock:
@@ -113,6 +139,7 @@ class RollupMaintainer:
             pending = sorted(self._pending)
         if not pending:
             return
+        builds, marked_at = self._builds, self._monotonic()  # read before the mark: a build begun during it voids it
         try:
             self._mark_dirty(pending)
         except StoreError as exc:
@@ -120,6 +147,10 @@ class RollupMaintainer:
             return
         with self._pending_lock:
             self._pending.difference_update(pending)
+            if self._sole_maintainer:
+                if len(self._standing) > STANDING_MARKS_KEPT:
+                    self._standing = {h: m for h, m in self._standing.items() if m[0] == builds}
+                self._standing.update((h, (builds, marked_at)) for h in pending)
 
     def _mark_dirty(self, hours: Sequence[datetime]) -> None:
         days = sorted({day_start(h.date()) for h in hours})
@@ -132,7 +163,7 @@ class RollupMaintainer:
             started = time.perf_counter()
             report = PassReport()
             self.mark_hours_dirty(())  # retry marks that failed earlier
-            now_ns = self._clock()
+            now_ns = self._build_version()
             dirty_hours, dirty_days = self._dirty()
             horizon = self._retention_horizon()
             expired = [h for h in dirty_hours if horizon is not None and h < horizon]
@@ -159,13 +190,13 @@ class RollupMaintainer:
             return report
 
     def _build_hours(self, hours: Sequence[datetime]) -> None:
-        version = self._clock()
+        version = self._build_version()
         self._store.command(*sql.build_hours(self._db, hours, version))
         self._store.command(*sql.tombstones(self._db, "usage_rollup_hourly", hours, version, "DateTime('UTC')"))
         self._store.command(*sql.mark(self._db, {sql.HOUR: hours}, sql.CLEAN, version))
 
     def _build_days(self, days: Sequence[date]) -> None:
-        version = self._clock()
+        version = self._build_version()
         self._store.command(*sql.build_days(self._db, days, version))
         self._store.command(*sql.tombstones(self._db, "usage_rollup_daily", days, version, "Date"))
         self._store.command(*sql.mark(self._db, {sql.DAY: [day_start(d) for d in days]}, sql.CLEAN, version))
@@ -196,6 +227,11 @@ class RollupMaintainer:
         for grain, period, version in rows:
             (hours if grain == sql.HOUR else days)[_utc(period)] = int(version)
         return hours, days
+
+    def _build_version(self) -> int:
+        """The store clock for a build or a clean mark, counted first: marks made before it stand no more."""
+        self._builds += 1
+        return self._clock()
 
     def _clock(self) -> int:
         _, rows = self._store.query(*sql.store_clock(), read_only=False)
