@@ -6,13 +6,21 @@ from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 
-from support.seed import Seed, day_start, random_events, recent_day, usage_event
+import pytest
+from support.seed import Seed, day_start, random_events, recent_day, seeded_store, usage_event
 
 from ai_chargeback_aggregator.analytics.reports.report import build_report
 from ai_chargeback_aggregator.rollups.maintainer import RollupMaintainer
 from ai_chargeback_aggregator.store.clickhouse import Store
 
 RAW_TOTALS = "SELECT count(), sum(cost_total), sum(list_cost_total), sum(input_tokens) FROM chargeback.usage_events FINAL"
+
+
+@pytest.fixture(params=[0.0, 3600.0], ids=["settle-0-every-insert-marks", "settle-3600-marks-stand"])
+def seed(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+    """Both ways the writer marks hours: every insert (settle 0), or once until a build (rollup_marks)."""
+    with seeded_store(tmp_path, settle_s=request.param) as seeded:
+        yield seeded
 
 
 def rollup_totals(seed: Seed, table: str) -> tuple[int, Decimal, Decimal, int]:
