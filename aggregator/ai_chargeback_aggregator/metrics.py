@@ -57,6 +57,13 @@ FLUSHES_PREPARED_AHEAD = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+FLUSHES = Counter(
+    "chargeback_flushes",
+    "Flushes the writer took, by what started them: full (an insert's worth waited), interval (the oldest "
+    "batch waited flush_interval_ms), quiet (batches stopped coming: ingest/arrivals.py), stopping (shutdown)",
+    ["reason"],
+    registry=REGISTRY,
+)
 RULE_CHECK_REFUSALS = Counter(
     "chargeback_store_rule_check_refusals",
     "Inserts the store's rule check refused (an event past a limit admission leaves to the store): "

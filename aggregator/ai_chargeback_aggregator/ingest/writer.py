@@ -42,6 +42,7 @@ from ..settings import AggregatorSettings
 from ..store.clickhouse import Store
 from .admission import Admitted, Quarantined, recheck
 from .ahead import Enricher, Prepared, Preparer, gather, same_tickets
+from .arrivals import Arrivals
 from .content import UNKNOWN_CONTENT_HASH
 from .sinks import (
     Candidates,
@@ -74,6 +75,7 @@ EARLY_FLUSH_BYTES_SHARE = 0.4
 _DEFAULTS = AggregatorSettings.model_fields  # the settings hold the defaults (one copy)
 _LOOKUP_SECONDS = metrics.STORE_WRITE_SECONDS.labels("lookup")
 _INSERT_SECONDS = metrics.STORE_WRITE_SECONDS.labels("insert")
+_FLUSH_REASONS = {reason: metrics.FLUSHES.labels(reason) for reason in ("full", "interval", "quiet", "stopping")}
 
 # Called with the inserted key columns only after ClickHouse committed them (the
 # rollup maintainer marks the hours they touched as needing a rebuild).
@@ -215,6 +217,8 @@ class Writer:
         self._ahead_requested = False  # the flush after it is being readied
         self._pending_events = 0
         self._pending_bytes = 0
+        self._arrivals = Arrivals(self._flush_interval_s)
+        self._wakes_at = float("inf")  # when the writer, waiting for a flush to be due, looks again
         self._cond = threading.Condition()
         self._stopping = False
         self._drain_deadline = float("inf")
@@ -288,12 +292,13 @@ class Writer:
                 raise Backpressure(f"{self._pending_events} events ({self._pending_bytes >> 20} MiB) already wait for the store",
                                    waitable=self._healthy)  # fmt: skip
             self._pending.append(ticket)
+            self._arrivals.arrived(ticket.received_at)
             self._pending_events += admitted.events
             self._pending_bytes += admitted.nbytes
             self._gauge_pending()
-            # Wake the flush thread for the first batch (it then waits out the interval)
-            # and when enough waits to flush at once.
-            if len(self._pending) == 1 or self._flush_due():
+            # Wake the flush thread for the first batch (it then waits out the interval), when
+            # enough waits to flush at once, and when batches come faster than it planned for.
+            if len(self._pending) == 1 or self._flush_due() or self._arrivals.quiet_at() < self._wakes_at:
                 self._cond.notify()
             self._request_ahead()
         return ticket
@@ -363,9 +368,18 @@ class Writer:
                 self._cond.wait()
             if not self._pending:
                 return None  # stopping, nothing left
+            # Until the interval is out, a full flush waits, or batches stop coming (arrivals.py).
             deadline = self._pending[0].received_at + self._flush_interval_s
-            while not self._stopping and not self._flush_due() and (remaining := deadline - time.perf_counter()) > 0:
-                self._cond.wait(remaining)
+            while not self._stopping and not self._flush_due():
+                now, quiet_at = time.perf_counter(), self._arrivals.quiet_at()
+                if now >= deadline or now >= quiet_at:
+                    _FLUSH_REASONS["interval" if now >= deadline else "quiet"].inc()
+                    break
+                self._wakes_at = min(deadline, quiet_at)
+                self._cond.wait(self._wakes_at - now)
+                self._wakes_at = float("inf")
+            else:
+                _FLUSH_REASONS["stopping" if self._stopping else "full"].inc()
             self._drop_abandoned()
             return self._take()
 
