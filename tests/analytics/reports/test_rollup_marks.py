@@ -22,9 +22,10 @@ ROLLUP_BY_HOUR = (
 )
 
 
-def state_of(seed: Seed, hour: datetime) -> tuple[str, int]:
+def state_of(seed: Seed | Store, hour: datetime) -> tuple[str, int]:
     """The hour's standing state and its version (each mark statement stamps its own store clock)."""
-    _, rows = seed.store.query(
+    store = seed.store if isinstance(seed, Seed) else seed
+    _, rows = store.query(
         "SELECT state, version FROM chargeback.rollup_state FINAL WHERE grain = 'hour' AND period_start = {h:DateTime('UTC')}",
         {"h": hour},
     )
@@ -107,18 +108,17 @@ def test_a_standing_mark_is_renewed_once_a_quarter_of_the_settle_time_old(tmp_pa
     store = Store(dsn)
     store.migrate()
     maintainer = RollupMaintainer(Store(dsn), mark_store=store, settle_s=40.0, monotonic=lambda: now[0])
-    seed = Seed(store, None, maintainer, None, None)  # type: ignore[arg-type]
     hour = hour_of(datetime.now(UTC) - timedelta(hours=5))
     written = {"started_ms": [int(hour.timestamp() * 1000) + 60_000]}
     try:
         maintainer.after_insert(written)
-        first_mark = state_of(seed, hour)
+        first_mark = state_of(store, hour)
         now[0] += 40.0 * MARK_REFRESH_SHARE - 0.5
         maintainer.after_insert(written)
-        assert state_of(seed, hour) == first_mark
+        assert state_of(store, hour) == first_mark
         now[0] += 0.5
         maintainer.after_insert(written)
-        state, version = state_of(seed, hour)
+        state, version = state_of(store, hour)
         assert state == "dirty" and version > first_mark[1]
     finally:
         maintainer.close()
