@@ -180,7 +180,7 @@ def _ingest(data: dict[str, Any]) -> list[str]:
            f"{main['flush_interval_ms']} ms: **{main['events_per_s']:,} events/s** "
            f"(goal ≥ {INGEST_GOAL_EPS:,}: {_mark(main['events_per_s'] >= INGEST_GOAL_EPS)}), "
            f"{main['events_per_insert']:,} events per insert{_without_lookup(main)}, aggregator peak RSS "
-           f"{main['aggregator_peak_rss_mb']} MB.", "",
+           f"{main['aggregator_peak_rss_mb']} MB.{_repeats(data.get('repeats'))}", "",
            f"Ceiling, same rows, raw clickhouse-connect insert of {ceiling['rows_per_insert']:,} rows per insert in a fresh "
            f"process: {ceiling['rows_per_s']:,} rows/s{_ceiling_cpu(ceiling, main)}. Ratio {ratio} (goal ≥ {CEILING_GOAL}: "
            f"{_mark(ratio >= CEILING_GOAL)}).", "",
@@ -217,7 +217,8 @@ def _ingest(data: dict[str, Any]) -> list[str]:
                 f"**{run['events_per_s']:,} events/s** (goal ≥ {INGEST_GOAL_EPS:,}: {_mark(run['events_per_s'] >= INGEST_GOAL_EPS)}), "
                 f"{run['events_per_insert']:,} events per insert{_without_lookup(run)}, peak RSS {run['aggregator_peak_rss_mb']} MB. "
                 f"Ceiling, the same rows: {shaped_ceiling['rows_per_s']:,} rows/s{_ceiling_cpu(shaped_ceiling, run)}. "
-                f"Ratio {shaped_ratio} (goal ≥ {CEILING_GOAL}: {_mark(shaped_ratio >= CEILING_GOAL)})."]  # fmt: skip
+                f"Ratio {shaped_ratio} (goal ≥ {CEILING_GOAL}: {_mark(shaped_ratio >= CEILING_GOAL)})."
+                f"{_repeats(shaped.get('repeats'))}"]  # fmt: skip
         if shaped.get("burst"):
             out += ["", _burst(f"Burst of them: {shaped['burst']['events']:,} events", shaped["burst"])]
     verdicts = data.get("goals")
@@ -227,6 +228,16 @@ def _ingest(data: dict[str, Any]) -> list[str]:
             out.append(f"- {name}: {goal['value']} (goal {goal['goal']}): {_mark(goal['met'])}"
                        + ("" if goal["met"] else f" — {goal['reason']}"))  # fmt: skip
     return out + [""]
+
+
+def _repeats(spread: dict[str, Any] | None) -> str:
+    """The alternated runs behind a median figure (older results have one run and no spread)."""
+    if not spread or len(spread.get("events_per_s", [])) < 2:
+        return ""
+    return (f" The median of {len(spread['events_per_s'])} runs alternated with the ceiling: "
+            f"{', '.join(f'{eps:,}' for eps in spread['events_per_s'])} events/s against ceilings of "
+            f"{', '.join(f'{rows:,}' for rows in spread['ceiling_rows_per_s'])} rows/s (ratios run by run: "
+            f"{', '.join(str(r) for r in spread['ratios'])}); the figures below are the median run and the median ceiling.")
 
 
 def _burst(lead: str, burst: dict[str, Any]) -> str:
