@@ -14,8 +14,8 @@ change to what pages read shows in it: an insert adds a part with a block
 number above every existing one (the table's maximum rises), a mutation
 (DELETE, UPDATE) raises ``data_version``, a dropped partition or a merge that
 removes rows changes the row count. An event written now therefore shows on
-the next page, as before: its insert changes the marker (and so does its hour's
-dirty mark, and the rollup rebuild after it). The marker sees one server's
+the next page, as before: its insert changes the marker (and so do its hour's
+dirty mark, when one is written, and the rollup rebuild after it). The marker sees one server's
 parts only, so a cluster-mode console keeps answers for one request only. Under
 steady ingest the marker changes with every batch and pages read the store
 as before; kept answers pay off between batches and on quiet stores, which is

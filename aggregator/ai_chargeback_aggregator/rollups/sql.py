@@ -28,8 +28,9 @@ def store_clock() -> Query:
 
 def mark(database: str, periods: Mapping[str, Sequence[datetime]], state: str, version: int | None = None) -> Query:
     """Mark periods (by grain) dirty (version = store clock now) or clean (version = the build's
-    start), every grain in one insert: the writer marks a flush's hours and days after each flush,
-    and a second store round trip there is time the next flush waits (~0.6 µs per event)."""
+    start), every grain in one insert: the writer marks a flush's hours and days after the flush
+    (unless their marks stand: maintainer.py), and a second store round trip there is time the
+    next flush waits (~0.6 µs per event)."""
     version_sql = "{version:UInt64}" if version is not None else "toUnixTimestamp64Nano(now64(9))"
     params: dict[str, Any] = {"db": database, "state": state}
     selects = []
