@@ -349,6 +349,7 @@ def main() -> None:
                 sweeps.append(run_aggregator(workdir, total, 1000, 4, flush))
             sweeps.append(run_aggregator(workdir, total, 1000, 1, 1000))
             sweeps.append(run_aggregator(workdir, total, 1000, 8, 1000))
+            sweeps.append(run_aggregator(workdir, total, 500, 4, 1000, shape="plugin"))  # the plugin's own batch_max_events
         # Issue 16's burst: everything at once from 8 streams in large batches; RSS must stay < 500 MB.
         burst = run_aggregator(workdir, 100_000 if args.quick else args.burst_events, 5000, 8, 1000)
         plugin_shaped["burst"] = run_aggregator(workdir, 100_000 if args.quick else args.burst_events, 5000, 8, 1000, shape="plugin")

@@ -184,10 +184,10 @@ def _ingest(data: dict[str, Any]) -> list[str]:
            f"Ceiling, same rows, raw clickhouse-connect insert of {ceiling['rows_per_insert']:,} rows per insert in a fresh "
            f"process: {ceiling['rows_per_s']:,} rows/s{_ceiling_cpu(ceiling, main)}. Ratio {ratio} (goal ≥ {CEILING_GOAL}: "
            f"{_mark(ratio >= CEILING_GOAL)}).", "",
-           "| streams | events/batch | flush ms | events/s | events/insert | peak RSS MB |", "|---|---|---|---|---|---|"]  # fmt: skip
+           "| events | streams | events/batch | flush ms | events/s | events/insert | peak RSS MB |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for row in [main, *data.get("sensitivity", [])]:
-        out.append(f"| {row['streams']} | {row['batch_events']} | {row['flush_interval_ms']} | {row['events_per_s']:,} "
-                   f"| {row['events_per_insert']:,} | {row['aggregator_peak_rss_mb']} |")  # fmt: skip
+        out.append(f"| {row.get('shape', 'minimal')} | {row['streams']} | {row['batch_events']} | {row['flush_interval_ms']} "
+                   f"| {row['events_per_s']:,} | {row['events_per_insert']:,} | {row['aggregator_peak_rss_mb']} |")  # fmt: skip
     pair = data.get("two_processes")
     if pair:
         scaling = pair["scaling"]
