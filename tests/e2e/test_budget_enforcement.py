@@ -7,14 +7,14 @@ driver achieved; wall-clock figures are printed for docs/budgets.md, never asser
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import waiting
 from support.budget_gateway import BudgetGateways, Sent, budget_gateways, tokens_per_request
 
 from ai_chargeback_aggregator.analytics.reports.report import build_report
@@ -33,12 +33,7 @@ def budget(budget_id: str, team: str, amount: int, **fields: Any) -> dict[str, A
             "action": "enforce", "effective_from": "2026-01-01", **fields}  # fmt: skip
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
+wait_until = functools.partial(waiting.wait_until, timeout_s=60.0)  # gateways, aggregators and budget passes start slowly
 
 
 def enforcing(env: BudgetGateways, gateway: int = 0) -> bool:
