@@ -1,9 +1,10 @@
 """Background delivery of usage events to the aggregator over one gRPC stream.
 
-The request path only calls ``EventSender.offer``: a non-blocking put on a
-bounded queue. A real OS thread (kong-pdk's gevent mode does not monkey-patch,
-so blocking I/O in a handler would stall every request) drains the queue into
-batches, appends each batch to the spool (see spool.py: durable on disk when
+The request path only calls ``EventSender.offer``: an append to a bounded
+queue that wakes nobody. A real OS thread (kong-pdk's gevent mode does not
+monkey-patch, so blocking I/O in a handler would stall every request) wakes once
+per ``flush_interval_ms``, or as soon as a full batch waits, and drains the
+queue into batches, appends each batch to the spool (see spool.py: durable on disk when
 ``spool_dir`` is set) and streams batches from the spool, at most
 ``MAX_BATCHES_IN_FLIGHT`` unacked. A batch leaves the spool only when the
 aggregator acks it. On a broken stream the sender backs off with jitter, fails
@@ -35,7 +36,7 @@ import random
 import socket
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,6 @@ ORPHAN_GRACE_S = 120.0
 ORPHAN_SWEEP_INTERVAL_S = 30.0
 # Slots of this sender's own key that another process held at start are retried this often.
 OWN_SLOTS_RETRY_INTERVAL_S = 5.0
-# Put on the queue to wake the sender thread (a close, a new config): never an event.
-_WAKE: pb.UsageEvent = pb.UsageEvent()
 
 
 @dataclass
@@ -147,7 +146,12 @@ class EventSender:
         self.config = config
         self.sender_id = sender_id or f"{socket.gethostname()}/{os.getpid()}/{uuid7()[-8:]}"
         self.counters = SenderCounters()
-        self._queue: queue.Queue[pb.UsageEvent] = queue.Queue(maxsize=config.queue_max_events)
+        # Appended by the request path under _lock, popped by the sender thread alone. No put wakes
+        # the sender thread: a wake per event is a futex call and a GIL handover on the request
+        # path's thread, for a batch that waits for flush_interval_ms anyway. _ready is set for a
+        # full batch, a close or a new config.
+        self._queue: deque[pb.UsageEvent] = deque()
+        self._ready = threading.Event()
         # Opened by the sender thread: recovering a large spool must not hold Kong's
         # StartInstance (kong-pdk runs plugin constructors under a global lock).
         self._spool: Spool = MemorySpool(0)
@@ -182,17 +186,18 @@ class EventSender:
     # -- request path -------------------------------------------------------
     def offer(self, event: pb.UsageEvent) -> bool:
         """Queue an event without blocking. False: it was dropped (and counted)."""
-        with self._lock:  # counted before the put: the sender thread may take it at once
-            self._unspooled += 1
-            self.counters.queued += 1
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            with self._lock:
-                self._unspooled -= 1
-                self.counters.queued -= 1
+        config = self.config
+        with self._lock:
+            queued = len(self._queue)
+            if queued < config.queue_max_events:
+                self._queue.append(event)
+                self._unspooled += 1
+                self.counters.queued += 1
+        if queued >= config.queue_max_events:
             self._record_loss("sender-queue-full", event.started_at_unix_ms, 1)
             return False
+        if queued + 1 >= config.batch_max_events and not self._ready.is_set():
+            self._ready.set()
         return True
 
     def _record_loss(self, reason: str, at_ms: int, count: int) -> None:
@@ -223,7 +228,6 @@ class EventSender:
         if config is None or config == self.config:
             return
         old, self.config = self.config, config
-        self._queue.maxsize = config.queue_max_events  # queue.Queue reads maxsize on every put
         self._spool.max_bytes = config.spool_max_bytes
         if config.spool_dir != old.spool_dir:
             self._move_spool(config)
@@ -254,7 +258,7 @@ class EventSender:
             while True:
                 self._apply_config()
                 connected = self._ensure_stream()
-                if self._closed.is_set() and self._queue.empty() and (
+                if self._closed.is_set() and not self._queue and (
                     not connected or self._drained() or time.monotonic() >= self._close_deadline
                 ):
                     return
@@ -338,24 +342,16 @@ class EventSender:
             return not self._inflight and not self._has_unsent() and not self._loss.count
 
     def _collect(self, wait_s: float) -> list[pb.UsageEvent]:
-        events: list[pb.UsageEvent] = []
-        deadline = time.monotonic() + wait_s
-        while len(events) < self.config.batch_max_events:
-            try:
-                remaining = deadline - time.monotonic()
-                event = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if event is _WAKE:
-                break
-            events.append(event)
-        return events
+        """Up to a batch of queued events, after waiting up to `wait_s` for a full batch or a wake."""
+        batch_max = self.config.batch_max_events
+        if wait_s > 0 and len(self._queue) < batch_max:
+            self._ready.wait(wait_s)
+        self._ready.clear()  # before the pops: an offer from here on sets it again
+        take = min(len(self._queue), batch_max)
+        return [self._queue.popleft() for _ in range(take)]
 
     def _wake(self) -> None:
-        try:
-            self._queue.put_nowait(_WAKE)
-        except queue.Full:
-            pass  # a full queue keeps the sender thread busy anyway
+        self._ready.set()
 
     def _spool_events(self, events: list[pb.UsageEvent], *, backlog: bool) -> None:
         with self._lock:

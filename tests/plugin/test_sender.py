@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import queue
 import random
 import time
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -114,11 +114,11 @@ class _SlowHandOver(MemorySpool):
         return record
 
 
-class _SlowQueue(queue.Queue):  # type: ignore[type-arg]
+class _SlowQueue(deque):  # type: ignore[type-arg]
     """A queue whose events take a while between leaving it and being batched."""
 
-    def get(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        item = super().get(*args, **kwargs)
+    def popleft(self):  # type: ignore[no-untyped-def]
+        item = super().popleft()
         time.sleep(0.5)
         return item
 
@@ -132,7 +132,7 @@ def test_flush_never_settles_while_an_event_is_between_two_places(monkeypatch) -
     monkeypatch.setattr(sender_module, "open_spool", lambda directory, max_bytes, key: _SlowHandOver(max_bytes))
     with refusing_address() as nobody:
         sender = EventSender(sender_config(nobody))
-        sender._queue = _SlowQueue(maxsize=100)
+        sender._queue = _SlowQueue()
         try:
             settled = []
             for i in range(3):
