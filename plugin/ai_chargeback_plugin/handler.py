@@ -47,7 +47,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from . import budgets, kong_state
+from . import budgets, kong_state, scheduling
 from .ai_proxy_route import AiProxyRoute
 from .config import PluginConfig
 from .identity import resolve
@@ -112,7 +112,9 @@ class Metering:
                 self.sender.counters.usage_parse_failures += 1
 
     def _log(self, kong: Any, config: PluginConfig, sender: EventSender) -> None:
-        serialized = _json_object(kong.log.serialize())
+        raw = kong.log.serialize()
+        scheduling.after_requests()  # after the first PDK call, never before (scheduling.py)
+        serialized = _json_object(raw)
         kong_state.RUNTIME.observe(serialized)
         carried = serialized.get(FACTS_KEY) if isinstance(serialized.get(FACTS_KEY), Mapping) else None
         facts = RequestFacts.from_wire(carried)
@@ -168,6 +170,7 @@ class Metering:
             unsure = carried is None and self.route.seen
             if _buffered_answer_kept(kong, serialized, answered_by, verify=unsure):
                 exchange = dataclasses.replace(exchange, response_body=_bytes(kong.service.response.get_raw_body()))
+                scheduling.after_requests()
                 parsed = parse_usage(exchange, max_body_bytes=config.max_body_bytes, deployment_models=config.deployment_models)
                 if parsed.source is not UsageSource.NONE:
                     return parsed

@@ -39,6 +39,8 @@ from kong_pdk.exception import PDKException, PluginServerException
 from kong_pdk.listener import DEFAULT_SOCKET_NAME, UnixStreamServer, WrapSocket, write_error, write_response
 from kong_pdk.server import MSG_RET, PluginServer, terminal_methods
 
+from . import scheduling
+
 log = logging.getLogger("ai-chargeback.pluginserver")
 
 ABANDONED_EVENT_ENV = "AI_CHARGEBACK_ABANDONED_EVENT_S"
@@ -207,6 +209,7 @@ def serve(plugins: Sequence[PluginSpec], version: str, priority: int, *, dump_na
     if args.gevent:
         import gevent
 
+        scheduling.use_gevent()
         gevent.spawn(_reaper, server, gevent.sleep, older_than_s)
     elif not args.multiprocessing:  # multiprocessing handlers live in pool processes: nothing to release here
         threading.Thread(target=_reaper, args=(server, time.sleep, older_than_s), daemon=True, name="ai-chargeback-reaper").start()
