@@ -104,6 +104,11 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a whole process so far, every thread included."""
+    return sum(thread_cpu_s(pid).values())
+
+
 def percentile(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")

@@ -35,13 +35,16 @@ from typing import Any
 import _common  # noqa: F401  (puts tests/ on sys.path)
 import httpx
 import yaml
-from _common import peak_rss_mb, summary_ms
+from _common import peak_rss_mb, process_cpu_s, summary_ms
 from kong_harness import PluginServerProcess
 from kong_harness.ai_proxy import ai_proxy_hook
 from kong_harness.bridge import ExternalPlugin
 from kong_harness.front import KongFront
 from support.gateway import KONG_YML, front_for, running_gateway
 from support.mock_llm import MockLLM
+
+from ai_chargeback_aggregator.settings import AggregatorSettings
+from ai_chargeback_plugin.schema import defaults as schema_defaults
 
 MESSAGES = [{"role": "user", "content": "Give me three reasons to meter LLM traffic at the gateway."}]
 
@@ -63,6 +66,12 @@ ExternalPlugin.run_phase = _timed_run_phase  # type: ignore[method-assign]
 
 
 LOG_ONLY_GOAL_MS = 0.1
+# The shipped flush intervals, not the tests' 50 ms: the aggregator runs in this process, on the
+# cores the harness and the plugin servers share (in production it runs elsewhere), and an insert
+# every 50 ms took ~40% of a core from the requests measured (our access p99 3.2-4.4 ms against
+# 1.1-1.3 with the shipped 1 s).
+SHIPPED_INTERVALS = {"plugin": {"flush_interval_ms": schema_defaults()["flush_interval_ms"]},
+                     "aggregator": {"flush_interval_ms": AggregatorSettings.model_fields["flush_interval_ms"].default}}  # fmt: skip
 PATHS = {"openai": "/openai/v1/chat/completions", "plain": "/vllm/v1/chat/completions",
          "tools": "/tools/openai/v1/chat/completions"}  # fmt: skip
 OURS = ("ai-chargeback", "ai-chargeback-log")
@@ -125,26 +134,33 @@ def measure(front: KongFront, latencies: list[float], requests: int) -> dict[str
 
 
 def drive(front: KongFront, requests: int, streaming: bool, path: str = PATHS["openai"], *,
-          isolated: bool = False) -> dict[str, Any]:  # fmt: skip
+          isolated: bool = False, server_pid: int | None = None) -> dict[str, Any]:  # fmt: skip
     """`requests` requests one after another (after 50 for warm-up).
 
     Sent back to back, each request's access overlaps the previous request's log phase (Kong's
     log timer), in the plugin server and in this one-process Python harness alike. `isolated`
     waits for that log phase first: the access handler's own cost, nothing else in flight.
+    `server_pid`: also the plugin server's CPU per request (every thread: handlers, RPC, sender).
     """
     latencies: list[float] = []
+    cpu_at_start = 0.0
     with httpx.Client(base_url=front.url, headers={"apikey": "demo-key-checkout"}, timeout=30) as client:
         for index in range(requests + 50):
-            if isolated:
+            if isolated or (index == 50 and server_pid):
                 front.wait_for_logs(30)
+            if index == 50 and server_pid:
+                cpu_at_start = process_cpu_s(server_pid)
             took = _one(client, path, _body(streaming))
             if index >= 50:  # warm-up excluded
                 latencies.append(took)
-    return measure(front, latencies, requests)
+    result = measure(front, latencies, requests)
+    if server_pid:
+        result["plugin_server_cpu_us_per_request"] = round((process_cpu_s(server_pid) - cpu_at_start) / requests * 1e6)
+    return result
 
 
-def drive_both(front: KongFront, requests: int, streaming: bool, path: str) -> dict[str, Any]:
-    result = drive(front, requests, streaming, path)
+def drive_both(front: KongFront, requests: int, streaming: bool, path: str, server_pid: int | None) -> dict[str, Any]:
+    result = drive(front, requests, streaming, path, server_pid=server_pid)
     isolated = drive(front, requests, streaming, path, isolated=True)
     result["isolated"] = {"client_latency": isolated["client_latency"], "handler": isolated["handler"]}
     return result
@@ -157,7 +173,7 @@ def run_noop(workdir: Path, gevent: bool, requests: int, streaming: bool, path: 
     with MockLLM() as llm:
         front = front_for(noop_config(), {"noop": server}, llm.url)
         try:
-            result = drive_both(front, requests, streaming, path)
+            result = drive_both(front, requests, streaming, path, server.pid)
             result["plugin_server_peak_rss_mb"] = round(peak_rss_mb(server.pid or 0), 1)
         finally:
             front.stop()
@@ -167,9 +183,10 @@ def run_noop(workdir: Path, gevent: bool, requests: int, streaming: bool, path: 
 
 def run_chargeback(workdir: Path, gevent: bool, requests: int, streaming: bool, ai_proxy: bool,
                    path: str = PATHS["openai"]) -> dict[str, Any]:  # fmt: skip
-    overrides = {"usage_capture": "ai_proxy"} if ai_proxy else {"usage_capture": "auto"}
-    with running_gateway(workdir, gevent=gevent, plugin_overrides=overrides, serialize_hook=ai_proxy_hook() if ai_proxy else None) as gw:
-        result = drive_both(gw.front, requests, streaming, path)
+    overrides = {"usage_capture": "ai_proxy" if ai_proxy else "auto", **SHIPPED_INTERVALS["plugin"]}
+    with running_gateway(workdir, gevent=gevent, plugin_overrides=overrides, serialize_hook=ai_proxy_hook() if ai_proxy else None,
+                         aggregator_settings=SHIPPED_INTERVALS["aggregator"]) as gw:  # fmt: skip
+        result = drive_both(gw.front, requests, streaming, path, gw.plugin_server.pid)
         gw.wait_for_events(2 * (requests + 50), timeout_s=120)
         result["plugin_server_peak_rss_mb"] = round(peak_rss_mb(gw.plugin_server.pid or 0), 1)
         result["events_stored"] = gw.query("SELECT count() FROM chargeback.usage_events FINAL")[0][0]
@@ -181,7 +198,8 @@ def run_log_only(workdir: Path, gevent: bool, requests: int) -> dict[str, Any]:
     (workdir / "noop").mkdir(parents=True, exist_ok=True)
     noop_server = PluginServerProcess.for_script(_common.ROOT / "tests" / "support" / "noop_plugin.py", gevent=gevent,
                                                  prefix=workdir / "noop", socket_name="noop.sock", log_path=workdir / "noop.log")  # fmt: skip
-    with running_gateway(workdir / "c", gevent=gevent) as gw:
+    with running_gateway(workdir / "c", gevent=gevent, plugin_overrides=SHIPPED_INTERVALS["plugin"],
+                         aggregator_settings=SHIPPED_INTERVALS["aggregator"]) as gw:  # fmt: skip
         fronts = {"ai_chargeback_log": gw.front}
         try:
             fronts["no_plugin"] = front_for(bare_config(), {}, gw.llm.url)

@@ -77,11 +77,14 @@ def _plugin(data: dict[str, Any]) -> list[str]:
            "route (behind ai-proxy); `non_streaming_plain`: `auto` on the plain route (no ai-proxy: the full access "
            "work).", "",
            "Back to back, each request's access overlaps the previous request's log phase (in the plugin server "
-           "and in the one-process Python harness); *isolated*, each request waits for it: the access handler alone.", "",
+           "and in the one-process Python harness); *isolated*, each request waits for it: the access handler alone. "
+           "Plugin server CPU: every thread of its process (handlers, RPC, sender) over the back-to-back run, per "
+           "request: what one plugin server core pays for each request.", "",
            "| mode / request | PDK calls/req (goal ≤ 4) | RPC round trips/req (no-op) | access p50/p99 ms (no-op) | "
            "log p50 ms (no-op) | access ratio p50 (goal ≤ 1.5×) / p99 | isolated: access p50/p99 ms (no-op) | "
-           "isolated: access ratio p50 (goal ≤ 1.5×) / p99 | client p50 ratio | client p99 ratio | plugin server peak RSS MB (no-op) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "isolated: access ratio p50 (goal ≤ 1.5×) / p99 | client p50 ratio | client p99 ratio | plugin server peak RSS MB (no-op) "
+           "| plugin server CPU µs/req (no-op) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     log_only = {key: row for key, row in data.items() if not key.startswith("_") and "ai_chargeback_log" in row}
     for key, row in data.items():
         if key.startswith("_") or key in log_only:
@@ -102,7 +105,8 @@ def _plugin(data: dict[str, Any]) -> list[str]:
             f"| {row['ratio_access_handler_p50']}× ({_mark(row['ratio_access_handler_p50'] <= OVERHEAD_GOAL)}){p99_ratio} "
             f"{isolated}"
             f"| {row['ratio_client_latency_p50']}× | {row['ratio_client_latency_p99']}× "
-            f"| {a['plugin_server_peak_rss_mb']} ({n['plugin_server_peak_rss_mb']}) |"
+            f"| {a['plugin_server_peak_rss_mb']} ({n['plugin_server_peak_rss_mb']}) "
+            f"| {a.get('plugin_server_cpu_us_per_request', '–')} ({n.get('plugin_server_cpu_us_per_request', '–')}) |"
         )
     if log_only:
         out += ["", "### 1a. Log-only plugin (`ai-chargeback-log`) on kong.yml's openai-tools route (ai-proxy, non-streaming)", "",

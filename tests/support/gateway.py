@@ -121,8 +121,7 @@ def running_gateway(workdir: Path, *, gevent: bool = True, plugin_overrides: Map
         store_dsn=f"chdb://{workdir / 'store'}",
         grpc_listen=f"127.0.0.1:{free_port()}",
         http_listen=f"127.0.0.1:{free_port()}",
-        flush_interval_ms=50,
-        **dict(aggregator_settings or {}),
+        **{"flush_interval_ms": 50, **dict(aggregator_settings or {})},
     )
     aggregator = Aggregator(settings)
     aggregator.start()
