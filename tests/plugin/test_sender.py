@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -28,6 +29,58 @@ def test_events_are_batched_streamed_and_acked(aggregator: Aggregator) -> None:
         assert (sender.counters.queued, sender.counters.sent, sender.counters.dropped) == (1000, 1000, 0)
     finally:
         sender.close()
+
+
+def test_a_full_batch_goes_at_once_and_a_partial_one_waits_for_the_interval(aggregator: Aggregator) -> None:
+    """An offer wakes nobody (a wake per event costs the request path's thread), except the one that fills a batch."""
+    sender = EventSender(sender_config(f"127.0.0.1:{aggregator.grpc_port}", batch_max_events=5, flush_interval_ms=60_000))
+    try:
+        for batch in range(2):  # the first may be taken before the sender thread first waits; the second is not
+            for i in range(5):
+                assert sender.offer(make_event(kong_request_id=f"full{batch}-{i}"))
+            assert sender.flush(30)  # long before the 60 s interval
+            assert count_rows(aggregator) == 5 * (batch + 1)
+            time.sleep(0.2)  # the sender thread is back in its 60 s wait
+        for i in range(3):
+            assert sender.offer(make_event(kong_request_id=f"partial{i}"))
+        time.sleep(1.0)
+        assert count_rows(aggregator) == 10  # still waiting for its interval: nobody was woken
+    finally:
+        sender.close(10.0)  # a close wakes the sender, which delivers what is queued
+    assert count_rows(aggregator) == 13
+    assert (sender.counters.queued, sender.counters.sent, sender.counters.dropped) == (13, 13, 0)
+
+
+def test_many_threads_offering_at_once_lose_nothing_uncounted(tmp_path: Path) -> None:
+    """kong-pdk's threads mode offers from many threads: each event is queued and stored, or dropped and reported."""
+    settings = make_settings(tmp_path)
+    agg = Aggregator(settings)
+    agg.start()
+    sender = EventSender(sender_config(settings.grpc_listen, queue_max_events=150, batch_max_events=50))
+    per_thread, threads = 600, 8
+    accepted: list[int] = []
+    try:
+        start = threading.Barrier(threads)
+
+        def offer_all(index: int) -> None:
+            start.wait()
+            accepted.append(sum(sender.offer(make_event(kong_request_id=f"t{index}-{i}")) for i in range(per_thread)))
+
+        workers = [threading.Thread(target=offer_all, args=(i,)) for i in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert sender.flush(60)
+        taken, dropped = sum(accepted), sender.counters.dropped
+        assert taken + dropped == per_thread * threads
+        assert sender.counters.queued == taken == sender.counters.sent
+        assert count_rows(agg) == taken
+        _, rows = agg.store.query("SELECT sum(events_lost) FROM chargeback.delivery_losses FINAL")
+        assert (rows[0][0] or 0) == dropped
+    finally:
+        sender.close(2.0)
+        agg.stop(grace_s=2)
 
 
 def test_fails_over_to_the_next_address_when_the_first_is_dead(aggregator: Aggregator) -> None:
