@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from support.pdk_recorder import RecordingKong
 
 from ai_chargeback_plugin.budgets.gate import BUDGET_KEY, BUDGET_TAG, BudgetGate, annotate
 from ai_chargeback_plugin.budgets.state import BudgetSnapshot
@@ -27,15 +28,11 @@ FRAUD = {"id": "c-fraud", "username": "fraud-scoring", "tags": ["tenant:acme", "
 UNTAGGED = {"id": "c-legacy", "username": "legacy-batch", "tags": []}
 
 
-@dataclass
-class Kong:
+class Kong(RecordingKong):
     """Records PDK calls as (method, args); answers get_consumer with ``consumer``."""
 
-    consumer: dict[str, Any] | None = None
-    calls: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-
-    def __getattr__(self, name: str) -> Any:
-        return _Namespace(self, f"kong.{name}")
+    def __init__(self, consumer: dict[str, Any] | None = None) -> None:
+        super().__init__(answers={"kong.client.get_consumer": consumer})
 
     @property
     def exit(self) -> tuple[int, dict[str, Any], dict[str, str]] | None:
@@ -44,19 +41,6 @@ class Kong:
             return None
         status, body, headers = found[0]
         return status, json.loads(body), headers
-
-
-@dataclass
-class _Namespace:
-    kong: Kong
-    path: str
-
-    def __getattr__(self, name: str) -> Any:
-        return _Namespace(self.kong, f"{self.path}.{name}")
-
-    def __call__(self, *args: Any) -> Any:
-        self.kong.calls.append((self.path, args))
-        return self.kong.consumer if self.path == "kong.client.get_consumer" else None
 
 
 @dataclass

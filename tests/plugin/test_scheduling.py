@@ -12,12 +12,11 @@ import json
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import gevent
 import gevent.socket
 import pytest
+from support.pdk_recorder import RecordingKong
 
 from ai_chargeback_plugin import scheduling
 from ai_chargeback_plugin.handler import Plugin
@@ -91,30 +90,6 @@ def test_a_server_never_idle_still_meters(gevent_mode: None) -> None:
         spinner.join(timeout=10)
 
 
-@dataclass
-class RecordingKong:
-    """Answers the log phase's PDK calls for a buffered OpenAI chat answer and records them in order."""
-
-    calls: list[str] = field(default_factory=list)
-    answers: dict[str, Any] = field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Any:
-        return _Call(self, f"kong.{name}")
-
-
-@dataclass
-class _Call:
-    kong: RecordingKong
-    path: str
-
-    def __getattr__(self, name: str) -> Any:
-        return _Call(self.kong, f"{self.path}.{name}")
-
-    def __call__(self, *args: Any) -> Any:
-        self.kong.calls.append(self.path)
-        return self.kong.answers.get(self.path)
-
-
 def _serialized() -> str:
     return json.dumps({
         "request": {"id": "r-1", "method": "POST", "headers": {"content-type": "application/json"}, "size": 120},
@@ -134,13 +109,13 @@ ANSWER = {"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini
 def test_the_log_phase_yields_only_after_its_first_pdk_call_and_before_each_stretch_of_work(monkeypatch: pytest.MonkeyPatch) -> None:
     kong = RecordingKong(answers={"kong.log.serialize": _serialized(),
                                   "kong.service.response.get_raw_body": json.dumps(ANSWER).encode()})  # fmt: skip
-    monkeypatch.setattr(scheduling, "_wait", lambda: kong.calls.append(YIELD))
+    monkeypatch.setattr(scheduling, "_wait", lambda: kong.calls.append((YIELD, ())))
     plugin = Plugin({"aggregator_addresses": ["127.0.0.1:9"], "spool_dir": "", "provider": "openai"})
     assert plugin.sender is not None
     queued = plugin.sender.counters.queued
     try:
         plugin.log(kong)
         assert plugin.sender.counters.queued == queued + 1  # the request was metered
-        assert kong.calls == ["kong.log.serialize", YIELD, "kong.service.response.get_raw_body", YIELD]
+        assert kong.methods == ["kong.log.serialize", YIELD, "kong.service.response.get_raw_body", YIELD]
     finally:
         plugin.sender.close(0.5)
