@@ -108,6 +108,9 @@ def _plugin(data: dict[str, Any]) -> list[str]:
             f"| {a['plugin_server_peak_rss_mb']} ({n['plugin_server_peak_rss_mb']}) "
             f"| {a.get('plugin_server_cpu_us_per_request', '–')} ({n.get('plugin_server_cpu_us_per_request', '–')}) |"
         )
+    whys = [why for key, row in data.items() if not key.startswith("_") and key not in log_only for why in _plugin_misses(key, row)]
+    if whys:
+        out += ["", "Why each miss:", "", *whys]
     if log_only:
         out += ["", "### 1a. Log-only plugin (`ai-chargeback-log`) on kong.yml's openai-tools route (ai-proxy, non-streaming)", "",
                 "Three fronts driven in turn, request by request, in rotating order: the route with no plugin of ours, with the no-op "
@@ -128,6 +131,36 @@ def _plugin(data: dict[str, Any]) -> list[str]:
                 f"| {_mark(row['goal_met'])} | {row['reason']} |"
             )
     return out + [""]
+
+
+def _plugin_misses(key: str, row: dict[str, Any]) -> list[str]:
+    """The reason for each missed plugin goal of one row, from the row's own figures."""
+    ours = row["ai_chargeback"]
+    by_phase = ours["pdk_calls_per_request_by_phase"]
+    in_access = by_phase.get("access", 0)
+    calls = ", ".join(f"{phase} {count:g}" for phase, count in sorted(by_phase.items()))
+    out = []
+    if ours["pdk_calls_per_request"] > PDK_GOAL:
+        plain = (" Without ai-proxy the plugin reads the request itself: Content-Length first (a body nginx spooled "
+                 "past the limit would make get_raw_body fail the request: kong_state.py), the body, then buffering "
+                 "on; log reads serialize() and the buffered answer.") if "plain" in key else ""  # fmt: skip
+        out.append(f"- {key}, PDK calls: {ours['pdk_calls_per_request']:g} per request ({calls}).{plain}")
+    ratio, alone = row["ratio_access_handler_p50"], row.get("ratio_access_handler_p50_isolated")
+    if ratio > OVERHEAD_GOAL:
+        if in_access >= 0.5:
+            why = (f"{in_access:g} PDK round trips in access, where the no-op makes none; each is an RPC to Kong and "
+                   "back (~0.15 ms of plugin server CPU here)")  # fmt: skip
+        elif alone is not None and alone <= OVERHEAD_GOAL:
+            why = (f"no PDK call in access ({in_access:g}/request); back to back, its RPC waits behind the previous "
+                   f"request's log phase in the plugin server and in the one-process harness; alone, {alone}× (met)")  # fmt: skip
+        else:
+            why = f"no PDK call in access ({in_access:g}/request): the access handler's own Python work"
+        out.append(f"- {key}, access p50 back to back {ratio}×: {why}.")
+    if alone is not None and alone > OVERHEAD_GOAL:
+        why = (f"{in_access:g} PDK round trips in access, where the no-op makes none" if in_access >= 0.5
+               else "the access handler's own Python work")  # fmt: skip
+        out.append(f"- {key}, access p50 alone {alone}×: {why}.")
+    return out
 
 
 def _budgets(data: dict[str, Any]) -> list[str]:
