@@ -1,6 +1,6 @@
 """kong-pdk's dedicated plugin server, made to survive what Kong actually sends and does.
 
-kong-pdk's ``start_dedicated_server`` is used as it is except for three things:
+kong-pdk's ``start_dedicated_server`` is used as it is except for four things:
 
 * **Strings that are not UTF-8.** Kong packs every Lua string as msgpack *str*
   whatever its bytes (lua-MessagePack in kong/runloop/plugin_servers/rpc/mp_rpc.lua),
@@ -17,6 +17,9 @@ kong-pdk's ``start_dedicated_server`` is used as it is except for three things:
   ``AI_CHARGEBACK_ABANDONED_EVENT_S`` seconds without a Step (default 300: far
   beyond any PDK call, so a live event is never touched): its handler gets an
   error from the pending PDK call, catches it like any other and returns.
+* **The request path first.** Started with ``-g``, the server lets a log
+  handler wait for the hub to be idle before its Python work (scheduling.py),
+  so an access handler's RPC is not held up by metering.
 * **A health answer.** ``plugin.GetRuntimeStats`` (Kong never calls it) reports
   events in flight, events released, live greenlets and threads and RSS, so an
   operator or a test can see that nothing accumulates.
