@@ -88,10 +88,15 @@ class RssSampler:
                 "rss_anon_max_mb": round(self._max_anon, 1)}  # fmt: skip
 
 
+def _stat_cpu_s(stat: str) -> float:
+    """User + system CPU seconds from a /proc .../stat line (fields 14 and 15, after the name)."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def thread_cpu_s(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) by thread name, from /proc: where a process's time went.
     Python threads are all named after the interpreter; the embedded engine names its own."""
-    ticks = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -99,17 +104,14 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
         except OSError:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        out[name] = out.get(name, 0.0) + _stat_cpu_s(stat)
     return out
 
 
 def process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) of a whole process so far, threads that have ended included
     (a sum over /proc/<pid>/task would miss them: kong-pdk's threads mode runs each event on its own)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat_cpu_s(Path(f"/proc/{pid}/stat").read_text())
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -146,20 +146,19 @@ def _plugin_misses(key: str, row: dict[str, Any]) -> list[str]:
                  "on; log reads serialize() and the buffered answer.") if "plain" in key else ""  # fmt: skip
         out.append(f"- {key}, PDK calls: {ours['pdk_calls_per_request']:g} per request ({calls}).{plain}")
     ratio, alone = row["ratio_access_handler_p50"], row.get("ratio_access_handler_p50_isolated")
+    own = (f"{in_access:g} PDK round trips in access, where the no-op makes none" if in_access >= 0.5
+           else f"no PDK call in access ({in_access:g}/request): the access handler's own Python work")  # fmt: skip
     if ratio > OVERHEAD_GOAL:
         if in_access >= 0.5:
-            why = (f"{in_access:g} PDK round trips in access, where the no-op makes none; each is an RPC to Kong and "
-                   "back (~0.15 ms of plugin server CPU here)")  # fmt: skip
+            why = f"{own}; each is an RPC to Kong and back (~0.15 ms of plugin server CPU here)"
         elif alone is not None and alone <= OVERHEAD_GOAL:
             why = (f"no PDK call in access ({in_access:g}/request); back to back, its RPC waits behind the previous "
                    f"request's log phase in the plugin server and in the one-process harness; alone, {alone}× (met)")  # fmt: skip
         else:
-            why = f"no PDK call in access ({in_access:g}/request): the access handler's own Python work"
+            why = own
         out.append(f"- {key}, access p50 back to back {ratio}×: {why}.")
     if alone is not None and alone > OVERHEAD_GOAL:
-        why = (f"{in_access:g} PDK round trips in access, where the no-op makes none" if in_access >= 0.5
-               else "the access handler's own Python work")  # fmt: skip
-        out.append(f"- {key}, access p50 alone {alone}×: {why}.")
+        out.append(f"- {key}, access p50 alone {alone}×: {own}.")
     return out
 
 
