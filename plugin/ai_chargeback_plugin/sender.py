@@ -38,7 +38,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -98,6 +98,16 @@ class _PendingLoss:
     last_ms: int = 0
     count: int = 0
     reasons: set[str] = field(default_factory=set)
+
+    def after_reporting(self, reported: int) -> _PendingLoss:
+        """What is left once `reported` of these drops went into a batch.
+
+        Other threads drop events while the batch is written: those are not in it,
+        so they stay pending, under a new id (the aggregator keeps one record per id).
+        """
+        if self.count <= reported:
+            return _PendingLoss()
+        return replace(self, loss_id=uuid7(), count=self.count - reported, reasons=set(self.reasons))
 
 
 class _Stream:
@@ -384,8 +394,8 @@ class EventSender:
             return
         with self._lock:
             self._unspooled -= len(events)
-            if batch.losses:
-                self._loss = _PendingLoss()  # now durable inside the batch
+            if batch.losses:  # now durable inside the batch
+                self._loss = self._loss.after_reporting(batch.losses[0].events_lost)
             if backlog:
                 self.counters.spooled += len(events)
 

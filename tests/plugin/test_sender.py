@@ -17,6 +17,7 @@ from ai_chargeback_aggregator.metrics import REGISTRY
 from ai_chargeback_aggregator.server.app import Aggregator
 from ai_chargeback_plugin.sender import EventSender
 from ai_chargeback_plugin.spool import MemorySpool
+from ai_chargeback_proto import pb
 
 
 def test_events_are_batched_streamed_and_acked(aggregator: Aggregator) -> None:
@@ -49,6 +50,35 @@ def test_a_full_batch_goes_at_once_and_a_partial_one_waits_for_the_interval(aggr
         sender.close(10.0)  # a close wakes the sender, which delivers what is queued
     assert count_rows(aggregator) == 13
     assert (sender.counters.queued, sender.counters.sent, sender.counters.dropped) == (13, 13, 0)
+
+
+def test_drops_while_a_batch_is_written_get_a_loss_record_of_their_own(aggregator: Aggregator) -> None:
+    """A batch carries the drops counted when it was made; drops counted while it is written come next, under a new id."""
+    sender = EventSender(sender_config(f"127.0.0.1:{aggregator.grpc_port}"))
+    write = sender._spool.append
+    during_write = 0
+
+    def append_while_requests_drop(batch: pb.UsageBatch) -> object:
+        nonlocal during_write
+        if batch.losses and not during_write:
+            during_write = 7  # what offer() records on a full queue, from request threads, while this batch is written
+            for _ in range(during_write):
+                sender._record_loss("sender-queue-full", int(time.time() * 1000), 1)
+        return write(batch)
+
+    sender._spool.append = append_while_requests_drop  # type: ignore[method-assign]
+    try:
+        for _ in range(3):
+            sender._record_loss("sender-queue-full", int(time.time() * 1000), 1)
+        for i in range(10):
+            assert sender.offer(make_event(kong_request_id=f"r{i}"))
+        assert sender.flush(30)
+    finally:
+        sender.close(10.0)
+    assert during_write == 7
+    _, rows = aggregator.store.query("SELECT count(), sum(events_lost) FROM chargeback.delivery_losses FINAL")
+    assert (rows[0][0], rows[0][1]) == (2, 10) and sender.counters.dropped == 10
+    assert count_rows(aggregator) == 10
 
 
 def test_many_threads_offering_at_once_lose_nothing_uncounted(tmp_path: Path) -> None:
