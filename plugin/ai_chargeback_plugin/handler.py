@@ -6,15 +6,17 @@ phase makes as few as the mode allows (counts per request, both phases):
 ================================  =========================================  ===
 mode / request                    PDK calls                                  n
 ================================  =========================================  ===
-auto, non-streaming               request.get_header(content-length),        5
+auto, non-streaming               request.get_body, enable_buffering,        4
+                                  log.serialize, service.response.get_raw_body
+auto, streaming (not buffered)    get_body, set_serialize_value,             3
+                                  log.serialize
+                                  -> output estimated from Kong's byte count
+buffered, non-streaming           request.get_header(content-length),        5
                                   request.get_raw_body, enable_buffering,
                                   log.serialize, service.response.get_raw_body
-auto, streaming (not buffered)    get_header, get_raw_body,                  4
-                                  set_serialize_value, log.serialize
-                                  -> output estimated from Kong's byte count
 buffered, streaming               + set_raw_body (include_usage injected)     7
-estimate                          get_header, get_raw_body,                  4
-                                  set_serialize_value, log.serialize
+estimate                          get_body, set_serialize_value,             3
+                                  log.serialize
 auto, on a route learned to run   access: none. log: log.serialize,          3
 Kong's ai-proxy (ai_proxy_route)  nginx.get_ctx, service.response.get_raw_body
                                   (non-streaming); log.serialize (streaming)  1
@@ -22,13 +24,17 @@ ai_proxy                          log.serialize                               1
 ai-chargeback-log (log_only.py)   log.serialize, and no access phase at all   1
 ================================  =========================================  ===
 
-With ``api_family: auto``, access adds ``request.get_path`` in buffered mode and
-for providers whose streaming shows only in the URL (auto, gemini, vertex,
-bedrock, ollama). A body that is empty, too large (``max_body_bytes``) or that
-this Kong cannot read back from disk (see kong_state.py) costs no
-``get_raw_body``; its prompt is estimated from its length. Before Kong 3.8
-(no ``source`` in serialize()), log adds ``nginx.get_ctx`` before reading a
-buffered answer.
+In auto and estimate modes Kong decodes the body (``get_body``: one call that
+cannot raise); buffered mode rewrites raw bytes, so it reads them after a
+Content-Length check (two calls), and so do the other modes when
+``client_body_buffer_size`` exceeds ``max_body_bytes`` (a body in Kong's memory
+is read whatever its size). With ``api_family: auto``, access adds
+``request.get_path`` in buffered mode and for providers whose streaming shows
+only in the URL (auto, gemini, vertex, bedrock, ollama). A body that is empty,
+too large (``max_body_bytes``) or that this Kong cannot read back from disk
+(see kong_state.py) is not read; its prompt is estimated from its length.
+Before Kong 3.8 (no ``source`` in serialize()), log adds ``nginx.get_ctx``
+before reading a buffered answer.
 
 Every call is one that cannot raise in that phase and state (kong_state.py):
 a PDK call that raises inside Kong fails the request with HTTP 500 (access) or
@@ -63,6 +69,7 @@ from .usage import (
     estimate_usage,
     notes,
     parse_usage,
+    prepare_decoded_request,
     prepare_request,
     registry,
     sizes,
@@ -118,6 +125,8 @@ class Metering:
         kong_state.RUNTIME.observe(serialized)
         carried = serialized.get(FACTS_KEY) if isinstance(serialized.get(FACTS_KEY), Mapping) else None
         facts = RequestFacts.from_wire(carried)
+        if facts is not None and facts.undecoded_body:
+            facts = _sized_undecoded(facts, serialized, config)
         usage = self._usage(kong, config, serialized, facts, carried)
         if usage.source is UsageSource.NONE and usage.note != notes.NOT_PROXIED:
             sender.counters.usage_parse_failures += 1
@@ -216,6 +225,10 @@ class Plugin(Metering):
             return
         if mode == "auto" and self.route.skip_access and (verdict is None or verdict.pending is None):
             return  # ai-proxy buffers non-streamed answers and counts streams: nothing to do here (ai_proxy_route.py)
+        if mode != "buffered" and kong_state.decodes_bodies(max_body_bytes=config.max_body_bytes,
+                                                           client_body_buffer_size=config.client_body_buffer_size):  # fmt: skip
+            self._access_decoded(kong, config, verdict)
+            return
         length = kong_state.content_length(kong.request.get_header("content-length"))
         unread = kong_state.unread_reason(length, max_body_bytes=config.max_body_bytes,
                                           client_body_buffer_size=config.client_body_buffer_size)  # fmt: skip
@@ -224,10 +237,7 @@ class Plugin(Metering):
             body = b""
         elif length is not None and not unread:
             body = _bytes(kong.request.get_raw_body(kong_state.READ_WHOLE_FILE))
-        path = ""
-        # The path tells the API family (and so whether include_usage can be injected).
-        if config.api_family == "auto" and (mode == "buffered" or config.provider not in registry.BODY_SAYS_STREAMING):
-            path = _text(kong.request.get_path())
+        path = _path_if_needed(kong, config)
         # One parse answers everything access must decide: streaming or not, the
         # include_usage rewrite (buffered mode), and a prompt estimate for answers
         # that will not be seen (estimate mode, and streams in auto mode).
@@ -249,6 +259,47 @@ class Plugin(Metering):
             kong.service.request.enable_buffering()
         if new_body is not None or not buffer or unread:
             kong.log.set_serialize_value(FACTS_KEY, {**facts.to_wire(), "buffered": buffer})
+
+    def _access_decoded(self, kong: Any, config: PluginConfig, verdict: budgets.Verdict | None) -> None:
+        """auto and estimate modes: Kong reads and decodes the body in one PDK call (raw, it takes two).
+
+        The raw read needs the Content-Length first, because get_raw_body raises on
+        what it cannot read; get_body returns nil instead, and the log phase learns
+        the size and the reason from serialize() (_sized_undecoded).
+        """
+        mode = config.usage_capture
+        doc = kong.request.get_body(kong_state.JSON_BODY, kong_state.UNUSED_MAX_ARGS, config.max_body_bytes)
+        decoded = isinstance(doc, (dict, list))  # a JSON object, or an array (and {} arrives as an empty one)
+        facts = prepare_decoded_request(
+            _path_if_needed(kong, config), doc, provider=config.provider, api_family=config.api_family,
+            estimate_prompt=mode == "estimate", estimate_streaming_prompt=mode == "auto",
+        )  # fmt: skip
+        if not decoded:
+            facts = dataclasses.replace(facts, undecoded_body=True)
+        if verdict is not None and verdict.pending is not None and self.budgets.check(kong, facts, verdict.pending).refused:  # type: ignore[union-attr]
+            return
+        # Streaming is known only from a body that was read: never buffer a maybe-stream.
+        if mode == "auto" and decoded and not facts.streaming:
+            kong.service.request.enable_buffering()
+        else:
+            kong.log.set_serialize_value(FACTS_KEY, {**facts.to_wire(), "buffered": False})
+
+
+def _path_if_needed(kong: Any, config: PluginConfig) -> str:
+    """The request's path, when it must tell the API family (and so whether include_usage can be injected)."""
+    if config.api_family == "auto" and (config.usage_capture == "buffered" or config.provider not in registry.BODY_SAYS_STREAMING):
+        return _text(kong.request.get_path())
+    return ""
+
+
+def _sized_undecoded(facts: RequestFacts, serialized: Mapping[str, Any], config: PluginConfig) -> RequestFacts:
+    """Access got no body from get_body: its size, and why, now that serialize() tells them."""
+    length = sizes.request_body_bytes(serialized)
+    if not length:
+        return facts  # no body at all: nothing was left unread
+    reason = kong_state.unread_reason(length, max_body_bytes=config.max_body_bytes,
+                                      client_body_buffer_size=config.client_body_buffer_size)  # fmt: skip
+    return dataclasses.replace(facts, unread_body_bytes=length, unread_reason=reason or notes.BODY_NOT_JSON)
 
 
 def _buffered_answer_kept(kong: Any, serialized: Mapping[str, Any], answered_by: str | None, *, verify: bool = False) -> bool:

@@ -12,6 +12,11 @@ plugin asks Kong only what cannot raise in the request's present state:
   shows in its first ``serialize()`` (the ``source`` field came with 3.8,
   Kong/kong#13177, like the file read, #13431): until then, and on older
   Kong, a body above ``client_body_buffer_size`` is not read.
+* ``kong.request.get_body`` cannot raise for JSON: what it cannot read (a
+  spooled body before 3.8, a file over ``max_allowed_file_size``) or decode
+  comes back as ``nil, err``, and mp_rpc sends a plain nil (no fix_raw). A body
+  nginx holds in memory (up to ``client_body_buffer_size``) is read whatever
+  the limit, so the plugin uses it only when that is at most ``max_body_bytes``.
 * ``kong.service.response.get_raw_body`` raises unless ``ngx.ctx.buffered_proxying``
   is still set in the log timer. Kong clears it when its error handler answers
   (kong/error_handlers.lua: 502/504, a truncated buffered answer; serialize()
@@ -29,6 +34,11 @@ from typing import Any
 from .usage import notes
 
 READ_WHOLE_FILE = 0  # get_raw_body(max_allowed_file_size=0): no limit but client_max_body_size
+# kong.request.get_body(mimetype, max_args, max_allowed_file_size) decodes the body as JSON
+# whatever its Content-Type. max_args is unused for JSON but must not be nil: the
+# Args array would have a hole, and Lua's unpack() of it may drop the size limit.
+JSON_BODY = "application/json"
+UNUSED_MAX_ARGS = 100
 
 
 class KongRuntime:
@@ -63,6 +73,11 @@ def unread_reason(length: int | None, *, max_body_bytes: int, client_body_buffer
     if length > client_body_buffer_size and not runtime.reads_spooled_bodies:
         return notes.BODY_SPOOLED
     return ""
+
+
+def decodes_bodies(*, max_body_bytes: int, client_body_buffer_size: int) -> bool:
+    """Whether ``get_body`` keeps to ``max_body_bytes``: no body in memory can be larger."""
+    return client_body_buffer_size <= max_body_bytes
 
 
 def answered_by(serialized: Mapping[str, Any]) -> str | None:

@@ -101,12 +101,13 @@ Schema: list[dict[str, Any]] = [
     {"max_body_bytes": {
         **_integer(10 * 1024 * 1024, 1024, 256 * 1024 * 1024),
         "description": "largest request or response body the plugin reads; a larger request body is not read and "
-                       "its prompt is estimated from its Content-Length (labelled)",
+                       "its prompt is estimated from its size (labelled)",
     }},
     {"client_body_buffer_size": {
         **_integer(8 * 1024, 1024, 256 * 1024 * 1024),
         "description": "Kong's nginx_http_client_body_buffer_size: until Kong shows it is 3.8 or newer (which reads "
-                       "request bodies nginx spooled to disk), larger bodies are not read",
+                       "request bodies nginx spooled to disk), larger bodies are not read; above max_body_bytes, "
+                       "access checks Content-Length before reading (one more PDK call)",
     }},
     # -- delivery --
     {"queue_max_events": _integer(10_000, 100, 1_000_000)},

@@ -308,3 +308,35 @@ def test_plugin_exception_means_no_answer_and_kong_carries_on(
     front.wait_for_logs()
     failures = front.take_failures()
     assert any("RpcTimeout" in f for f in failures)
+
+
+def test_get_body_decodes_json_like_cjson_and_sends_it_as_lua_would(probe_front) -> None:
+    """kong/pdk/request.lua get_body: cjson.safe.decode, then lua-MessagePack: {} is an empty table
+    and travels as an empty array, null as nil, integral numbers as integers."""
+    front, report_dir = probe_front
+    access = [["kong.request.get_body", ["application/json", 100, 0]]]
+    body = b'{"model": "m", "empty": {}, "none": null, "t": 1.0, "list": [1, null]}'
+    headers = {**probe_headers("getbody", access=access), "apikey": "alice-key", "Content-Type": "text/plain"}
+    request(front.url, "POST", "/llm/x", body=body, headers=headers)
+    value = _values(read_report(report_dir, "getbody", "access"))["kong.request.get_body"]
+    assert value == {"model": "m", "empty": [], "none": None, "t": 1, "list": [1, None]}
+
+
+@pytest.mark.parametrize("body", [b'{"a": "\\ud800"}', b'{"a": "\\udc00\\ud800"}', b"[" * 1001 + b"]" * 1001, b"", b"null", b"3"])
+def test_get_body_gives_nil_for_what_cjson_refuses_or_what_is_no_table(probe_front, body: bytes) -> None:
+    front, report_dir = probe_front
+    access = [["kong.request.get_body", ["application/json", 100, 0]]]
+    headers = {**probe_headers("refused", access=access), "apikey": "alice-key"}
+    request(front.url, "POST", "/llm/x", body=body, headers=headers)
+    result = read_report(report_dir, "refused", "access")[0]
+    assert result["value"] is None and "exception" not in result
+    assert not front.take_failures()
+
+
+def test_a_nil_before_another_pdk_argument_fails_loudly(probe_front) -> None:
+    """Lua's unpack() of a table with a hole may stop at it: the arguments after a nil can be lost."""
+    front, _ = probe_front
+    access = [["kong.request.get_body", ["application/json", None, 0]]]
+    request(front.url, "POST", "/llm/x", body=b"{}", headers={**probe_headers("hole", access=access), "apikey": "alice-key"})
+    front.wait_for_logs()
+    assert any("called with nil before another argument" in f for f in front.take_failures())

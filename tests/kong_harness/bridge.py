@@ -227,6 +227,12 @@ class ExternalPlugin:
             method = data["Method"]
             args = data.get("Args")
             args = list(args) if isinstance(args, (list, tuple)) else ([] if args is None else [args])
+            if None in args and any(a is not None for a in args[args.index(None):]):
+                # lua-MessagePack unpacks the Args array into a table with a hole, and
+                # call_pdk_method runs method(unpack(args)): the length of a table with
+                # a hole is undefined in Lua, so the arguments after it may be lost.
+                self._fail(ctx, f"[{self.name}] {phase}: {method} called with nil before another argument: {args!r}")
+                args = args[: args.index(None)]
             with self._counter_lock:
                 self.pdk_calls[method] += 1
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -133,6 +134,81 @@ def lua_packb(value: Any) -> bytes:
     if isinstance(value, (list, tuple)):
         return _STR_PACKER.pack_array_header(len(value)) + b"".join(lua_packb(v) for v in value)
     return _STR_PACKER.pack(value)
+
+
+# lua-cjson (openresty/lua-cjson, the decoder Kong's kong/tools/cjson.lua wraps in
+# cjson.safe): escapes are read in order, and a \\u escape of a surrogate must be a high
+# one followed at once by a low one, or decoding fails.
+_JSON_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+CJSON_DECODE_MAX_DEPTH = 1000  # lua-cjson's default; Kong does not change it
+# Python's json and msgpack count nesting against the recursion limit (1000 by default):
+# without room above cjson's depth the harness would refuse bodies Kong decodes.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * CJSON_DECODE_MAX_DEPTH))
+
+
+class CjsonDecodeError(ValueError):
+    """cjson.safe.decode returned nil (and an error Kong's get_body drops)."""
+
+
+def cjson_decode(raw: bytes) -> Any:
+    """cjson.safe.decode as Kong runs it, in the shapes lua-MessagePack then sends.
+
+    - bytes that are not UTF-8 pass through inside strings (they come back as
+      `bytes`, which :func:`lua_packb` sends as msgpack str, like Lua would);
+    - an unpaired surrogate escape, nesting deeper than 1000, or trailing text fail;
+    - raw control characters inside strings are accepted;
+    - JSON null is cjson.null, which mp_rpc packs as nil (None); an empty object or
+      array is an empty Lua table, which lua-MessagePack packs as an empty array;
+      integral numbers travel as integers (:func:`lua_number`).
+    """
+    text = raw.decode("utf-8", errors="surrogateescape")
+    escapes = list(_JSON_ESCAPE.finditer(text))
+    for i, match in enumerate(escapes):
+        code = int(match.group(1), 16) if match.group(1) else None
+        if code is None or not 0xD800 <= code <= 0xDFFF:
+            continue
+        follower = escapes[i + 1] if i + 1 < len(escapes) else None
+        paired_low = (follower is not None and follower.start() == match.end() and follower.group(1) is not None
+                      and 0xDC00 <= int(follower.group(1), 16) <= 0xDFFF)  # fmt: skip
+        previous = escapes[i - 1] if i else None
+        is_low_of_pair = (previous is not None and previous.end() == match.start() and previous.group(1) is not None
+                          and 0xD800 <= int(previous.group(1), 16) <= 0xDBFF)  # fmt: skip
+        if not ((code <= 0xDBFF and paired_low) or (code >= 0xDC00 and is_low_of_pair)):
+            raise CjsonDecodeError("invalid unicode escape")
+    try:
+        value = json.loads(text, strict=False)
+    except (ValueError, RecursionError) as exc:
+        raise CjsonDecodeError(str(exc)) from None
+    if _depth(value) > CJSON_DECODE_MAX_DEPTH:
+        raise CjsonDecodeError(f"found too many nested data structures ({CJSON_DECODE_MAX_DEPTH + 1})")
+    return _lua_shape(lua_number(value))
+
+
+def _depth(value: Any) -> int:
+    """Nesting as lua-cjson counts it (json_decode_descend): each object or array is one level."""
+    depth, level = 0, [value]
+    while True:
+        containers = [c for c in level if isinstance(c, (dict, list))]
+        if not containers:
+            return depth
+        depth += 1
+        level = [v for c in containers for v in (c.values() if isinstance(c, dict) else c)]
+
+
+def _lua_shape(value: Any) -> Any:
+    if isinstance(value, str) and not value.isascii():
+        raw = value.encode("utf-8", "surrogateescape")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw  # not UTF-8: a Lua string keeps the bytes
+    if isinstance(value, dict):
+        if not value:
+            return []
+        return {_lua_shape(k): _lua_shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lua_shape(v) for v in value]
+    return value
 
 
 def decode_query(query: str, max_args: int = 100) -> dict[str, Any]:

@@ -12,7 +12,6 @@ call_pdk_method), so a `nil, err` return reaches Python as plain nil.
 
 from __future__ import annotations
 
-import json
 import socket
 import uuid
 from collections.abc import Callable
@@ -23,7 +22,9 @@ from . import phases as ph
 from .context import ExitRecord, Headers, RequestContext
 from .errors import LuaError, PdkSoftError
 from .luaisms import (
+    CjsonDecodeError,
     LuaBinary,
+    cjson_decode,
     cjson_encode,
     cjson_encode_raw,
     decode_query,
@@ -437,22 +438,31 @@ def build_registry(env: PdkEnvironment) -> dict[str, PdkMethod]:
 
     @pdk("kong.request.get_body")
     def _(ctx: RequestContext, mimetype: Any = None, max_args: Any = None, max_file: Any = None) -> Any:
+        # kong/pdk/request.lua get_body: the type is the given mimetype or the request's,
+        # without parameters, matched by prefix. It returns nil, err for what it cannot
+        # read or decode; mp_rpc keeps the nil (no fix_raw: nothing raises).
         check_phase(ctx.phase, ph.BEFORE_CONTENT)
         _require_request(ctx)
-        content_type = (mimetype or ctx.headers.first("content-type") or "").lower()
+        content_type = mimetype or ctx.headers.first("content-type")
         if not content_type:
             raise PdkSoftError("missing content type")
-        if "application/json" in content_type:
-            # get_body reads JSON through get_raw_body(max_allowed_file_size): same limits
-            if ctx.body_in_file and (ctx.kong_version < (3, 8) or not isinstance(max_file, (int, float))
-                                     or max_file < 0 or 0 < max_file < len(ctx.body)):  # fmt: skip
+        kind = str(content_type).lower().split(";", 1)[0]
+        if kind.startswith("application/x-www-form-urlencoded"):
+            _check_max(max_args, "max_args", 1, 1000)
+            return decode_query(ctx.body.decode("utf-8", errors="replace"), int(max_args or 100))
+        if kind.startswith("application/json"):
+            # get_raw_body(max_allowed_file_size), then cjson.safe.decode: the same limits
+            spooled = ctx.body_in_file and (ctx.kong_version < (3, 8) or not isinstance(max_file, (int, float))
+                                            or max_file < 0 or 0 < max_file < len(ctx.body))  # fmt: skip
+            if spooled:
                 raise PdkSoftError("request body did not fit into client body buffer, consider raising 'client_body_buffer_size'")
             try:
-                return json.loads(ctx.body or b"null")
-            except ValueError:
+                doc = cjson_decode(ctx.body)
+            except CjsonDecodeError:
                 raise PdkSoftError("invalid json body") from None
-        if "application/x-www-form-urlencoded" in content_type:
-            return decode_query(ctx.body.decode("utf-8", errors="replace"), int(max_args or 100))
+            if not isinstance(doc, (dict, list)):
+                raise PdkSoftError("invalid json body")
+            return doc
         raise PdkSoftError(f"unsupported content type '{content_type}'")
 
     @pdk("kong.request.get_start_time")

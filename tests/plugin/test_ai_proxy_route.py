@@ -72,7 +72,7 @@ def test_auto_mode_learns_ai_proxy_and_stops_calling_kong_in_access(tmp_path: Pa
     expected = expected_usage(CHAT, CACHED)
     with gateway(tmp_path) as (front, sink):
         first, event = _send(front, sink, "/proxied", CHAT, CACHED)
-        assert "kong.request.get_raw_body" in first  # nothing learned yet: the full auto work
+        assert "kong.request.get_body" in first  # nothing learned yet: the full auto work
         assert event.usage_source == pb.USAGE_SOURCE_PROVIDER
 
         for _ in range(2):

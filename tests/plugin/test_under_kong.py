@@ -61,33 +61,32 @@ def pdk_methods(front: Any, phase: str) -> list[str]:
 # ------------------------------------------------------------ request bodies of any size
 
 
+GET_BODY_ARGS = ["application/json", 100, 10 * 1024 * 1024]  # JSON whatever the type; no nil hole; max_body_bytes
+
+
 @pytest.mark.parametrize("size", [9 * 1024, 200 * 1024, 3 * 1024 * 1024], ids=["9k", "200k", "3m"])
-def test_a_body_nginx_spooled_to_disk_is_read_from_the_file_and_metered_exactly(tmp_path: Path, size: int) -> None:
+def test_a_body_nginx_spooled_to_disk_is_decoded_by_kong_and_metered_exactly_from_the_first_request(
+        tmp_path: Path, size: int) -> None:  # fmt: skip
     with metered_front(tmp_path) as m:
-        post(m.url, CHAT, chat(100))  # Kong's version shows in the first serialize(): then spooled bodies are readable
-        m.events(1)
         body = chat(size)
         status, _ = post(m.url, CHAT, body)
         assert status == 200
-        _, event = m.events(2)
+        (event,) = m.events(1)
         assert m.front.last_request().body_in_file
         assert event.usage_source == pb.USAGE_SOURCE_PROVIDER
         assert event.input_tokens == expected_usage(body)["prompt_tokens"]
-        assert ["kong.request.get_raw_body"] == [c.method for c in m.front.last_request().pdk_calls if c.method.endswith("raw_body") and c.phase == "access"]
-        assert next(c.args for c in m.front.last_request().pdk_calls if c.method == "kong.request.get_raw_body") == [0]
+        assert pdk_methods(m.front, "access") == ["kong.request.get_body", "kong.service.request.enable_buffering"]
+        assert next(c.args for c in m.front.last_request().pdk_calls if c.method == "kong.request.get_body") == GET_BODY_ARGS
 
 
-def test_before_kong_shows_its_version_a_spooled_body_is_not_read_but_estimated_from_its_size(tmp_path: Path) -> None:
+def test_a_small_body_costs_one_decode_and_the_buffering_switch(tmp_path: Path) -> None:
     with metered_front(tmp_path) as m:
-        body = chat(50 * 1024)
-        status, _ = post(m.url, CHAT, body)
+        status, _ = post(m.url, CHAT, chat(100))
         assert status == 200
         (event,) = m.events(1)
-        assert "kong.request.get_raw_body" not in pdk_methods(m.front, "access")
-        assert event.usage_source == pb.USAGE_SOURCE_ESTIMATED
-        assert {"estimated", "prompt-from-content-length"} <= notes(event)
-        exact = expected_usage(body)["prompt_tokens"]
-        assert exact / 2 <= event.input_tokens <= exact * 2
+        assert event.usage_source == pb.USAGE_SOURCE_PROVIDER
+        assert pdk_methods(m.front, "access") == ["kong.request.get_body", "kong.service.request.enable_buffering"]
+        assert len(m.front.last_request().pdk_calls) == 4  # with serialize and the answer: the ≤ 4 calls goal
 
 
 def test_on_kong_3_7_a_spooled_body_is_never_read_and_never_fails(tmp_path: Path) -> None:
@@ -96,32 +95,121 @@ def test_on_kong_3_7_a_spooled_body_is_never_read_and_never_fails(tmp_path: Path
             status, _ = post(m.url, CHAT, chat(20 * 1024))
             assert status == 200
         events = m.events(3)
-        assert all(e.usage_source == pb.USAGE_SOURCE_ESTIMATED and "prompt-from-content-length" in notes(e) for e in events)
+        assert all(e.usage_source == pb.USAGE_SOURCE_ESTIMATED for e in events)
+        assert all({"body-spooled", "prompt-from-content-length"} <= notes(e) for e in events)
+        assert "kong.service.request.enable_buffering" not in pdk_methods(m.front, "access")  # streaming unknown
 
 
 def test_a_body_above_max_body_bytes_is_not_read_and_the_prompt_is_estimated_from_content_length(tmp_path: Path) -> None:
     with metered_front(tmp_path, plugin_config={"max_body_bytes": 16 * 1024}) as m:
-        post(m.url, CHAT, chat(100))
-        m.events(1)
         body = chat(64 * 1024)
         status, _ = post(m.url, CHAT, body)
         assert status == 200
-        _, event = m.events(2)
-        assert "kong.request.get_raw_body" not in pdk_methods(m.front, "access")
-        assert "kong.service.request.enable_buffering" not in pdk_methods(m.front, "access")  # streaming unknown: never buffer
+        (event,) = m.events(1)
+        assert pdk_methods(m.front, "access") == ["kong.request.get_body", "kong.log.set_serialize_value"]
+        assert next(c.args for c in m.front.last_request().pdk_calls if c.method == "kong.request.get_body")[2] == 16 * 1024
         assert event.usage_source == pb.USAGE_SOURCE_ESTIMATED
-        assert {"prompt-from-content-length"} <= notes(event)
+        assert {"body-too-large", "prompt-from-content-length"} <= notes(event)
+        exact = expected_usage(body)["prompt_tokens"]
+        assert exact / 2 <= event.input_tokens <= exact * 2
         assert event.HasField("output_tokens")  # the answer's bytes give an estimate too
 
 
-def test_a_small_body_still_costs_one_length_check_and_one_read(tmp_path: Path) -> None:
+def test_a_chunked_body_without_content_length_is_read_too(tmp_path: Path) -> None:
     with metered_front(tmp_path) as m:
-        status, _ = post(m.url, CHAT, chat(100))
-        assert status == 200
+        body = json.dumps(chat(3000)).encode()
+        host, port = m.url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            conn.putrequest("POST", CHAT)
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            for i in range(0, len(body), 1000):
+                part = body[i : i + 1000]
+                conn.send(b"%x\r\n%s\r\n" % (len(part), part))
+            conn.send(b"0\r\n\r\n")
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()
         (event,) = m.events(1)
         assert event.usage_source == pb.USAGE_SOURCE_PROVIDER
+        assert event.input_tokens == expected_usage(json.loads(body))["prompt_tokens"]
+
+
+UNDECODED = ["kong.request.get_body", "kong.log.set_serialize_value"]  # nil back: never buffer a maybe-stream
+DECODED = ["kong.request.get_body", "kong.service.request.enable_buffering"]
+ESTIMATED_NOT_JSON = (pb.USAGE_SOURCE_ESTIMATED, {"estimated", "body-not-json", "prompt-from-content-length"})
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "access", "upstream_status", "usage"),
+    [
+        # the mock upstream, like a provider, answers 400 to what it cannot parse: never estimated, never billed
+        (b"Summarise the ledger, please.", "text/plain", UNDECODED, 400, (pb.USAGE_SOURCE_NONE, {"upstream-error"})),
+        (b"null", "application/json", UNDECODED, 400, (pb.USAGE_SOURCE_NONE, {"upstream-error"})),
+        # cjson refuses an unpaired surrogate escape (Python's json takes it): estimated from its size, and says why
+        (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\\ud800"}]}', "application/json",
+         UNDECODED, 200, ESTIMATED_NOT_JSON),
+        # deeper than cjson's 1000 levels: the same
+        (b'{"model": "gpt-4o-mini", "messages": [' + b"[" * 1200 + b"]" * 1200 + b"]}", "application/json",
+         UNDECODED, 200, ESTIMATED_NOT_JSON),
+        # 1000 levels decode and travel (msgpack's own stack is 1024 deep): the answer is buffered and exact
+        (b'{"model": "gpt-4o-mini", "messages": [' + b"[" * 998 + b"]" * 998 + b"]}", "application/json",
+         DECODED, 200, (pb.USAGE_SOURCE_PROVIDER, {""})),
+        # Lua strings are bytes: Kong sends invalid UTF-8 as msgpack str, which the plugin server decodes with U+FFFD
+        (b'{"model": "gpt-4o-\xff", "messages": [{"role": "user", "content": "caf\xe9"}]}', "application/json",
+         DECODED, 400, (pb.USAGE_SOURCE_NONE, {"no-usage", "upstream-error"})),
+        # an empty Lua table travels as an empty msgpack array: still a decoded body
+        (b"{}", "application/json", DECODED, 200, (pb.USAGE_SOURCE_PROVIDER, {""})),
+    ],
+    ids=["not-json", "null", "lone-surrogate", "too-deep", "1000-deep", "not-utf8", "empty-object"],
+)
+def test_a_body_kong_cannot_decode_or_decodes_oddly_harms_nothing_and_gives_one_labelled_event(
+        tmp_path: Path, body: bytes, content_type: str, access: list[str], upstream_status: int,
+        usage: tuple[int, set[str]]) -> None:  # fmt: skip
+    with metered_front(tmp_path) as m:
+        status, _ = post(m.url, CHAT, body, headers={"Content-Type": content_type})
+        assert status == upstream_status  # Kong passed it on as the client sent it
+        (event,) = m.events(1)
+        assert pdk_methods(m.front, "access") == access
+        assert event.usage_source == usage[0]
+        assert usage[1] <= notes(event)
+        assert m.server.running
+
+
+def test_buffered_mode_reads_the_raw_bytes_to_rewrite_them(tmp_path: Path) -> None:
+    with metered_front(tmp_path, plugin_config={"usage_capture": "buffered"}) as m:
+        status, _ = post(m.url, CHAT, chat(100))
+        assert status == 200
+        m.events(1)
+        assert pdk_methods(m.front, "access")[:2] == ["kong.request.get_header", "kong.request.get_raw_body"]
+
+
+def test_in_buffered_mode_before_kong_shows_its_version_a_spooled_body_is_not_read(tmp_path: Path) -> None:
+    with metered_front(tmp_path, plugin_config={"usage_capture": "buffered"}) as m:
+        status, _ = post(m.url, CHAT, chat(50 * 1024))
+        assert status == 200
+        (event,) = m.events(1)
+        assert "kong.request.get_raw_body" not in pdk_methods(m.front, "access")  # it could raise: never asked
+        assert event.usage_source == pb.USAGE_SOURCE_PROVIDER  # the buffered answer still counts it exactly
+
+
+def test_when_kong_holds_bodies_larger_than_max_body_bytes_in_memory_access_checks_the_length_first(tmp_path: Path) -> None:
+    config = {"max_body_bytes": 16 * 1024, "client_body_buffer_size": 64 * 1024}
+    with metered_front(tmp_path, plugin_config=config, client_body_buffer_size=64 * 1024) as m:
+        status, _ = post(m.url, CHAT, chat(100))
+        assert status == 200
+        m.events(1)
         assert pdk_methods(m.front, "access") == [
             "kong.request.get_header", "kong.request.get_raw_body", "kong.service.request.enable_buffering"]  # fmt: skip
+        body = chat(32 * 1024)  # in Kong's memory, over max_body_bytes: get_body would bring it all
+        status, _ = post(m.url, CHAT, body)
+        assert status == 200
+        _, event = m.events(2)
+        assert not m.front.last_request().body_in_file
+        assert pdk_methods(m.front, "access") == ["kong.request.get_header", "kong.log.set_serialize_value"]
+        assert {"body-too-large", "prompt-from-content-length"} <= notes(event)
 
 
 # ------------------------------------------------------------ every request that reaches log gives one event

@@ -18,7 +18,7 @@ from .estimate import warm as warm_tokenizer
 from .facts import RequestFacts
 from .kong import ai_proxy_ran, requested_model_from_ai_proxy, usage_from_ai_proxy
 from .parse import Exchange, parse_usage, sniff_family
-from .prepare import prepare_request
+from .prepare import prepare_decoded_request, prepare_request
 from .record import UsageRecord, UsageSource
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "detect_family",
     "estimate_usage",
     "parse_usage",
+    "prepare_decoded_request",
     "prepare_request",
     "requested_model_from_ai_proxy",
     "sniff_family",

@@ -28,7 +28,9 @@ class RequestFacts:
     ``unread_body_bytes`` / ``unread_reason``: the request body was not read
     (its Content-Length, and why: ``body-too-large`` or ``body-spooled``), so
     ``streaming`` was not known in access and the prompt, if estimated, comes
-    from the length.
+    from the length. ``undecoded_body``: access asked Kong to decode the body
+    (``kong.request.get_body``) and got nothing back, which says neither the
+    size nor why; the log phase fills both in from ``serialize()``.
     """
 
     provider: str
@@ -40,6 +42,7 @@ class RequestFacts:
     estimated_prompt_tokens: int | None = None
     unread_body_bytes: int | None = None
     unread_reason: str = ""
+    undecoded_body: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         """A small JSON-able dict with short keys (Kong ctx → log phase)."""
@@ -57,6 +60,8 @@ class RequestFacts:
         if self.unread_body_bytes is not None:
             wire["ub"] = self.unread_body_bytes
             wire["ur"] = self.unread_reason
+        if self.undecoded_body:
+            wire["ud"] = 1
         return wire
 
     @classmethod
@@ -79,6 +84,6 @@ class RequestFacts:
             if unread is not None and not (type(unread) is int and unread >= 0 and isinstance(reason, str) and len(reason) <= 64):
                 unread, reason = None, ""
             return cls(strs[0], strs[1], strs[2], bool(flags[0]), bool(flags[1]), bool(flags[2]), ep,
-                       unread, reason if unread is not None else "")  # fmt: skip
+                       unread, reason if unread is not None else "", data.get("ud") == 1)  # fmt: skip
         except Exception:  # noqa: BLE001 - contract: never raises on the hot path
             return None

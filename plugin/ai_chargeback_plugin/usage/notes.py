@@ -37,6 +37,7 @@ ANSWER_COMPRESSED = "answer-compressed"  # its byte count measures gzip/br outpu
 ERROR_BOUND = "err<={}%"  # the largest error of the size estimates above on the calibration corpus
 # Why a body was not read or not seen:
 BODY_SPOOLED = "body-spooled"  # nginx spooled the request body to disk and this Kong cannot read it back
+BODY_NOT_JSON = "body-not-json"  # Kong read the request body and could not decode it as JSON
 BODY_NOT_BUFFERED = "body-not-buffered"  # buffering was asked for, Kong did not keep the answer
 KONG_ERROR_PAGE = "kong-error-page"  # Kong answered with its own error page after trying the upstream
 UPSTREAM_FAILED = "upstream-failed"  # ... because the upstream failed: unreachable, timed out, truncated

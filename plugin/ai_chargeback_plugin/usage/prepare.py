@@ -94,15 +94,41 @@ def prepare_request(
         return _prepare(path, body, host, provider, api_family, inject_stream_usage, estimate_prompt,
                         estimate_streaming_prompt, max_body_bytes)  # fmt: skip
     except Exception:  # noqa: BLE001 - contract: never raises on the hot path
-        try:
-            prov, fam = detect.detect_family(path or "", host=host or "")
-        except Exception:  # noqa: BLE001 - contract: never raises on the hot path
-            prov, fam = "", ""
-        return RequestFacts(_pin(provider, prov), _pin(api_family, fam), "", False, False, False), None
+        return _fallback(path, host, provider, api_family)
+
+
+def _fallback(path: str, host: str, provider: str, api_family: str) -> tuple[RequestFacts, None]:
+    try:
+        prov, fam = detect.detect_family(path or "", host=host or "")
+    except Exception:  # noqa: BLE001 - contract: never raises on the hot path
+        prov, fam = "", ""
+    return RequestFacts(_pin(provider, prov), _pin(api_family, fam), "", False, False, False), None
 
 
 def _pin(configured: str, detected: str) -> str:
     return detected if configured in ("", "auto", None) else configured
+
+
+def prepare_decoded_request(
+    path: str,
+    doc: Any,
+    *,
+    provider: str = "auto",
+    api_family: str = "auto",
+    estimate_prompt: bool = False,
+    estimate_streaming_prompt: bool = False,
+) -> RequestFacts:
+    """:func:`prepare_request` for a body Kong decoded itself (``kong.request.get_body``). Never raises.
+
+    ``doc`` is what Kong sent back: a dict for a JSON object, None when Kong could
+    not read or decode the body. Nothing can be rewritten from it (its bytes are
+    not here), so there is no ``include_usage`` injection.
+    """
+    try:
+        return _facts(path or "", doc if isinstance(doc, dict) else None, "", provider, api_family, False,
+                      estimate_prompt, estimate_streaming_prompt, None)[0]  # fmt: skip
+    except Exception:  # noqa: BLE001 - contract: never raises on the hot path
+        return _fallback(path, "", provider, api_family)[0]
 
 
 def _prepare(
@@ -116,13 +142,6 @@ def _prepare(
     estimate_streaming_prompt: bool,
     max_body_bytes: int,
 ) -> tuple[RequestFacts, bytes | None]:
-    path = path or ""
-    det_provider, det_family = detect.detect_family(path, host=host or "")
-    provider = _pin(provider_cfg, det_provider)
-    family = _pin(family_cfg, det_family)
-    url_model = detect.model_from_path(path) or detect.azure_deployment(path)
-    streaming = detect.is_streaming_path(path)
-
     doc: Any = None
     if body and len(body) <= max_body_bytes:
         head = body[:4].lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -131,7 +150,28 @@ def _prepare(
                 doc = json.loads(body)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 doc = None
-    if not isinstance(doc, dict):
+    return _facts(path or "", doc if isinstance(doc, dict) else None, host, provider_cfg, family_cfg, inject,
+                  estimate_prompt, estimate_streaming_prompt, body)  # fmt: skip
+
+
+def _facts(
+    path: str,
+    doc: dict[str, Any] | None,
+    host: str,
+    provider_cfg: str,
+    family_cfg: str,
+    inject: bool,
+    estimate_prompt: bool,
+    estimate_streaming_prompt: bool,
+    body: bytes | None,
+) -> tuple[RequestFacts, bytes | None]:
+    """What the request says, from its decoded body (`body`: its bytes, when the caller has them)."""
+    det_provider, det_family = detect.detect_family(path, host=host or "")
+    provider = _pin(provider_cfg, det_provider)
+    family = _pin(family_cfg, det_family)
+    url_model = detect.model_from_path(path) or detect.azure_deployment(path)
+    streaming = detect.is_streaming_path(path)
+    if doc is None:
         if family in registry.STREAMS_BY_DEFAULT and body is not None and not body.strip():
             streaming = True
         return RequestFacts(provider, family, url_model, streaming, False, False), None

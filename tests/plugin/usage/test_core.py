@@ -5,10 +5,14 @@ The arithmetic sits in comments beside each expected number.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
+from typing import Any
 
+import msgpack
 import pytest
+from kong_harness.luaisms import cjson_decode, lua_packb
 
 from ai_chargeback_plugin import usage
 from ai_chargeback_plugin.usage import (
@@ -17,6 +21,7 @@ from ai_chargeback_plugin.usage import (
     UsageSource,
     estimate_usage,
     parse_usage,
+    prepare_decoded_request,
     prepare_request,
     usage_from_ai_proxy,
 )
@@ -215,6 +220,61 @@ def test_prepare_request_never_raises_on_junk() -> None:
         assert new is None and facts.api_family == "openai.chat"
     facts, new = prepare_request("/v1/chat/completions", b'{"stream":true}' + b" " * 100, max_body_bytes=10)
     assert new is None and not facts.streaming
+
+
+def _as_kong_sends(body: bytes) -> Any:
+    """kong.request.get_body's answer as the plugin server receives it: cjson, then lua-MessagePack."""
+    return msgpack.unpackb(lua_packb(cjson_decode(body)), raw=False, strict_map_key=False, unicode_errors="replace")
+
+
+_TOOL = {"type": "function", "function": {"name": "f", "parameters": {}}}
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"),
+    [
+        ("/v1/chat/completions", {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi é"}], "tools": [_TOOL]}),
+        ("/v1/chat/completions", {"model": "gpt-4o", "stream": True, "stream_options": {}, "messages": []}),
+        ("/v1/chat/completions", {"model": "m", "stream": True, "stream_options": {"include_usage": True}}),
+        ("/v1/messages", {"model": "claude", "stream": True, "system": [{"type": "text", "text": "s"}],
+                          "messages": [{"role": "user", "content": [{"type": "text", "text": "x" * 500}]}]}),
+        ("/v1/responses", {"model": "gpt-4o", "input": "hello", "stream": None}),
+        ("/v1beta/models/gemini-2.0-flash:streamGenerateContent", {"contents": [{"parts": [{"text": "t"}]}]}),
+        ("/api/generate", {"model": "llama3", "prompt": "p"}),
+        ("/api/chat", {"model": "llama3", "stream": False, "messages": [{"role": "user", "content": "c"}]}),
+        ("/model/anthropic.claude-3/invoke-with-response-stream", {"messages": [], "max_tokens": 1.0}),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": ["a", "b"]}),
+        ("/v1/chat/completions", {}),
+    ],
+)
+def test_a_body_kong_decoded_gives_the_facts_its_raw_bytes_give(path: str, doc: dict[str, Any]) -> None:
+    """Auto and estimate modes read bodies through get_body, buffered mode raw: one request, the same facts."""
+    body = json.dumps(doc).encode()
+    for estimate_prompt, estimate_streaming_prompt in ((False, True), (True, False)):
+        raw_facts, _ = prepare_request(path, body, inject_stream_usage=False, estimate_prompt=estimate_prompt,
+                                       estimate_streaming_prompt=estimate_streaming_prompt)  # fmt: skip
+        decoded_facts = prepare_decoded_request(path, _as_kong_sends(body), estimate_prompt=estimate_prompt,
+                                                estimate_streaming_prompt=estimate_streaming_prompt)  # fmt: skip
+        if not _has_empty_object(doc):
+            assert decoded_facts == raw_facts
+            continue
+        # {} arrives as an empty Lua table, i.e. an empty array: the same facts, and the
+        # prompt estimate counts a tool's empty parameters as "[]": a token apart at most.
+        raw_tokens, decoded_tokens = raw_facts.estimated_prompt_tokens, decoded_facts.estimated_prompt_tokens
+        assert dataclasses.replace(decoded_facts, estimated_prompt_tokens=raw_tokens) == raw_facts
+        assert raw_tokens is None or abs(raw_tokens - (decoded_tokens or 0)) <= 1
+
+
+def _has_empty_object(value: Any) -> bool:
+    if isinstance(value, dict):
+        return not value or any(_has_empty_object(v) for v in value.values())
+    return isinstance(value, list) and any(_has_empty_object(v) for v in value)
+
+
+def test_prepare_decoded_request_never_raises_on_what_kong_may_send() -> None:
+    for doc in (None, [], [1, 2], "x", 3, {"model": 7, "stream": "yes"}, {"messages": [[[[]]]]}, {"messages": {"a": None}}):
+        facts = prepare_decoded_request("/v1/chat/completions", doc, estimate_prompt=True)
+        assert facts.api_family == "openai.chat" and not facts.usage_injected
 
 
 def test_facts_wire_round_trip_and_tolerance() -> None:
