@@ -162,6 +162,19 @@ def cjson_decode(raw: bytes) -> Any:
       integral numbers travel as integers (:func:`lua_number`).
     """
     text = raw.decode("utf-8", errors="surrogateescape")
+    if "\\u" in text:
+        _check_surrogate_escapes(text)
+    try:
+        value = json.loads(text, strict=False)
+    except (ValueError, RecursionError) as exc:
+        raise CjsonDecodeError(str(exc)) from None
+    # Each level opens a bracket: fewer brackets than the limit cannot nest past it.
+    if text.count("[") + text.count("{") > CJSON_DECODE_MAX_DEPTH and _depth(value) > CJSON_DECODE_MAX_DEPTH:
+        raise CjsonDecodeError(f"found too many nested data structures ({CJSON_DECODE_MAX_DEPTH + 1})")
+    return _lua_shape(value)
+
+
+def _check_surrogate_escapes(text: str) -> None:
     escapes = list(_JSON_ESCAPE.finditer(text))
     for i, match in enumerate(escapes):
         code = int(match.group(1), 16) if match.group(1) else None
@@ -175,13 +188,6 @@ def cjson_decode(raw: bytes) -> Any:
                           and 0xD800 <= int(previous.group(1), 16) <= 0xDBFF)  # fmt: skip
         if not ((code <= 0xDBFF and paired_low) or (code >= 0xDC00 and is_low_of_pair)):
             raise CjsonDecodeError("invalid unicode escape")
-    try:
-        value = json.loads(text, strict=False)
-    except (ValueError, RecursionError) as exc:
-        raise CjsonDecodeError(str(exc)) from None
-    if _depth(value) > CJSON_DECODE_MAX_DEPTH:
-        raise CjsonDecodeError(f"found too many nested data structures ({CJSON_DECODE_MAX_DEPTH + 1})")
-    return _lua_shape(lua_number(value))
 
 
 def _depth(value: Any) -> int:
@@ -196,19 +202,19 @@ def _depth(value: Any) -> int:
 
 
 def _lua_shape(value: Any) -> Any:
-    if isinstance(value, str) and not value.isascii():
+    if isinstance(value, str):
+        if value.isascii():
+            return value
         raw = value.encode("utf-8", "surrogateescape")
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             return raw  # not UTF-8: a Lua string keeps the bytes
     if isinstance(value, dict):
-        if not value:
-            return []
-        return {_lua_shape(k): _lua_shape(v) for k, v in value.items()}
+        return {_lua_shape(k): _lua_shape(v) for k, v in value.items()} if value else []
     if isinstance(value, list):
         return [_lua_shape(v) for v in value]
-    return value
+    return lua_number(value)
 
 
 def decode_query(query: str, max_args: int = 100) -> dict[str, Any]:
