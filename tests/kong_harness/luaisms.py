@@ -72,15 +72,46 @@ def cjson_encode_raw(value: Any) -> bytes:
       header holding a Latin-1 byte makes the output invalid UTF-8
       (lua-cjson strbuf escaping; Kong's serialize() is then sent as it is).
       `bytes` values stand for such wire strings; `str` values are UTF-8.
+
+    Keys are strings or numbers, as lua-cjson allows. Most values take a fast
+    path through the C json encoder; it gives up, leaving them to the exact
+    encoder below, on anything whose bytes could differ (an empty or Lua array,
+    a `bytes` value, an integral float, a lone surrogate). Kong's cjson is C,
+    and the plugin bench times requests next to this encoder in one process.
     """
+    fast = _cjson_encode_fast(value)
+    return fast if fast is not None else _cjson_encode_exact(value)
+
+
+_INTEGRAL_FLOAT = re.compile(r"(?:^|[:\[,])-?\d+\.0(?:[,\]}]|$)")  # a number token like 3.0 (Python's repr of one)
+
+
+def _reject(_: Any) -> Any:
+    raise TypeError
+
+
+def _cjson_encode_fast(value: Any) -> bytes | None:
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_reject)
+    except (TypeError, ValueError):
+        return None
+    if "[]" in text or _INTEGRAL_FLOAT.search(text):
+        return None  # an empty table ({} or, with array_mt, []), an integral float; inside a string: only slower
+    try:
+        return text.replace("/", "\\/").replace("\x7f", "\\u007f").encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+
+
+def _cjson_encode_exact(value: Any) -> bytes:
     if isinstance(value, LuaArray):
-        return b"[" + b",".join(cjson_encode_raw(v) for v in value) + b"]"
+        return b"[" + b",".join(_cjson_encode_exact(v) for v in value) + b"]"
     if isinstance(value, (list, tuple)):
         if not value:
             return b"{}"
-        return b"[" + b",".join(cjson_encode_raw(v) for v in value) + b"]"
+        return b"[" + b",".join(_cjson_encode_exact(v) for v in value) + b"]"
     if isinstance(value, dict):
-        items = (_cjson_string(_key_bytes(k)) + b":" + cjson_encode_raw(v) for k, v in value.items())
+        items = (_cjson_string(_key_bytes(k)) + b":" + _cjson_encode_exact(v) for k, v in value.items())
         return b"{" + b",".join(items) + b"}"
     if isinstance(value, bytes):
         return _cjson_string(value)
