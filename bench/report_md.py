@@ -141,9 +141,9 @@ def _plugin_misses(key: str, row: dict[str, Any]) -> list[str]:
     calls = ", ".join(f"{phase} {count:g}" for phase, count in sorted(by_phase.items()))
     out = []
     if ours["pdk_calls_per_request"] > PDK_GOAL:
-        plain = (" Without ai-proxy the plugin reads the request itself: Content-Length first (a body nginx spooled "
-                 "past the limit would make get_raw_body fail the request: kong_state.py), the body, then buffering "
-                 "on; log reads serialize() and the buffered answer.") if "plain" in key else ""  # fmt: skip
+        plain = (" Without ai-proxy the plugin reads the request body itself (get_body; Content-Length and "
+                 "get_raw_body when client_body_buffer_size exceeds max_body_bytes: kong_state.py), then turns "
+                 "buffering on; log reads serialize() and the buffered answer.") if "plain" in key else ""  # fmt: skip
         out.append(f"- {key}, PDK calls: {ours['pdk_calls_per_request']:g} per request ({calls}).{plain}")
     ratio, alone = row["ratio_access_handler_p50"], row.get("ratio_access_handler_p50_isolated")
     own = (f"{in_access:g} PDK round trips in access, where the no-op makes none" if in_access >= 0.5
