@@ -263,33 +263,57 @@ KINDS = {  # kind -> (streaming, ai_proxy capture, path)
 }
 
 
+def _round(workdir: Path, gevent: bool, requests: int, kind: str) -> dict[str, Any]:
+    """One no-op run and one of ours, back to back in time: their ratios pair figures of one moment."""
+    streaming, ai_proxy, path = KINDS[kind]
+    try:
+        noop = run_noop(workdir / "n", gevent, requests, streaming, path)
+        metered = run_chargeback(workdir / "c", gevent, requests, streaming, ai_proxy, path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "ai_chargeback": metered,
+        "noop": noop,
+        "ratio_access_handler_p50": round(metered["handler"]["access"]["p50_ms"] / max(noop["handler"]["access"]["p50_ms"], 1e-9), 2),
+        "ratio_access_handler_p99": round(metered["handler"]["access"]["p99_ms"] / max(noop["handler"]["access"]["p99_ms"], 1e-9), 2),
+        "ratio_access_handler_p50_isolated": _ratio(metered, noop, "p50_ms"),
+        "ratio_access_handler_p99_isolated": _ratio(metered, noop, "p99_ms"),
+        "ratio_handler_total_p50": round(metered["handler_total_p50_ms"] / max(noop["handler_total_p50_ms"], 1e-9), 2),
+        "ratio_client_latency_p50": round(metered["client_latency"]["p50_ms"] / noop["client_latency"]["p50_ms"], 3),
+        "ratio_client_latency_p99": round(metered["client_latency"]["p99_ms"] / noop["client_latency"]["p99_ms"], 3),
+    }
+
+
+ROUND_RATIOS = ("ratio_access_handler_p50", "ratio_access_handler_p50_isolated", "ratio_client_latency_p50")
+
+
+def median_of_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median back-to-back ratio, each goal ratio the median of its own, and every round's ratios.
+
+    One run of a few hundred requests on a shared machine lands on either side of a
+    1.5× line by chance; the median of alternated rounds is what the goal is judged on.
+    """
+    ordered = sorted(rounds, key=lambda r: r["ratio_access_handler_p50"])
+    row = dict(ordered[len(ordered) // 2])
+    for name in ROUND_RATIOS:
+        row[name] = statistics.median(r[name] for r in rounds)
+    row["rounds"] = [{name: r[name] for name in ROUND_RATIOS} for r in rounds]
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3, help="alternated no-op/ours rounds per row; the median is reported")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     requests = 100 if args.quick else args.requests
+    rounds = 1 if args.quick else args.rounds
     results: dict[str, Any] = {}
     for mode in ("gevent", "threads"):
-        for kind, (streaming, ai_proxy, path) in KINDS.items():
-            workdir = Path(tempfile.mkdtemp(prefix="bench-plugin-"))
-            try:
-                noop = run_noop(workdir / "n", mode == "gevent", requests, streaming, path)
-                metered = run_chargeback(workdir / "c", mode == "gevent", requests, streaming, ai_proxy, path)
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-            access_ratio = metered["handler"]["access"]["p50_ms"] / max(noop["handler"]["access"]["p50_ms"], 1e-9)
-            results[f"{mode}/{kind}"] = {
-                "ai_chargeback": metered,
-                "noop": noop,
-                "ratio_access_handler_p50": round(access_ratio, 2),
-                "ratio_access_handler_p99": round(metered["handler"]["access"]["p99_ms"] / max(noop["handler"]["access"]["p99_ms"], 1e-9), 2),
-                "ratio_access_handler_p50_isolated": _ratio(metered, noop, "p50_ms"),
-                "ratio_access_handler_p99_isolated": _ratio(metered, noop, "p99_ms"),
-                "ratio_handler_total_p50": round(metered["handler_total_p50_ms"] / max(noop["handler_total_p50_ms"], 1e-9), 2),
-                "ratio_client_latency_p50": round(metered["client_latency"]["p50_ms"] / noop["client_latency"]["p50_ms"], 3),
-                "ratio_client_latency_p99": round(metered["client_latency"]["p99_ms"] / noop["client_latency"]["p99_ms"], 3),
-            }
+        for kind in KINDS:
+            runs = [_round(Path(tempfile.mkdtemp(prefix="bench-plugin-")), mode == "gevent", requests, kind) for _ in range(rounds)]
+            results[f"{mode}/{kind}"] = median_of_rounds(runs)
         workdir = Path(tempfile.mkdtemp(prefix="bench-plugin-"))
         try:
             results[f"{mode}/log_only"] = run_log_only(workdir, mode == "gevent", requests)

@@ -79,7 +79,9 @@ def _plugin(data: dict[str, Any]) -> list[str]:
            "Back to back, each request's access overlaps the previous request's log phase (in the plugin server "
            "and in the one-process Python harness); *isolated*, each request waits for it: the access handler alone. "
            "Plugin server CPU: every thread of its process (handlers, RPC, sender) over the back-to-back run, per "
-           "request: what one plugin server core pays for each request.", "",
+           "request: what one plugin server core pays for each request. Where a row ran several rounds, each alternating "
+           "the no-op and ours, its ratios are the medians of the rounds (run by run below the table) and its "
+           "milliseconds those of the round with the median back-to-back ratio.", "",
            "| mode / request | PDK calls/req (goal ≤ 4) | RPC round trips/req (no-op) | access p50/p99 ms (no-op) | "
            "log p50 ms (no-op) | access ratio p50 (goal ≤ 1.5×) / p99 | isolated: access p50/p99 ms (no-op) | "
            "isolated: access ratio p50 (goal ≤ 1.5×) / p99 | client p50 ratio | client p99 ratio | plugin server peak RSS MB (no-op) "
@@ -108,6 +110,12 @@ def _plugin(data: dict[str, Any]) -> list[str]:
             f"| {a['plugin_server_peak_rss_mb']} ({n['plugin_server_peak_rss_mb']}) "
             f"| {a.get('plugin_server_cpu_us_per_request', '–')} ({n.get('plugin_server_cpu_us_per_request', '–')}) |"
         )
+    rounds = [f"- {key}: back to back {_each(row['rounds'], 'ratio_access_handler_p50')}; "
+              f"alone {_each(row['rounds'], 'ratio_access_handler_p50_isolated')}; "
+              f"client p50 {_each(row['rounds'], 'ratio_client_latency_p50')}"
+              for key, row in data.items() if not key.startswith("_") and key not in log_only and len(row.get("rounds", ())) > 1]  # fmt: skip
+    if rounds:
+        out += ["", "Access ratios p50, round by round:", "", *rounds]
     whys = [why for key, row in data.items() if not key.startswith("_") and key not in log_only for why in _plugin_misses(key, row)]
     if whys:
         out += ["", "Why each miss:", "", *whys]
@@ -131,6 +139,10 @@ def _plugin(data: dict[str, Any]) -> list[str]:
                 f"| {_mark(row['goal_met'])} | {row['reason']} |"
             )
     return out + [""]
+
+
+def _each(rounds: list[dict[str, Any]], name: str) -> str:
+    return ", ".join(f"{r[name]:g}×" for r in rounds)
 
 
 def _plugin_misses(key: str, row: dict[str, Any]) -> list[str]:

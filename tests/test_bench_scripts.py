@@ -41,3 +41,19 @@ def test_each_missed_plugin_goal_gets_its_reason_from_the_rows_own_figures(monke
     assert "5 per request (access 3, log 2)" in calls and "Content-Length" in calls
     assert "4.1×" in back_to_back and "3 PDK round trips in access" in back_to_back
     assert "alone 2.9×" in alone and "3 PDK round trips in access" in alone
+
+
+def test_a_plugin_row_is_judged_on_the_median_of_its_rounds(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.syspath_prepend(str(BENCH))
+    import bench_plugin
+    import report_md
+
+    def run(b2b: float, alone: float, client: float) -> dict[str, object]:
+        return {"ratio_access_handler_p50": b2b, "ratio_access_handler_p50_isolated": alone,
+                "ratio_client_latency_p50": client, "ai_chargeback": {"marker": b2b}}  # fmt: skip
+
+    row = bench_plugin.median_of_rounds([run(2.08, 1.0, 1.3), run(1.41, 1.4, 1.1), run(1.48, 1.2, 1.2)])
+    assert (row["ratio_access_handler_p50"], row["ratio_access_handler_p50_isolated"], row["ratio_client_latency_p50"]) == (1.48, 1.2, 1.2)
+    assert row["ai_chargeback"] == {"marker": 1.48}  # the milliseconds come from the median round
+    assert [r["ratio_access_handler_p50"] for r in row["rounds"]] == [2.08, 1.41, 1.48]
+    assert report_md._each(row["rounds"], "ratio_access_handler_p50") == "2.08×, 1.41×, 1.48×"
