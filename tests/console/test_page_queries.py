@@ -14,13 +14,15 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from support.console_site import Running
 from support.seed import admitted_as_is, day_start, usage_event
 
 from ai_chargeback_aggregator.analytics.reports import Handle
+from ai_chargeback_aggregator.console import app as app_module
+from ai_chargeback_aggregator.console.access import parse_view
 from ai_chargeback_aggregator.console.page_runner import PageRunner
 
 # page -> (path, query string beyond the period, most queries it may send, with nothing kept from earlier pages)
@@ -163,3 +165,30 @@ def test_pages_do_not_wait_for_raw_reads_and_show_them_once_done(running: Runnin
     statement = wait_for(running, "/statement", statement_query, 'data-attribute="team"')
     assert 'data-pending' not in statement
     assert statement.count('data-field="last-write"') == 1 and "being computed" not in statement
+
+
+def test_the_statement_months_start_at_the_month_the_period_ends_in() -> None:
+    """A period from 18 November to 1 December offers December's statement first (it once started at November)."""
+    view = parse_view({"team": ["payments"], "from": ["2026-11-18"], "to": ["2026-12-01"]}, today=date(2026, 12, 8))
+    months = app_module._months(view)
+    assert months[:3] == ["2026-12", "2026-11", "2026-10"] and len(months) == 12
+    assert app_module._months(parse_view({"team": ["t"], "from": ["2026-01-05"], "to": ["2026-01-20"]}))[:2] == ["2026-01", "2025-12"]
+
+
+def test_a_merge_that_keeps_every_row_keeps_the_answers(running: Running) -> None:
+    """Background merges run whenever they like; one that removes no row changes nothing a page reads."""
+    store = running.aggregator.store
+    parts = "SELECT count() FROM system.parts WHERE database = 'chargeback' AND table = 'usage_events' AND active"
+    at = day_start(running.last) + timedelta(hours=9)
+    ticket = running.aggregator.writer.submit(admitted_as_is([usage_event(at, team="merge-probe", app="probe")], "kong-1"))
+    assert ticket.wait(60) and ticket.outcome.stored == 1  # a second part in that month
+    running.aggregator.rollups.run_once(force=True)
+    query = {"team": "payments", "app": "checkout"}
+    fetch(running, "/team", query)
+    _, (sent, _) = fetch(running, "/team", query)
+    assert sent == 1
+    before = store.query(parts)[1][0][0]
+    store.command("OPTIMIZE TABLE chargeback.usage_events FINAL")
+    assert store.query(parts)[1][0][0] < before  # the merge happened: fewer parts, the same rows
+    _, (sent, reused) = fetch(running, "/team", query)
+    assert sent == 1 and reused > 0, (sent, reused)

@@ -488,9 +488,14 @@ def _linker(console: Console, request: Request, view: View) -> Callable[..., str
 
 
 def _months(view: View) -> list[str]:
-    first = view.first.replace(day=1)
+    """The statement months offered: the one the period ends in, then the eleven before it.
+
+    From the period's end, not its start: a period that crosses into a new month must
+    offer that month's statement too.
+    """
+    newest = view.last.replace(day=1)
     months = []
     for back in range(12):
-        year, month = divmod(first.year * 12 + first.month - 1 - back, 12)
+        year, month = divmod(newest.year * 12 + newest.month - 1 - back, 12)
         months.append(f"{year:04d}-{month + 1:02d}")
     return months

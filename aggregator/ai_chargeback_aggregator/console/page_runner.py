@@ -12,8 +12,9 @@ Across requests, answers are kept while the store's data is unchanged
 few milliseconds), and a different marker drops every kept answer. Every
 change to what pages read shows in it: an insert adds a part with a block
 number above every existing one (the table's maximum rises), a mutation
-(DELETE, UPDATE) raises ``data_version``, a dropped partition or a merge that
-removes rows changes the row count. An event written now therefore shows on
+(DELETE, UPDATE) gives its parts a ``data_version`` above every block, a dropped partition or a merge that
+removes rows changes the row count (a merge that keeps every row changes nothing a page
+reads, and not the marker either). An event written now therefore shows on
 the next page, as before: its insert changes the marker (and so do its hour's
 dirty mark, when one is written, and the rollup rebuild after it). The marker sees one server's
 parts only, so a cluster-mode console keeps answers for one request only. Under
@@ -45,8 +46,10 @@ Answer = tuple[list[str], list[tuple[Any, ...]]]  # (columns, rows), as Runner.q
 Key = tuple[str, str]
 
 # One row per table holding parts: a new part, a mutation or removed rows change it (module doc).
+# Not the number of parts, nor data_version alone: a merged part's data_version is its lowest block,
+# so a background merge that keeps every row would change them, and nothing a page reads.
 MARKER_SQL = (
-    "SELECT table, max(max_block_number), max(data_version), count(), sum(rows) "
+    "SELECT table, max(greatest(max_block_number, data_version)), sum(rows) "
     "FROM system.parts WHERE database = {db:String} AND active GROUP BY table ORDER BY table"
 )
 KEPT_ANSWERS = 256  # a page asks about ten; this keeps a few dozen pages' worth
