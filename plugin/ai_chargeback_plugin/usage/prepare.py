@@ -91,8 +91,8 @@ def prepare_request(
     injected, else None (forward the original body).
     """
     try:
-        return _prepare(path, body, host, provider, api_family, inject_stream_usage, estimate_prompt,
-                        estimate_streaming_prompt, max_body_bytes)  # fmt: skip
+        return _facts(path or "", _json_object(body, max_body_bytes), host, provider, api_family, inject_stream_usage,
+                      estimate_prompt, estimate_streaming_prompt, body)  # fmt: skip
     except Exception:  # noqa: BLE001 - contract: never raises on the hot path
         return _fallback(path, host, provider, api_family)
 
@@ -131,27 +131,18 @@ def prepare_decoded_request(
         return _fallback(path, "", provider, api_family)[0]
 
 
-def _prepare(
-    path: str,
-    body: bytes | None,
-    host: str,
-    provider_cfg: str,
-    family_cfg: str,
-    inject: bool,
-    estimate_prompt: bool,
-    estimate_streaming_prompt: bool,
-    max_body_bytes: int,
-) -> tuple[RequestFacts, bytes | None]:
-    doc: Any = None
-    if body and len(body) <= max_body_bytes:
-        head = body[:4].lstrip(b"\xef\xbb\xbf \t\r\n")
-        if head.startswith(b"{") or not head:
-            try:
-                doc = json.loads(body)
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                doc = None
-    return _facts(path or "", doc if isinstance(doc, dict) else None, host, provider_cfg, family_cfg, inject,
-                  estimate_prompt, estimate_streaming_prompt, body)  # fmt: skip
+def _json_object(body: bytes | None, max_body_bytes: int) -> dict[str, Any] | None:
+    """The raw body as a JSON object, or None (absent, too large, not JSON, not an object)."""
+    if not body or len(body) > max_body_bytes:
+        return None
+    head = body[:4].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not (head.startswith(b"{") or not head):
+        return None
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _facts(
